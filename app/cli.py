@@ -1,0 +1,145 @@
+"""The `patientgraph` command (contract section 2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.auth.signing import PrivateKey
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patientgraph", description="PatientGraph GraphQL API")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the API with built-in demo upstreams on loopback")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--tokens-file", type=Path)
+    demo.set_defaults(handler=_demo)
+
+    serve = sub.add_parser("serve", help="run the server from a TOML config")
+    serve.add_argument("--config", type=Path, required=True)
+    serve.set_defaults(handler=_serve)
+
+    token = sub.add_parser("token", help="print a signed JWT for demos and tests")
+    token.add_argument("--key", type=Path, required=True, help="PEM private key (RSA or EC)")
+    token.add_argument("--issuer", required=True)
+    token.add_argument("--audience", required=True)
+    token.add_argument("--sub", required=True)
+    token.add_argument("--role", action="append", default=[])
+    token.add_argument("--scope")
+    token.add_argument("--patient")
+    token.add_argument("--ttl", type=int, default=3600)
+    token.add_argument("--kid", help="key id header (default: thumbprint, as `jwks` prints)")
+    token.set_defaults(handler=_token)
+
+    jwks = sub.add_parser("jwks", help="print the public JWKS for a PEM private key")
+    jwks.add_argument("--key", type=Path, required=True)
+    jwks.add_argument("--kid")
+    jwks.set_defaults(handler=_jwks)
+
+    schema = sub.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(handler=_schema)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("path", type=Path)
+    check.set_defaults(handler=_check_config)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app.demo.runner import run_demo
+    from app.logging import configure_logging
+
+    configure_logging()
+    try:
+        asyncio.run(run_demo(args.host, args.port, args.tokens_file))
+    except OSError as exc:
+        print(f"patientgraph demo: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.logging import configure_logging
+    from app.main import create_app
+    from app.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"patientgraph serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging()
+    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
+                log_config=None, access_log=False, server_header=False)
+    return 0
+
+
+def _load_key(path: Path) -> PrivateKey:
+    from app.auth.signing import load_private_key
+
+    try:
+        return load_private_key(path.read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"patientgraph: cannot use key {path}: {exc.__class__.__name__}") from None
+
+
+def _token(args: argparse.Namespace) -> int:
+    from app.auth.signing import issue_token, key_id
+
+    key = _load_key(args.key)
+    print(issue_token(key, issuer=args.issuer, audience=args.audience, subject=args.sub,
+                      roles=args.role, scope=args.scope, patient=args.patient,
+                      ttl_seconds=args.ttl, kid=args.kid or key_id(key)))
+    return 0
+
+
+def _jwks(args: argparse.Namespace) -> int:
+    from app.auth.signing import key_id, public_jwk
+
+    key = _load_key(args.key)
+    print(json.dumps({"keys": [public_jwk(key, args.kid or key_id(key))]}, indent=2))
+    return 0
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    from schema.build import sdl
+
+    sys.stdout.write(sdl())
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from app.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.path)
+    except ConfigError as exc:
+        print(f"{args.path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.path}: ok ({len(settings.sources)} sources)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

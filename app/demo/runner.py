@@ -1,0 +1,129 @@
+"""`patientgraph demo`: the API plus its demo upstreams, all on loopback, in one process.
+
+Everything is fresh per run: a new signing key, a new SQLite patient index in a temporary
+folder, synthetic data from the generator. Nothing is written outside that folder except the
+optional tokens file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.auth.signing import issue_token, key_id, public_jwk
+from app.demo.fhir_server import create_fhir_app
+from app.demo.generator import UPSTREAMS, generate_population
+from app.demo.serving import serving
+from app.main import create_app
+from app.settings import Settings, settings_from_mapping
+
+ISSUER = "https://auth.demo.patientgraph.invalid/"
+AUDIENCE = "patientgraph"
+ROLES = ("patient", "clinician", "care-coordinator", "billing", "auditor", "admin")
+ROLE_SCOPES = {
+    "patient": "openid fhirUser patient/*.rs",
+    "clinician": "openid fhirUser user/*.rs",
+    "care-coordinator": "openid fhirUser user/Patient.rs user/Encounter.rs user/MedicationRequest.rs",
+    "billing": "openid fhirUser user/Patient.rs user/Coverage.rs",
+    "auditor": "openid fhirUser user/AuditEvent.rs",
+    "admin": "openid fhirUser user/*.cruds system/*.cruds",
+}
+INDEX_QUERY = "{ patients(first: 100) { nodes { id identifiers { system value } } } }"
+
+
+@dataclass(frozen=True)
+class DemoHandle:
+    graphql_url: str
+    tokens: dict[str, str]
+    patients: list[str]
+    upstream_urls: dict[str, str]
+
+    def tokens_file_json(self) -> str:
+        return json.dumps(
+            {"graphql_url": self.graphql_url, "tokens": self.tokens, "patients": self.patients},
+            indent=2,
+        )
+
+
+def demo_settings(workdir: Path, host: str, port: int, upstreams: dict[str, str],
+                  graphiql_token: str) -> Settings:
+    return settings_from_mapping({
+        "server": {"host": host, "port": port,
+                   "graphiql_headers": {"Authorization": f"Bearer {graphiql_token}"}},
+        "auth": {"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(workdir / "jwks.json")},
+        "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
+        "sources": [
+            {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5}
+            for name, url in upstreams.items()
+        ],
+    }, environ={})
+
+
+@contextlib.asynccontextmanager
+async def running_demo(host: str = "127.0.0.1", port: int = 8000, *, patients: int = 24
+                       ) -> AsyncIterator[DemoHandle]:
+    population = generate_population(patients=patients)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = key_id(key)
+
+    def token(role: str, patient: str | None = None) -> str:
+        return issue_token(key, issuer=ISSUER, audience=AUDIENCE, subject=f"demo-{role}",
+                           roles=[role], scope=ROLE_SCOPES[role], patient=patient,
+                           ttl_seconds=12 * 3600, kid=kid)
+
+    with tempfile.TemporaryDirectory(prefix="patientgraph-demo-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
+        async with contextlib.AsyncExitStack() as stack:
+            upstreams = {
+                name: await stack.enter_async_context(serving(create_fhir_app(population.upstreams[name])))
+                + "/fhir/R4"
+                for name in UPSTREAMS
+            }
+            tokens = {role: token(role) for role in ROLES if role != "patient"}
+            settings = demo_settings(workdir, host, port, upstreams, tokens["clinician"])
+            base = await stack.enter_async_context(serving(create_app(settings), host, port))
+            graphql_url = f"{base}/graphql"
+            patient_ids = await _index_patients(graphql_url, tokens["admin"])
+            tokens = {"patient": token("patient", patient_ids[0]), **tokens}
+            yield DemoHandle(graphql_url, tokens, patient_ids, upstreams)
+
+
+async def _index_patients(graphql_url: str, admin_token: str) -> list[str]:
+    """Ask the API for every demo patient once: this links them in the patient index."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(graphql_url, json={"query": INDEX_QUERY},
+                                     headers={"Authorization": f"Bearer {admin_token}"})
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise RuntimeError("demo upstreams did not answer while indexing")
+    return [node["id"] for node in body["data"]["patients"]["nodes"]]
+
+
+async def run_demo(host: str, port: int, tokens_file: Path | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_demo(host, port) as demo:
+        print(f"GraphiQL: {demo.graphql_url}")
+        for name, url in demo.upstream_urls.items():
+            print(f"Demo FHIR upstream {name}: {url}")
+        print(f"Demo patients: {len(demo.patients)} (the patient token is {demo.patients[0]})")
+        print("Tokens (send as 'Authorization: Bearer <token>'):")
+        for role, value in demo.tokens.items():
+            print(f"  {role}: {value}")
+        if tokens_file is not None:
+            tokens_file.write_text(demo.tokens_file_json())
+        print("Press Ctrl+C to stop.", flush=True)
+        await stop.wait()

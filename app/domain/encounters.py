@@ -1,0 +1,21 @@
+"""Encounters: visits, admissions and other patient interactions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.domain.common import CodeableConcept, RecordMeta, SourceLink, Sourced
+
+
+@dataclass(frozen=True, slots=True)
+class Encounter(Sourced):
+    sources: tuple[SourceLink, ...]
+    meta: RecordMeta
+    status: str | None
+    class_code: str | None
+    type: tuple[CodeableConcept, ...]
+    start: str | None
+    end: str | None
+    reason: tuple[CodeableConcept, ...]
+    service_provider: str | None
+    participants: tuple[str, ...]

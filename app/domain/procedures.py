@@ -1,0 +1,16 @@
+"""Procedures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.domain.common import CodeableConcept, RecordMeta, SourceLink, Sourced
+
+
+@dataclass(frozen=True, slots=True)
+class Procedure(Sourced):
+    sources: tuple[SourceLink, ...]
+    meta: RecordMeta
+    code: CodeableConcept
+    status: str | None
+    performed: str | None

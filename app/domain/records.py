@@ -1,0 +1,55 @@
+"""The kinds of clinical record a source can serve, and the batch key used to ask for them.
+
+A `RecordKind[R]` names one capability ("observations") and its record type, so the source seam
+and the loaders stay generic while mypy keeps each collection's element type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from app.domain.allergies import Allergy
+from app.domain.conditions import Condition
+from app.domain.diagnostic_reports import DiagnosticReport
+from app.domain.encounters import Encounter
+from app.domain.immunizations import Immunization
+from app.domain.medications import Medication
+from app.domain.observations import Observation
+from app.domain.procedures import Procedure
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKind(Generic[R]):
+    name: str
+
+
+OBSERVATIONS: RecordKind[Observation] = RecordKind("observations")
+CONDITIONS: RecordKind[Condition] = RecordKind("conditions")
+ALLERGIES: RecordKind[Allergy] = RecordKind("allergies")
+MEDICATIONS: RecordKind[Medication] = RecordKind("medications")
+IMMUNIZATIONS: RecordKind[Immunization] = RecordKind("immunizations")
+ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters")
+PROCEDURES: RecordKind[Procedure] = RecordKind("procedures")
+DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind("diagnostic_reports")
+
+ALL_KINDS: tuple[RecordKind[Any], ...] = (
+    OBSERVATIONS, CONDITIONS, ALLERGIES, MEDICATIONS,
+    IMMUNIZATIONS, ENCOUNTERS, PROCEDURES, DIAGNOSTIC_REPORTS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """One patient's records of one kind at one source: the DataLoader key.
+
+    `patient` is the source-local patient id; the filters apply to observations (and are
+    pushed down to the upstream search where it supports them).
+    """
+
+    patient: str
+    category: str | None = None
+    code: str | None = None
+    since: str | None = None

@@ -1,0 +1,4 @@
+"""Patient index: links source-local patients into one stable, opaque PatientGraph id.
+
+May import `app.domain` and `app.store`; nothing here knows about HTTP or GraphQL.
+"""

@@ -1,0 +1,45 @@
+"""Composition root: `create_app(settings)` wires concrete classes into a Starlette app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.graphiql.page import STATIC_DIR
+from app.runtime import open_runtime
+from app.settings import Settings
+from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post
+from app.web.health import healthz, readyz
+from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+
+
+def create_app(
+    settings: Settings, *, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+) -> Starlette:
+    """The PatientGraph ASGI app. `transports` (source id -> httpx transport) is for tests."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_runtime(settings, transports) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    routes = [
+        Route("/graphql", graphql_post, methods=["POST"]),
+        Route("/graphql", graphql_get, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    if settings.server.graphiql:
+        routes.append(Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"))
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

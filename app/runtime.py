@@ -1,0 +1,60 @@
+"""Runtime: every long-lived collaborator of a running server, built and closed in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.jwks import KeySet
+from app.identity.index import PatientIndex
+from app.settings import Settings
+from app.sources.registry import SourceRegistry, build_sources
+from app.store import create_engine
+from resolvers.context import Services
+from resolvers.pagination import PageLimits
+from schema.build import build_schema
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    schema: strawberry.Schema
+    keyset: KeySet
+    engine: AsyncEngine
+    registry: SourceRegistry
+    services: Services
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings.store.url)
+    registry = build_sources(settings.sources, transports)
+    try:
+        index = PatientIndex(
+            engine, settings.identity.link_identifier_systems, settings.identity.hash_key
+        )
+        await index.create_tables()
+        auth = settings.auth
+        keyset = KeySet(
+            path=auth.jwks_file, url=auth.jwks_url, cache_seconds=auth.jwks_cache_seconds
+        )
+        services = Services(
+            patient_sources=registry.patient_sources,
+            record_sources=registry.record_sources,
+            index=index,
+            page_limits=PageLimits(
+                settings.graphql.default_page_size, settings.graphql.max_page_size
+            ),
+        )
+        schema = build_schema(introspection=settings.server.introspection)
+        yield Runtime(settings, schema, keyset, engine, registry, services)
+    finally:
+        await registry.aclose()
+        await engine.dispose()

@@ -1,0 +1,247 @@
+"""Typed settings: a TOML file plus `PATIENTGRAPH_<SECTION>__<KEY>` environment overrides.
+
+Settings are passed down from `create_app`, never read from a global. Every error names the
+offending key (`sources[1].base_url: ...`) so operators never see a traceback for a typo.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "PATIENTGRAPH_"
+SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for an operator (names the key, no traceback)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    graphiql: bool = True
+    introspection: bool = True
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    # Headers prefilled in GraphiQL; only the demo sets this (it holds a demo token).
+    graphiql_headers: dict[str, str] = Field(default_factory=dict)
+
+
+class GraphQLSettings(_Section):
+    default_page_size: int = Field(20, ge=1)
+    max_page_size: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> GraphQLSettings:
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("default_page_size must not exceed max_page_size")
+        return self
+
+
+class AuthSettings(_Section):
+    issuer: str
+    audience: str
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    leeway_seconds: int = Field(30, ge=0, le=300)
+    jwks_cache_seconds: int = Field(300, ge=10)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AuthSettings:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of jwks_file or jwks_url")
+        return self
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
+        bad = [alg for alg in value if alg not in allowed]
+        if bad or not value:
+            raise ValueError(f"only asymmetric algorithms are accepted: {sorted(allowed)}")
+        return value
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _require_http_url(value)
+        return value
+
+
+class CacheSettings(_Section):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///./patientgraph.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in {"sqlite", "postgresql"}:
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+class IdentitySettings(_Section):
+    link_identifier_systems: tuple[str, ...] = (SSN_SYSTEM,)
+    # Identifier values are stored in the patient index only as keyed hashes.
+    hash_key: str = "patientgraph-default-index-key"
+
+
+class FhirSourceSettings(_Section):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: Literal["fhir"]
+    base_url: str
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    page_size: int = Field(100, ge=1, le=1000)
+    max_batch_size: int = Field(50, ge=1, le=500)
+    max_pages: int = Field(50, ge=1)
+    bearer_token: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _require_http_url(value).rstrip("/")
+
+
+class Hl7v2SourceSettings(_Section):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: Literal["hl7v2"]
+    listen: str = "127.0.0.1:2575"
+
+
+class NcpdpSourceSettings(_Section):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    kind: Literal["ncpdp"]
+    base_url: str
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+
+
+SourceSettings = Annotated[
+    FhirSourceSettings | Hl7v2SourceSettings | NcpdpSourceSettings, Field(discriminator="kind")
+]
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    graphql: GraphQLSettings = GraphQLSettings()
+    auth: AuthSettings
+    cache: CacheSettings = CacheSettings()
+    store: StoreSettings = StoreSettings()
+    identity: IdentitySettings = IdentitySettings()
+    sources: tuple[SourceSettings, ...] = ()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_ids(cls, value: tuple[SourceSettings, ...]) -> tuple[SourceSettings, ...]:
+        ids = [s.id for s in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate source id(s): {', '.join(dupes)}")
+        return value
+
+
+def _require_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not carry credentials, a query or a fragment")
+    return value
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read a TOML config and apply environment overrides; raises ConfigError."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file unreadable: {path}: {exc.__class__.__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file is not valid TOML: {path}: {exc}") from None
+    _resolve_relative_paths(data, path.parent)
+    return settings_from_mapping(data, environ)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
+    merged = _apply_env(dict(data), os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """`jwks_file` is relative to the config file, as operators expect."""
+    auth = data.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("jwks_file"), str):
+        auth["jwks_file"] = str((base / auth["jwks_file"]).resolve())
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """`PATIENTGRAPH_AUTH__ISSUER=...` sets [auth].issuer; `..._SOURCES__HOSPITAL__TIMEOUT_SECONDS`
+    sets that key of the source whose id is `hospital`. Values are read as TOML literals when
+    they parse as one (`true`, `5`, `["a"]`), else as strings."""
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        value = _env_value(raw)
+        if parts[0] == "sources" and len(parts) == 3:
+            _set_source_key(data, parts[1], parts[2], value, name)
+        elif len(parts) == 2:
+            section = data.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{name}: [{parts[0]}] is not a section")
+            section[parts[1]] = value
+        else:
+            raise ConfigError(f"{name}: expected PATIENTGRAPH_<SECTION>__<KEY>")
+    return data
+
+
+def _set_source_key(data: dict[str, Any], source_id: str, key: str, value: Any, name: str) -> None:
+    for source in data.get("sources", []):
+        if isinstance(source, dict) and source.get("id") == source_id:
+            source[key] = value
+            return
+    raise ConfigError(f"{name}: no source with id {source_id!r}")
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ""
+        for part in err["loc"]:
+            if isinstance(part, int):
+                key += f"[{part}]"
+            elif part in {"fhir", "hl7v2", "ncpdp"} and key.endswith("]"):
+                continue  # discriminator tag pydantic inserts; not a key users wrote
+            else:
+                key += f".{part}" if key else str(part)
+        lines.append(f"{key or '(top level)'}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,40 @@
+"""The one error tree every source raises; callers never see httpx or parser exceptions.
+
+Messages are safe to show clients: they name the source id, never a host, URL or any data.
+"""
+
+from __future__ import annotations
+
+
+class SourceError(Exception):
+    """Base: an upstream could not answer usefully."""
+
+    code = "SOURCE_UNAVAILABLE"
+    reason = "is unavailable"
+
+    def __init__(self, source_id: str, detail: str = "") -> None:
+        self.source_id = source_id
+        # `detail` is for operators' logs (exception class, status); never shown to clients.
+        self.detail = detail
+        super().__init__(f"Source '{source_id}' {self.reason}")
+
+
+class SourceUnavailable(SourceError):
+    """Connection refused/reset, DNS failure, 5xx."""
+
+
+class SourceTimeout(SourceError):
+    code = "SOURCE_TIMEOUT"
+    reason = "did not answer in time"
+
+
+class SourceRejected(SourceError):
+    """The upstream refused our request (4xx): a bug or a configuration problem on our side."""
+
+    reason = "rejected the request"
+
+
+class SourceDataError(SourceError):
+    """The upstream answered with something we cannot read (not JSON, not a Bundle, ...)."""
+
+    reason = "sent data that could not be read"

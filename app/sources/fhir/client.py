@@ -1,0 +1,130 @@
+"""HTTP for one FHIR server: one pooled httpx.AsyncClient, searches with paging, and every
+transport, status and decoding failure translated into the SourceError tree."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from app.sources.errors import (
+    SourceDataError,
+    SourceError,
+    SourceRejected,
+    SourceTimeout,
+    SourceUnavailable,
+)
+
+Json = dict[str, Any]
+FHIR_JSON = "application/fhir+json"
+
+
+class FhirClient:
+    def __init__(
+        self,
+        source_id: str,
+        base_url: str,
+        *,
+        timeout_seconds: float,
+        max_pages: int,
+        bearer_token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.base_url = base_url.rstrip("/")
+        self._origin = urlsplit(self.base_url)
+        self._timeout = timeout_seconds
+        self._max_pages = max_pages
+        headers = {"Accept": FHIR_JSON}
+        if bearer_token:
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            follow_redirects=False,  # a redirect could leave the configured origin
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def search(self, resource_type: str, params: Mapping[str, str]) -> list[Json]:
+        """Every matching resource of `resource_type` across all pages.
+
+        Pages are followed through `Bundle.link[next]` only while it stays on the configured
+        origin and base path; a next link elsewhere is an error, not a silent truncation.
+        """
+        bundle = await self.get_json(f"{self.base_url}/{resource_type}", params)
+        resources = _matches(bundle, resource_type)
+        for _ in range(self._max_pages - 1):
+            next_url = _next_link(bundle)
+            if next_url is None:
+                return resources
+            if not self.is_same_origin(next_url):
+                raise SourceDataError(self.source_id, "next link leaves the source origin")
+            bundle = await self.get_json(next_url)
+            resources.extend(_matches(bundle, resource_type))
+        if _next_link(bundle) is not None:
+            raise SourceDataError(self.source_id, f"more than {self._max_pages} pages")
+        return resources
+
+    def is_same_origin(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return (
+            parts.scheme == self._origin.scheme
+            and parts.netloc == self._origin.netloc
+            and parts.path.startswith(self._origin.path)
+        )
+
+    async def get_json(self, url: str, params: Mapping[str, str] | None = None) -> Json:
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.get(url, params=params)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise SourceTimeout(self.source_id, exc.__class__.__name__) from exc
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(self.source_id, exc.__class__.__name__) from exc
+        _raise_for_status(self.source_id, response.status_code)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise SourceDataError(self.source_id, "response is not JSON") from exc
+        if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+            raise SourceDataError(self.source_id, "response is not a Bundle")
+        return data
+
+
+def _raise_for_status(source_id: str, status: int) -> None:
+    if status < 300:
+        return
+    error: type[SourceError] = SourceRejected if 400 <= status < 500 else SourceUnavailable
+    if status in (408, 429):
+        error = SourceUnavailable
+    raise error(source_id, f"HTTP {status}")
+
+
+def _matches(bundle: Json, resource_type: str) -> list[Json]:
+    """Search results only: `include` entries and OperationOutcome warnings are not matches."""
+    out: list[Json] = []
+    entries = bundle.get("entry")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        mode = entry.get("search", {}).get("mode", "match") if isinstance(entry.get("search"), dict) else "match"
+        if isinstance(resource, dict) and resource.get("resourceType") == resource_type and mode == "match":
+            out.append(resource)
+    return out
+
+
+def _next_link(bundle: Json) -> str | None:
+    links = bundle.get("link")
+    for item in links if isinstance(links, list) else []:
+        if isinstance(item, dict) and item.get("relation") == "next" and isinstance(item.get("url"), str):
+            return str(item["url"])
+    return None

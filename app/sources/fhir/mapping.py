@@ -1,0 +1,362 @@
+"""FHIR R4 JSON -> domain records: the anti-corruption layer for FHIR.
+
+Tolerant of real-world data: every optional element may be missing, choice types
+(`effective[x]`, `value[x]`, `onset[x]`, `medication[x]`, ...) are read whichever variant is
+present, unknown codes pass through as data, extensions are ignored. A resource whose shape is
+wrong (not an object, no id) raises `MappingError`; the source counts and reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.domain.allergies import Allergy
+from app.domain.common import (
+    CodeableConcept,
+    Coding,
+    HumanName,
+    Identifier,
+    Quantity,
+    RecordMeta,
+    SourceLink,
+)
+from app.domain.conditions import Condition
+from app.domain.diagnostic_reports import DiagnosticReport
+from app.domain.encounters import Encounter
+from app.domain.immunizations import Immunization
+from app.domain.medications import Medication, MedicationKind
+from app.domain.observations import Observation, ObservationComponent, ReferenceRange
+from app.domain.patients import SourcePatient
+from app.domain.procedures import Procedure
+
+Json = Mapping[str, Any]
+EMPTY_CONCEPT = CodeableConcept(text=None)
+
+
+class MappingError(ValueError):
+    """A resource too malformed to map (the message holds no data from it)."""
+
+
+# ---- primitives ---------------------------------------------------------------------------
+
+
+def _obj(value: Any) -> Json:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _objs(value: Any) -> list[Json]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def coding(data: Json) -> Coding:
+    return Coding(_str(data.get("system")), _str(data.get("code")), _str(data.get("display")))
+
+
+def concept(data: Any) -> CodeableConcept:
+    data = _obj(data)
+    codings = tuple(coding(c) for c in _objs(data.get("coding")))
+    text = _str(data.get("text")) or next((c.display for c in codings if c.display), None)
+    return CodeableConcept(text, codings)
+
+
+def _concept_or_none(data: Any) -> CodeableConcept | None:
+    return concept(data) if isinstance(data, Mapping) else None
+
+
+def _codes(data: Any) -> tuple[str, ...]:
+    """The codes of a repeating CodeableConcept (e.g. `category`), for filtering and display."""
+    return tuple(c.code for cc in _objs(data) for c in concept(cc).coding if c.code)
+
+
+def _status_code(data: Any) -> str | None:
+    """`clinicalStatus` and friends: a CodeableConcept whose first code is the status."""
+    cc = concept(data)
+    return next((c.code for c in cc.coding if c.code), cc.text)
+
+
+def quantity(data: Any) -> Quantity | None:
+    if not isinstance(data, Mapping):
+        return None
+    unit = _str(data.get("unit")) or _str(data.get("code"))
+    return Quantity(
+        _num(data.get("value")), unit, _str(data.get("system")), _str(data.get("code")),
+        _str(data.get("comparator")),
+    )
+
+
+def meta(resource: Json) -> RecordMeta:
+    data = _obj(resource.get("meta"))
+    return RecordMeta(
+        _str(data.get("lastUpdated")),
+        _str(data.get("versionId")),
+        tuple(coding(c) for c in _objs(data.get("security"))),
+    )
+
+
+def _period_start(data: Any) -> str | None:
+    data = _obj(data)
+    return _str(data.get("start")) or _str(data.get("end"))
+
+
+def choice_time(resource: Json, prefix: str) -> str | None:
+    """A `prefix[x]` time as one ISO 8601 string: DateTime/Instant as is, Period by its start,
+    Timing by its first event, Age/String/Range as text."""
+    for suffix in ("DateTime", "Instant", "String", "Date"):
+        value = _str(resource.get(prefix + suffix))
+        if value:
+            return value
+    if (period := resource.get(prefix + "Period")) is not None:
+        return _period_start(period)
+    if (timing := resource.get(prefix + "Timing")) is not None:
+        events = _obj(timing).get("event")
+        return _str(events[0]) if isinstance(events, list) and events else None
+    age = quantity(resource.get(prefix + "Age"))
+    if age is not None and age.value is not None:
+        return f"{age.value:g} {age.unit or ''}".strip()
+    return None
+
+
+def _reference_text(data: Any) -> str | None:
+    data = _obj(data)
+    return _str(data.get("display")) or _str(data.get("reference"))
+
+
+def link(source_id: str, resource: Json) -> SourceLink:
+    resource_type, local_id = resource.get("resourceType"), resource.get("id")
+    if not isinstance(resource_type, str) or not isinstance(local_id, str) or not local_id:
+        raise MappingError("resource without resourceType or id")
+    return SourceLink(source_id, local_id, resource_type)
+
+
+# ---- patients -----------------------------------------------------------------------------
+
+
+def _human_name(data: Json) -> HumanName:
+    given = tuple(g for g in data.get("given", []) if isinstance(g, str))
+    family = _str(data.get("family"))
+    text = _str(data.get("text")) or " ".join([*given, family or ""]).strip() or None
+    return HumanName(family, given, text)
+
+
+def _official_name(names: list[Json]) -> HumanName | None:
+    """`official` (then `usual`, then the first name without an end date) per FHIR guidance."""
+    for use in ("official", "usual", None):
+        for name in names:
+            if (use is None or name.get("use") == use) and "end" not in _obj(name.get("period")):
+                return _human_name(name)
+    return _human_name(names[0]) if names else None
+
+
+def identifier(data: Json) -> Identifier | None:
+    value = _str(data.get("value"))
+    if value is None:
+        return None
+    return Identifier(_str(data.get("system")), value, concept(data.get("type")).text)
+
+
+def patient(source_id: str, resource: Json) -> SourcePatient:
+    idents = (identifier(i) for i in _objs(resource.get("identifier")))
+    return SourcePatient(
+        link=link(source_id, resource),
+        identifiers=tuple(i for i in idents if i is not None),
+        name=_official_name(_objs(resource.get("name"))),
+        birth_date=_str(resource.get("birthDate")),
+        gender=_str(resource.get("gender")),
+    )
+
+
+# ---- clinical records ---------------------------------------------------------------------
+
+
+def _value(resource: Json) -> tuple[Quantity | None, CodeableConcept | None, str | None]:
+    """`value[x]`: Quantity and Integer as a quantity, CodeableConcept as a concept, the rest
+    as text (String, Boolean, DateTime, Time, Period, Range, Ratio)."""
+    if (q := quantity(resource.get("valueQuantity"))) is not None:
+        return q, None, None
+    if isinstance(resource.get("valueInteger"), int):
+        return Quantity(_num(resource["valueInteger"]), None), None, None
+    if (cc := _concept_or_none(resource.get("valueCodeableConcept"))) is not None:
+        return None, cc, cc.text
+    for key in ("valueString", "valueBoolean", "valueDateTime", "valueTime"):
+        if (text := _str(resource.get(key))) is not None:
+            return None, None, text
+    return None, None, _range_or_ratio_text(resource)
+
+
+def _range_or_ratio_text(resource: Json) -> str | None:
+    if (period := resource.get("valuePeriod")) is not None:
+        return _period_start(period)
+    if isinstance(rng := resource.get("valueRange"), Mapping):
+        low, high = quantity(rng.get("low")), quantity(rng.get("high"))
+        return f"{_qtext(low)}-{_qtext(high)}"
+    if isinstance(ratio := resource.get("valueRatio"), Mapping):
+        return f"{_qtext(quantity(ratio.get('numerator')))}/{_qtext(quantity(ratio.get('denominator')))}"
+    return None
+
+
+def _qtext(q: Quantity | None) -> str:
+    if q is None or q.value is None:
+        return ""
+    return f"{q.value:g} {q.unit}" if q.unit else f"{q.value:g}"
+
+
+def _reference_range(data: Json) -> ReferenceRange:
+    return ReferenceRange(quantity(data.get("low")), quantity(data.get("high")), _str(data.get("text")))
+
+
+def _component(data: Json) -> ObservationComponent:
+    q, cc, text = _value(data)
+    return ObservationComponent(concept(data.get("code")), q, text if cc is None else cc.text)
+
+
+def observation(source_id: str, r: Json) -> Observation:
+    q, cc, text = _value(r)
+    return Observation(
+        sources=(link(source_id, r),), meta=meta(r), status=_str(r.get("status")),
+        category=_codes(r.get("category")), code=concept(r.get("code")),
+        effective=choice_time(r, "effective"), issued=_str(r.get("issued")),
+        value_quantity=q, value_concept=cc, value_string=text,
+        interpretation=_codes(r.get("interpretation")),
+        reference_range=tuple(_reference_range(x) for x in _objs(r.get("referenceRange"))),
+        components=tuple(_component(c) for c in _objs(r.get("component"))),
+    )
+
+
+def condition(source_id: str, r: Json) -> Condition:
+    return Condition(
+        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
+        clinical_status=_status_code(r.get("clinicalStatus")) if "clinicalStatus" in r else None,
+        verification_status=(
+            _status_code(r.get("verificationStatus")) if "verificationStatus" in r else None
+        ),
+        category=_codes(r.get("category")), onset=choice_time(r, "onset"),
+        abatement=choice_time(r, "abatement"), recorded_date=_str(r.get("recordedDate")),
+    )
+
+
+def allergy(source_id: str, r: Json) -> Allergy:
+    category = r.get("category")
+    return Allergy(
+        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
+        clinical_status=_status_code(r.get("clinicalStatus")) if "clinicalStatus" in r else None,
+        verification_status=(
+            _status_code(r.get("verificationStatus")) if "verificationStatus" in r else None
+        ),
+        type=_str(r.get("type")),
+        category=tuple(c for c in category if isinstance(c, str)) if isinstance(category, list) else (),
+        criticality=_str(r.get("criticality")), onset=choice_time(r, "onset"),
+        recorded_date=_str(r.get("recordedDate")),
+        reactions=tuple(
+            concept(m) for reaction in _objs(r.get("reaction")) for m in _objs(reaction.get("manifestation"))
+        ),
+    )
+
+
+def _medication_concept(r: Json) -> CodeableConcept:
+    """`medication[x]`: a CodeableConcept, or a Reference resolved only when it is contained
+    (`#id`); any other reference is kept as its display text, never fetched."""
+    if (cc := _concept_or_none(r.get("medicationCodeableConcept"))) is not None:
+        return cc
+    ref = _obj(r.get("medicationReference"))
+    target = _str(ref.get("reference")) or ""
+    if target.startswith("#"):
+        for contained in _objs(r.get("contained")):
+            if contained.get("resourceType") == "Medication" and contained.get("id") == target[1:]:
+                return concept(contained.get("code"))
+    return CodeableConcept(_str(ref.get("display")))
+
+
+def _dosage_text(r: Json, key: str) -> tuple[str, ...]:
+    return tuple(t for d in _objs(r.get(key)) if (t := _str(d.get("text"))))
+
+
+def medication_request(source_id: str, r: Json) -> Medication:
+    return Medication(
+        sources=(link(source_id, r),), meta=meta(r), kind=MedicationKind.ORDER,
+        medication=_medication_concept(r), status=_str(r.get("status")),
+        intent=_str(r.get("intent")), authored_on=_str(r.get("authoredOn")), effective=None,
+        dosage=_dosage_text(r, "dosageInstruction"), requester=_reference_text(r.get("requester")),
+    )
+
+
+def medication_statement(source_id: str, r: Json) -> Medication:
+    return Medication(
+        sources=(link(source_id, r),), meta=meta(r), kind=MedicationKind.STATEMENT,
+        medication=_medication_concept(r), status=_str(r.get("status")), intent=None,
+        authored_on=_str(r.get("dateAsserted")), effective=choice_time(r, "effective"),
+        dosage=_dosage_text(r, "dosage"), requester=_reference_text(r.get("informationSource")),
+    )
+
+
+def immunization(source_id: str, r: Json) -> Immunization:
+    primary = r.get("primarySource")
+    return Immunization(
+        sources=(link(source_id, r),), meta=meta(r), vaccine=concept(r.get("vaccineCode")),
+        status=_str(r.get("status")), occurrence=choice_time(r, "occurrence"),
+        primary_source=primary if isinstance(primary, bool) else None,
+        lot_number=_str(r.get("lotNumber")),
+    )
+
+
+def encounter(source_id: str, r: Json) -> Encounter:
+    period = _obj(r.get("period"))
+    klass = r.get("class")
+    class_code = _str(_obj(klass).get("code")) if isinstance(klass, Mapping) else None
+    return Encounter(
+        sources=(link(source_id, r),), meta=meta(r), status=_str(r.get("status")),
+        class_code=class_code, type=tuple(concept(t) for t in _objs(r.get("type"))),
+        start=_str(period.get("start")), end=_str(period.get("end")),
+        reason=tuple(concept(c) for c in _objs(r.get("reasonCode"))),
+        service_provider=_reference_text(r.get("serviceProvider")),
+        participants=tuple(
+            t for p in _objs(r.get("participant")) if (t := _reference_text(p.get("individual")))
+        ),
+    )
+
+
+def procedure(source_id: str, r: Json) -> Procedure:
+    return Procedure(
+        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
+        status=_str(r.get("status")), performed=choice_time(r, "performed"),
+    )
+
+
+def diagnostic_report(source_id: str, r: Json) -> DiagnosticReport:
+    return DiagnosticReport(
+        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
+        status=_str(r.get("status")), category=_codes(r.get("category")),
+        effective=choice_time(r, "effective"), issued=_str(r.get("issued")),
+        conclusion=_str(r.get("conclusion")),
+        result_ids=tuple(t for x in _objs(r.get("result")) if (t := _str(x.get("reference")))),
+    )
+
+
+MAPPERS: Mapping[str, Callable[[str, Json], object]] = {
+    "Patient": patient,
+    "Observation": observation,
+    "Condition": condition,
+    "AllergyIntolerance": allergy,
+    "MedicationRequest": medication_request,
+    "MedicationStatement": medication_statement,
+    "Immunization": immunization,
+    "Encounter": encounter,
+    "Procedure": procedure,
+    "DiagnosticReport": diagnostic_report,
+}

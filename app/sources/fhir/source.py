@@ -1,0 +1,166 @@
+"""FhirSource: the ports of `app.sources.base` over one FHIR R4 server.
+
+One search per (resource type, filter group, chunk of patients): `Observation?patient=a,b,c`,
+never one request per patient. Results are split back per patient by their subject reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import httpx
+
+from app.domain.patients import PatientCriteria, SourcePatient
+from app.domain.records import RecordKind, RecordQuery
+from app.settings import FhirSourceSettings
+from app.sources import errors
+from app.sources.base import SourceHealth
+from app.sources.fhir import mapping
+from app.sources.fhir.client import FhirClient, Json
+from app.sources.fhir.search import chunks, id_list, is_fhir_id, patient_search_params, token
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+Mapper = Callable[[str, Json], Any]
+
+# Which FHIR resource types serve each record kind (all searchable by `patient`, US Core).
+RESOURCE_TYPES: Mapping[str, tuple[tuple[str, Mapper], ...]] = {
+    "observations": (("Observation", mapping.observation),),
+    "conditions": (("Condition", mapping.condition),),
+    "allergies": (("AllergyIntolerance", mapping.allergy),),
+    "medications": (
+        ("MedicationRequest", mapping.medication_request),
+        ("MedicationStatement", mapping.medication_statement),
+    ),
+    "immunizations": (("Immunization", mapping.immunization),),
+    "encounters": (("Encounter", mapping.encounter),),
+    "procedures": (("Procedure", mapping.procedure),),
+    "diagnostic_reports": (("DiagnosticReport", mapping.diagnostic_report),),
+}
+FilterKey = tuple[str | None, str | None, str | None]
+
+
+class FhirSource:
+    kind = "fhir"
+    record_kinds = frozenset(RESOURCE_TYPES)
+
+    def __init__(
+        self, settings: FhirSourceSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._settings = settings
+        self._client = FhirClient(
+            settings.id,
+            settings.base_url,
+            timeout_seconds=settings.timeout_seconds,
+            max_pages=settings.max_pages,
+            bearer_token=settings.bearer_token,
+            transport=transport,
+        )
+        self.unmapped = 0  # resources skipped as malformed (counted, reported in logs)
+
+    @property
+    def id(self) -> str:
+        return self._settings.id
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def health(self) -> SourceHealth:
+        try:
+            await self._client.get_json(f"{self._client.base_url}/Patient", {"_count": "1"})
+        except errors.SourceError as exc:
+            return SourceHealth(self.id, self.kind, False, exc.reason)
+        return SourceHealth(self.id, self.kind, True, "ok")
+
+    async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
+        ids = [i for i in dict.fromkeys(local_ids) if is_fhir_id(i)]  # invalid: unknown here
+        batches = chunks(ids, self._settings.max_batch_size)
+        pages = await asyncio.gather(
+            *(self._search("Patient", {"_id": id_list(batch)}) for batch in batches)
+        )
+        found = self._map_all("Patient", mapping.patient, [r for page in pages for r in page])
+        return {p.link.local_id: p for p in found if p.link.local_id in ids}
+
+    async def search_patients(self, criteria: PatientCriteria) -> Sequence[SourcePatient]:
+        resources = await self._search("Patient", patient_search_params(criteria))
+        return self._map_all("Patient", mapping.patient, resources)
+
+    async def records_for(
+        self, kind: RecordKind[R], queries: Sequence[RecordQuery]
+    ) -> Mapping[RecordQuery, Sequence[R]]:
+        groups: dict[FilterKey, list[RecordQuery]] = defaultdict(list)
+        for query in queries:
+            if is_fhir_id(query.patient):
+                groups[(query.category, query.code, query.since)].append(query)
+        searches = [
+            (resource_type, mapper, filters, batch)
+            for resource_type, mapper in RESOURCE_TYPES[kind.name]
+            for filters, group in groups.items()
+            for batch in chunks(sorted({q.patient for q in group}), self._settings.max_batch_size)
+        ]
+        pages = await asyncio.gather(
+            *(self._search(t, self._record_params(f, b)) for t, _, f, b in searches)
+        )
+        by_patient: dict[tuple[FilterKey, str], list[R]] = defaultdict(list)
+        for (resource_type, mapper, filters, _), resources in zip(searches, pages, strict=True):
+            for resource in resources:
+                patient = self._patient_of(resource)
+                record = self._map_one(resource_type, mapper, resource)
+                if patient is not None and record is not None:
+                    by_patient[(filters, patient)].append(cast(R, record))
+        return {
+            q: by_patient.get(((q.category, q.code, q.since), q.patient), [])
+            for group in groups.values()
+            for q in group
+        }
+
+    def _record_params(self, filters: FilterKey, patients: list[str]) -> dict[str, str]:
+        category, code, since = filters
+        params = {"patient": id_list(patients)}
+        if category:
+            params["category"] = token(category)
+        if code:
+            params["code"] = token(code)
+        if since:
+            params["date"] = f"ge{since}"
+        return params
+
+    async def _search(self, resource_type: str, params: dict[str, str]) -> list[Json]:
+        return await self._client.search(
+            resource_type, {**params, "_count": str(self._settings.page_size)}
+        )
+
+    def _patient_of(self, resource: Json) -> str | None:
+        """The local patient id a record belongs to: `subject` (or `patient`) when it is a
+        relative `Patient/id` or an absolute URL on this same server; anything else is not
+        this server's patient and is never dereferenced."""
+        ref = resource.get("subject") or resource.get("patient")
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str):
+            return None
+        if "://" in target:
+            if not self._client.is_same_origin(target):
+                return None
+            target = target[len(self._client.base_url) + 1 :]
+        parts = target.split("/")
+        if len(parts) >= 2 and parts[0] == "Patient" and is_fhir_id(parts[1]):
+            return parts[1]
+        return None
+
+    def _map_all(self, resource_type: str, mapper: Callable[[str, Json], R], rs: list[Json]) -> list[R]:
+        return [m for r in rs if (m := self._map_one(resource_type, mapper, r)) is not None]
+
+    def _map_one(self, resource_type: str, mapper: Callable[[str, Json], R], resource: Json) -> R | None:
+        try:
+            return mapper(self.id, resource)
+        except (mapping.MappingError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            self.unmapped += 1
+            # Resource type and exception class only: the resource itself may hold PHI.
+            log.warning(
+                "source %s: skipped a malformed %s (%s)", self.id, resource_type, exc.__class__.__name__
+            )
+            return None

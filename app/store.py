@@ -1,0 +1,36 @@
+"""The relational store (patient index now; lab results and audit trail later).
+
+Operators write `sqlite:///path.db` or `postgresql://...` (contract section 3); SQLAlchemy's
+async engine does the rest with aiosqlite or asyncpg.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def async_url(url: str) -> str:
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    if url.startswith("postgresql:"):
+        return "postgresql+asyncpg:" + url[len("postgresql:") :]
+    raise ValueError("unsupported store URL scheme")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(async_url(url), pool_pre_ping=url.startswith("postgresql:"))
+    if url.startswith("sqlite:"):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # WAL lets readers proceed during a write; FULL sync makes a commit durable on return.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

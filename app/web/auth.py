@@ -1,0 +1,33 @@
+"""Bearer authentication for HTTP requests (contract section 4)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from app.auth.jwks import KeySet
+from app.auth.principal import Principal
+from app.auth.tokens import AuthenticationError, verify_access_token
+from app.settings import AuthSettings
+
+URL_TOKEN_PARAMS = ("access_token", "token", "jwt")
+
+
+async def authenticate(request: Request, settings: AuthSettings, keyset: KeySet) -> Principal:
+    """The caller's Principal, or AuthenticationError. Tokens are accepted only in the
+    Authorization header: a URL would put them in proxy and server logs."""
+    if any(name in request.query_params for name in URL_TOKEN_PARAMS):
+        raise AuthenticationError("Tokens are not accepted in the URL")
+    header = request.headers.get("authorization")
+    if header is None:
+        raise AuthenticationError("Missing bearer token")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("Authorization must be 'Bearer <token>'")
+    return await verify_access_token(
+        token.strip(),
+        keyset=keyset,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        algorithms=settings.algorithms,
+        leeway_seconds=settings.leeway_seconds,
+    )

@@ -1,0 +1,63 @@
+"""Liveness and readiness (no PHI: source ids, kinds and short states only)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.runtime import Runtime
+from app.sources.base import SourceHealth
+from app.web.graphql import json_response
+
+READY_TIMEOUT_SECONDS = 3.0
+
+
+async def healthz(_request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 while the store answers and at least one source does (degraded if some do not);
+    503 otherwise, so a load balancer stops sending traffic to an instance that cannot serve."""
+    runtime: Runtime = request.app.state.runtime
+    store_ok, sources = await asyncio.gather(_store_ok(runtime), _source_states(runtime))
+    reachable = [s for s in sources if s.ok]
+    ready = store_ok and (bool(reachable) or not sources)
+    status = "ready" if ready and len(reachable) == len(sources) else ("degraded" if ready else "unavailable")
+    body = {
+        "status": status,
+        "store": "ok" if store_ok else "unavailable",
+        "sources": [
+            {"id": s.source_id, "kind": s.kind, "state": "ok" if s.ok else s.detail}
+            for s in sources
+        ] + [
+            {"id": source_id, "kind": kind, "state": "not served yet"}
+            for source_id, kind in runtime.registry.inactive
+        ],
+    }
+    return json_response(body, 200 if ready else 503)
+
+
+async def _store_ok(runtime: Runtime) -> bool:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), runtime.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except Exception:  # any failure means "not ready"; the reason is in the store's own logs
+        return False
+    return True
+
+
+async def _source_states(runtime: Runtime) -> list[SourceHealth]:
+    async def one(source: object) -> SourceHealth:
+        assert hasattr(source, "health")
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                result: SourceHealth = await source.health()
+                return result
+        except TimeoutError:
+            return SourceHealth(getattr(source, "id", "?"), getattr(source, "kind", "?"), False, "timeout")
+
+    return list(await asyncio.gather(*(one(s) for s in runtime.registry.sources)))

@@ -1,0 +1,57 @@
+"""The per-request Context every resolver receives, and the process-wide Services behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from app.auth.principal import Principal
+from app.identity.index import PatientIndex
+from app.sources.base import PatientSource, RecordSource
+from app.sources.errors import SourceError
+from resolvers.loaders import RequestLoaders
+from resolvers.pagination import PageLimits
+
+
+@dataclass(frozen=True)
+class Services:
+    """Long-lived collaborators, built once by `app.main` (sources in priority order)."""
+
+    patient_sources: tuple[PatientSource, ...]
+    record_sources: tuple[RecordSource, ...]
+    index: PatientIndex
+    page_limits: PageLimits
+
+    _record_by_id: Mapping[str, RecordSource] = field(init=False, repr=False)
+    _patient_by_id: Mapping[str, PatientSource] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_record_by_id", {s.id: s for s in self.record_sources})
+        object.__setattr__(self, "_patient_by_id", {s.id: s for s in self.patient_sources})
+
+    def record_source(self, source_id: str) -> RecordSource | None:
+        return self._record_by_id.get(source_id)
+
+    def patient_source(self, source_id: str) -> PatientSource | None:
+        return self._patient_by_id.get(source_id)
+
+
+@dataclass
+class SourceProblems:
+    """Sources that failed during this request: one client error per source, whatever the
+    number of fields that hit it (first failure wins)."""
+
+    failures: dict[str, tuple[SourceError, tuple[str | int, ...] | None]] = field(
+        default_factory=dict
+    )
+
+    def add(self, error: SourceError, path: tuple[str | int, ...] | None = None) -> None:
+        self.failures.setdefault(error.source_id, (error, path))
+
+
+@dataclass
+class Context:
+    principal: Principal
+    services: Services
+    loaders: RequestLoaders
+    problems: SourceProblems = field(default_factory=SourceProblems)

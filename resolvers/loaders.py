@@ -1,0 +1,64 @@
+"""Per-request DataLoaders: one batch per (source, capability) per event-loop tick.
+
+Every loader is keyed by source-local ids, so each batch becomes one upstream search (chunked
+only past the source's `max_batch_size`). Loaders for different sources dispatch in the same
+tick and therefore run concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiodataloader import DataLoader
+
+from app.domain.common import SourceLink
+from app.domain.patients import SourcePatient
+from app.domain.records import RecordKind, RecordQuery
+from app.identity.index import PatientIndex
+from app.sources.base import PatientSource, RecordSource
+
+
+class RequestLoaders:
+    def __init__(self, index: PatientIndex) -> None:
+        self._index = index
+        self._links: DataLoader | None = None
+        self._patients: dict[str, DataLoader] = {}
+        self._records: dict[tuple[str, str], DataLoader] = {}
+
+    @property
+    def links(self) -> DataLoader:
+        """PatientGraph id -> linked source records (tuple, empty when unknown)."""
+        if self._links is None:
+            index = self._index
+
+            async def load(ids: list[str]) -> list[tuple[SourceLink, ...]]:
+                found = await index.links_for(ids)
+                return [found.get(i, ()) for i in ids]
+
+            self._links = DataLoader(load)
+        return self._links
+
+    def patients(self, source: PatientSource) -> DataLoader:
+        """Source-local id -> SourcePatient | None, one `Patient?_id=a,b,c` per batch."""
+        loader = self._patients.get(source.id)
+        if loader is None:
+
+            async def load(ids: list[str]) -> list[SourcePatient | None]:
+                found = await source.patients_by_id(ids)
+                return [found.get(i) for i in ids]
+
+            loader = self._patients[source.id] = DataLoader(load)
+        return loader
+
+    def records(self, source: RecordSource, kind: RecordKind[Any]) -> DataLoader:
+        """RecordQuery -> records of `kind`, one search per batch (per filter group)."""
+        loader = self._records.get((source.id, kind.name))
+        if loader is None:
+
+            async def load(queries: list[RecordQuery]) -> list[Sequence[Any]]:
+                found = await source.records_for(kind, queries)
+                return [found.get(q, ()) for q in queries]
+
+            loader = self._records[(source.id, kind.name)] = DataLoader(load)
+        return loader

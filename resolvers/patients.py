@@ -1,0 +1,84 @@
+"""Finding patients: by PatientGraph id, by search across every source, and `me`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from app.domain.common import SourceLink
+from app.domain.patients import Patient, PatientCriteria, SourcePatient
+from app.identity.index import is_patient_id
+from resolvers.context import Context
+from resolvers.errors import UserInputError
+from resolvers.merge import merge_patient
+from resolvers.outcomes import gather_sources
+
+Path = tuple[str | int, ...] | None
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Patient | None:
+    if not is_patient_id(patient_id):
+        raise UserInputError("'id' is not a PatientGraph patient id")
+    links: tuple[SourceLink, ...] = await ctx.loaders.links.load(patient_id)
+    if not links:
+        return None
+    records, failed = await _source_patients(ctx, links, path)
+    if not records and not failed:
+        return None  # every linked upstream record is gone
+    return merge_patient(patient_id, links, records, _source_order(ctx))
+
+
+async def my_patient(ctx: Context, path: Path = None) -> Patient | None:
+    """The patient of a patient-context token; null for any other token."""
+    patient_id = ctx.principal.patient
+    if patient_id is None or not is_patient_id(patient_id):
+        return None
+    return await patient_by_id(ctx, patient_id, path)
+
+
+async def search_patients(ctx: Context, criteria: PatientCriteria, path: Path = None) -> list[Patient]:
+    """Search every source concurrently, link what they return, and answer one Patient per
+    person, in order of first appearance (sources in priority order)."""
+    _validate(criteria)
+    sources = ctx.services.patient_sources
+    answers, _ = await gather_sources([s.search_patients(criteria) for s in sources], ctx.problems, path)
+    found = [p for answer in answers if answer for p in answer]
+    patient_ids = await ctx.services.index.link(found)
+    order = list(dict.fromkeys(patient_ids))
+    links = await ctx.loaders.links.load_many(order)
+    records = {p.link: p for p in found}
+    missing = [link for group in links for link in group if link not in records]
+    extra, _ = await _source_patients(ctx, missing, path)
+    records.update(extra)
+    source_order = _source_order(ctx)
+    return [merge_patient(pid, group, records, source_order) for pid, group in zip(order, links, strict=True)]
+
+
+async def _source_patients(
+    ctx: Context, links: Sequence[SourceLink], path: Path
+) -> tuple[dict[SourceLink, SourcePatient], bool]:
+    """Each linked record's current demographics, batched per source."""
+    calls, asked = [], []
+    for link in links:
+        source = ctx.services.patient_source(link.source_id)
+        if source is not None:
+            calls.append(ctx.loaders.patients(source).load(link.local_id))
+            asked.append(link)
+    results, failed = await gather_sources(calls, ctx.problems, path)
+    return {link: r for link, r in zip(asked, results, strict=True) if r is not None}, failed
+
+
+def _source_order(ctx: Context) -> list[str]:
+    return [s.id for s in ctx.services.patient_sources]
+
+
+def _validate(criteria: PatientCriteria) -> None:
+    if criteria.birth_date is not None and not DATE.fullmatch(criteria.birth_date):
+        raise UserInputError("'birthDate' must be a date YYYY-MM-DD")
+    for name, value in (("identifier", criteria.identifier), ("family", criteria.family),
+                        ("given", criteria.given)):
+        if value is not None and not (0 < len(value) <= 200):
+            raise UserInputError(f"'{name}' must be 1 to 200 characters")
+    if criteria.identifier is not None and criteria.identifier.endswith("|"):
+        raise UserInputError("'identifier' must be 'system|value' or 'value'")

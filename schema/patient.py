@@ -1,0 +1,123 @@
+"""Patient: one person across every linked upstream, with their clinical collections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from app.domain import patients as domain
+from app.domain import records as kinds
+from app.domain.records import RecordKind, RecordQuery
+from resolvers.pagination import Page, paginate
+from resolvers.records import records_of
+from schema.allergies import Allergy
+from schema.common import Connection, HumanName, Identifier, SourceLink
+from schema.conditions import Condition
+from schema.context import Info, path_of
+from schema.diagnostic_reports import DiagnosticReport
+from schema.encounters import Encounter
+from schema.immunizations import Immunization
+from schema.medications import Medication
+from schema.observations import Observation
+from schema.procedures import Procedure
+from schema.scalars import Date, DateTime
+
+FIRST = "How many to return (default 20, at most 100)."
+AFTER = "Cursor from a previous page's `pageInfo.endCursor`."
+NO_FILTER = RecordQuery(patient="")
+
+
+async def _page(
+    info: Info, root: domain.Patient, kind: RecordKind[Any], first: int | None,
+    after: str | None, filters: RecordQuery = NO_FILTER,
+) -> Page[Any]:
+    ctx = info.context
+    records = await records_of(ctx, root, kind, filters, path_of(info))
+    return paginate(records, first, after, ctx.services.page_limits)
+
+
+@strawberry.type(description="A patient: one person, linked across every upstream system.")
+class Patient:
+    id: strawberry.ID = strawberry.field(
+        description="PatientGraph id: stable, opaque, one per person."
+    )
+    identifiers: list[Identifier] = strawberry.field(
+        description="Identifiers from every linked record (MRNs, SSN, ...), without duplicates."
+    )
+    name: HumanName | None = strawberry.field(
+        description="Official name, from the highest-priority source that has one."
+    )
+    birth_date: Date | None = strawberry.field(description="Date of birth.")
+    gender: str | None = strawberry.field(description="male, female, other or unknown.")
+    sources: list[SourceLink] = strawberry.field(
+        description="Every upstream patient record linked to this person."
+    )
+
+    @strawberry.field(
+        graphql_type=Connection[Observation],
+        description="Observations (vital signs, labs, ...), newest first. `category` and "
+        "`code` are FHIR tokens (`laboratory`, `http://loinc.org|2339-0`); `since` keeps "
+        "those effective at or after the given time.",
+    )
+    async def observations(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        category: str | None = None, code: str | None = None, since: DateTime | None = None,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        filters = RecordQuery("", category or None, code or None, since)
+        return await _page(info, root, kinds.OBSERVATIONS, first, after, filters)
+
+    @strawberry.field(graphql_type=Connection[Condition], description="Problems and diagnoses.")
+    async def conditions(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.CONDITIONS, first, after)
+
+    @strawberry.field(graphql_type=Connection[Allergy], description="Allergies and intolerances.")
+    async def allergies(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.ALLERGIES, first, after)
+
+    @strawberry.field(
+        graphql_type=Connection[Medication],
+        description="Medication orders and statements, newest first.",
+    )
+    async def medications(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.MEDICATIONS, first, after)
+
+    @strawberry.field(graphql_type=Connection[Immunization], description="Immunizations.")
+    async def immunizations(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.IMMUNIZATIONS, first, after)
+
+    @strawberry.field(graphql_type=Connection[Encounter], description="Visits and admissions.")
+    async def encounters(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.ENCOUNTERS, first, after)
+
+    @strawberry.field(graphql_type=Connection[Procedure], description="Procedures performed.")
+    async def procedures(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.PROCEDURES, first, after)
+
+    @strawberry.field(
+        graphql_type=Connection[DiagnosticReport], description="Diagnostic reports (lab panels, imaging)."
+    )
+    async def diagnostic_reports(
+        self, root: strawberry.Parent[domain.Patient], info: Info,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.DIAGNOSTIC_REPORTS, first, after)

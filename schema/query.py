@@ -1,0 +1,47 @@
+"""The root Query: find patients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from app.domain.patients import PatientCriteria
+from resolvers import patients as resolve
+from resolvers.pagination import Page, paginate
+from schema.common import Connection
+from schema.context import Info, path_of
+from schema.patient import Patient
+from schema.scalars import Date
+
+
+@strawberry.type(description="Entry points into the Patient graph.")
+class Query:
+    @strawberry.field(
+        graphql_type=Patient | None,
+        description="One patient by PatientGraph id; null when no such patient exists.",
+    )
+    async def patient(self, info: Info, id: strawberry.ID) -> Any:  # noqa: A002 (contract name)
+        return await resolve.patient_by_id(info.context, str(id), path_of(info))
+
+    @strawberry.field(
+        graphql_type=Connection[Patient],
+        description="Patients matching all given criteria, searched in every source at once. "
+        "`identifier` is `system|value` or a bare value; `family`/`given` match "
+        "case-insensitively from the start of the name; `birthDate` is exact.",
+    )
+    async def patients(
+        self, info: Info, identifier: str | None = None, family: str | None = None,
+        given: str | None = None, birth_date: Date | None = None,
+        first: int | None = None, after: str | None = None,
+    ) -> Page[Any]:
+        criteria = PatientCriteria(identifier, family, given, birth_date)
+        found = await resolve.search_patients(info.context, criteria, path_of(info))
+        return paginate(found, first, after, info.context.services.page_limits)
+
+    @strawberry.field(
+        graphql_type=Patient | None,
+        description="The patient of a patient-context token (its `patient` claim); null otherwise.",
+    )
+    async def me(self, info: Info) -> Any:
+        return await resolve.my_patient(info.context, path_of(info))
