@@ -5,15 +5,19 @@ from __future__ import annotations
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, SchemaExtension
+from strawberry.schema.config import StrawberryConfig
 
 from schema.query import Query
+from schema.scalars import SCALAR_MAP
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     extensions: list[type[SchemaExtension] | SchemaExtension] = []
     if not introspection:
         extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(query=Query, extensions=extensions)
+    return strawberry.Schema(
+        query=Query, extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP)
+    )
 
 
 def sdl() -> str:

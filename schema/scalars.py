@@ -32,20 +32,22 @@ def _parse_datetime(value: object) -> str:
     return value
 
 
-Date = strawberry.scalar(
-    NewType("Date", str),
-    name="Date",
-    description="A calendar date, ISO 8601. Output may be partial as FHIR allows (`1974`, "
-    "`1974-12`); input must be a full date `YYYY-MM-DD`.",
-    serialize=str,
-    parse_value=_parse_date,
-)
+Date = NewType("Date", str)
+DateTime = NewType("DateTime", str)
 
-DateTime = strawberry.scalar(
-    NewType("DateTime", str),
-    name="DateTime",
-    description="An ISO 8601 date-time such as `2024-05-01T08:30:00Z` (a date alone means "
-    "its midnight UTC).",
-    serialize=str,
-    parse_value=_parse_datetime,
-)
+SCALAR_MAP = {
+    Date: strawberry.scalar(
+        name="Date",
+        description="A calendar date, ISO 8601. Output may be partial as FHIR allows (`1974`, "
+        "`1974-12`); input must be a full date `YYYY-MM-DD`.",
+        serialize=str,
+        parse_value=_parse_date,
+    ),
+    DateTime: strawberry.scalar(
+        name="DateTime",
+        description="An ISO 8601 date-time such as `2024-05-01T08:30:00Z` (a date alone means "
+        "its midnight UTC).",
+        serialize=str,
+        parse_value=_parse_datetime,
+    ),
+}

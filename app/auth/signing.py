@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -63,7 +64,13 @@ def issue_token(
     if patient:
         claims["patient"] = patient
     headers = {"kid": kid} if kid else None
-    return str(jwt.encode(claims, private_pem(key).decode(), algorithm=algorithm_for(key), headers=headers))
+    return str(jwt.encode(claims, _jose_key(key), algorithm=algorithm_for(key), headers=headers))
+
+
+@functools.lru_cache(maxsize=8)
+def _jose_key(key: PrivateKey) -> Any:
+    """python-jose re-parses a PEM on every call (tens of ms for RSA); parse once per key."""
+    return jwk.construct(private_pem(key).decode(), algorithm_for(key))
 
 
 def key_id(key: PrivateKey) -> str:

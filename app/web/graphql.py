@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from app.auth.tokens import AuthenticationError
@@ -63,10 +64,13 @@ async def graphql_post(request: Request) -> Response:
     except ValueError as exc:
         return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
     context = Context(principal, runtime.services, RequestLoaders(runtime.services.index))
-    result = await runtime.schema.execute(
-        query, variable_values=variables, context_value=context, operation_name=operation,
-        allowed_operation_types=QUERIES_ONLY,
-    )
+    try:
+        result = await runtime.schema.execute(
+            query, variable_values=variables, context_value=context, operation_name=operation,
+            allowed_operation_types=QUERIES_ONLY,
+        )
+    except InvalidOperationTypeError:
+        return json_response(simple_error("Only queries are served", "BAD_USER_INPUT"), 400)
     payload: dict[str, Any] = {"data": result.data}
     errors = format_errors(result.errors or [], context.problems)
     if errors:

@@ -85,7 +85,8 @@ def test_population_size_and_person_fields(population: DemoPopulation) -> None:
         assert re.fullmatch(r"999-\d{2}-\d{4}", person.ssn)
         assert person.gender in ("female", "male")
         assert "1930-01-01" < person.birth_date < "2008-01-01"
-        assert person.family and person.given
+        assert person.family
+        assert person.given
         assert set(person.local_ids) == set(UPSTREAMS)
 
 
@@ -196,7 +197,8 @@ def test_observations_have_r4_shape_and_real_codes(population: DemoPopulation) -
             c["valueQuantity"] for c in obs["component"]]
         assert all(q["system"] == "http://unitsofmeasure.org" for q in quantities)
         if category["code"] == "laboratory":
-            assert obs["referenceRange"] and obs["interpretation"]
+            assert obs["referenceRange"]
+            assert obs["interpretation"]
     assert codes == {"8867-4", "85354-6", "29463-7", "8302-2", "2339-0", "4548-4", "2093-3",
                      "718-7"}
     panel = next(o for o in _all(population, "Observation")
@@ -225,7 +227,8 @@ def test_medications_use_every_form(population: DemoPopulation) -> None:
 def test_other_kinds_have_their_key_elements(population: DemoPopulation) -> None:
     for condition in _all(population, "Condition"):
         assert condition["code"]["coding"][0]["system"] == "http://snomed.info/sct"
-        assert condition["clinicalStatus"]["coding"] and condition["verificationStatus"]
+        assert condition["clinicalStatus"]["coding"]
+        assert condition["verificationStatus"]["coding"]
         assert condition["onsetDateTime"] < ANCHOR
     for allergy in _all(population, "AllergyIntolerance"):
         assert allergy["criticality"] in ("low", "high")

@@ -45,6 +45,10 @@ def _obj(value: Any) -> Json:
     return value if isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _objs(value: Any) -> list[Json]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
 
@@ -130,7 +134,7 @@ def choice_time(resource: Json, prefix: str) -> str | None:
     age = quantity(resource.get(prefix + "Age"))
     if age is not None and age.value is not None:
         return f"{age.value:g} {age.unit or ''}".strip()
-    return None
+    return _range_text(resource.get(prefix + "Range"))
 
 
 def _reference_text(data: Any) -> str | None:
@@ -139,6 +143,10 @@ def _reference_text(data: Any) -> str | None:
 
 
 def link(source_id: str, resource: Json) -> SourceLink:
+    # Every mapper calls this first, so a non-object resource raises MappingError here
+    # rather than an AttributeError from the first `.get`.
+    if not isinstance(resource, Mapping):
+        raise MappingError("resource is not a JSON object")
     resource_type, local_id = resource.get("resourceType"), resource.get("id")
     if not isinstance(resource_type, str) or not isinstance(local_id, str) or not local_id:
         raise MappingError("resource without resourceType or id")
@@ -149,17 +157,20 @@ def link(source_id: str, resource: Json) -> SourceLink:
 
 
 def _human_name(data: Json) -> HumanName:
-    given = tuple(g for g in data.get("given", []) if isinstance(g, str))
+    # A bare string would otherwise iterate as characters, and null would raise.
+    given = tuple(g for g in _list(data.get("given")) if isinstance(g, str) and g)
     family = _str(data.get("family"))
     text = _str(data.get("text")) or " ".join([*given, family or ""]).strip() or None
     return HumanName(family, given, text)
 
 
 def _official_name(names: list[Json]) -> HumanName | None:
-    """`official` (then `usual`, then the first name without an end date) per FHIR guidance."""
+    """`official` (then `usual`, then the first current name) per FHIR guidance; a name with a
+    `period.end` or `use: old` is no longer in use, taken only when there is nothing else."""
+    current = [n for n in names if n.get("use") != "old" and "end" not in _obj(n.get("period"))]
     for use in ("official", "usual", None):
-        for name in names:
-            if (use is None or name.get("use") == use) and "end" not in _obj(name.get("period")):
+        for name in current:
+            if use is None or name.get("use") == use:
                 return _human_name(name)
     return _human_name(names[0]) if names else None
 
@@ -172,9 +183,10 @@ def identifier(data: Json) -> Identifier | None:
 
 
 def patient(source_id: str, resource: Json) -> SourcePatient:
+    source = link(source_id, resource)
     idents = (identifier(i) for i in _objs(resource.get("identifier")))
     return SourcePatient(
-        link=link(source_id, resource),
+        link=source,
         identifiers=tuple(i for i in idents if i is not None),
         name=_official_name(_objs(resource.get("name"))),
         birth_date=_str(resource.get("birthDate")),
@@ -203,12 +215,19 @@ def _value(resource: Json) -> tuple[Quantity | None, CodeableConcept | None, str
 def _range_or_ratio_text(resource: Json) -> str | None:
     if (period := resource.get("valuePeriod")) is not None:
         return _period_start(period)
-    if isinstance(rng := resource.get("valueRange"), Mapping):
-        low, high = quantity(rng.get("low")), quantity(rng.get("high"))
-        return f"{_qtext(low)}-{_qtext(high)}"
+    if (text := _range_text(resource.get("valueRange"))) is not None:
+        return text
     if isinstance(ratio := resource.get("valueRatio"), Mapping):
         return f"{_qtext(quantity(ratio.get('numerator')))}/{_qtext(quantity(ratio.get('denominator')))}"
     return None
+
+
+def _range_text(rng: Any) -> str | None:
+    """A Range as `low-high` (an open end left empty); None when neither end has a value."""
+    if not isinstance(rng, Mapping):
+        return None
+    low, high = _qtext(quantity(rng.get("low"))), _qtext(quantity(rng.get("high")))
+    return f"{low}-{high}" if low or high else None
 
 
 def _qtext(q: Quantity | None) -> str:
@@ -227,9 +246,10 @@ def _component(data: Json) -> ObservationComponent:
 
 
 def observation(source_id: str, r: Json) -> Observation:
+    source = link(source_id, r)
     q, cc, text = _value(r)
     return Observation(
-        sources=(link(source_id, r),), meta=meta(r), status=_str(r.get("status")),
+        sources=(source,), meta=meta(r), status=_str(r.get("status")),
         category=_codes(r.get("category")), code=concept(r.get("code")),
         effective=choice_time(r, "effective"), issued=_str(r.get("issued")),
         value_quantity=q, value_concept=cc, value_string=text,
@@ -252,9 +272,10 @@ def condition(source_id: str, r: Json) -> Condition:
 
 
 def allergy(source_id: str, r: Json) -> Allergy:
+    source = link(source_id, r)
     category = r.get("category")
     return Allergy(
-        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
+        sources=(source,), meta=meta(r), code=concept(r.get("code")),
         clinical_status=_status_code(r.get("clinicalStatus")) if "clinicalStatus" in r else None,
         verification_status=(
             _status_code(r.get("verificationStatus")) if "verificationStatus" in r else None
@@ -279,7 +300,11 @@ def _medication_concept(r: Json) -> CodeableConcept:
     if target.startswith("#"):
         for contained in _objs(r.get("contained")):
             if contained.get("resourceType") == "Medication" and contained.get("id") == target[1:]:
-                return concept(contained.get("code"))
+                resolved = concept(contained.get("code"))
+                # A contained Medication may carry only ingredients: keep the display then.
+                if resolved.text or resolved.coding:
+                    return resolved
+                break
     return CodeableConcept(_str(ref.get("display")))
 
 
@@ -306,9 +331,10 @@ def medication_statement(source_id: str, r: Json) -> Medication:
 
 
 def immunization(source_id: str, r: Json) -> Immunization:
+    source = link(source_id, r)
     primary = r.get("primarySource")
     return Immunization(
-        sources=(link(source_id, r),), meta=meta(r), vaccine=concept(r.get("vaccineCode")),
+        sources=(source,), meta=meta(r), vaccine=concept(r.get("vaccineCode")),
         status=_str(r.get("status")), occurrence=choice_time(r, "occurrence"),
         primary_source=primary if isinstance(primary, bool) else None,
         lot_number=_str(r.get("lotNumber")),
@@ -316,11 +342,12 @@ def immunization(source_id: str, r: Json) -> Immunization:
 
 
 def encounter(source_id: str, r: Json) -> Encounter:
+    source = link(source_id, r)
     period = _obj(r.get("period"))
     klass = r.get("class")
     class_code = _str(_obj(klass).get("code")) if isinstance(klass, Mapping) else None
     return Encounter(
-        sources=(link(source_id, r),), meta=meta(r), status=_str(r.get("status")),
+        sources=(source,), meta=meta(r), status=_str(r.get("status")),
         class_code=class_code, type=tuple(concept(t) for t in _objs(r.get("type"))),
         start=_str(period.get("start")), end=_str(period.get("end")),
         reason=tuple(concept(c) for c in _objs(r.get("reasonCode"))),

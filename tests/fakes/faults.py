@@ -1,0 +1,38 @@
+"""Fault injection around a real upstream app: switch it to fail in the ways real ones do."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+Mode = Literal["ok", "500", "garbage", "hang", "foreign-next"]
+
+
+class FaultInjector:
+    """ASGI wrapper; set `.mode` at run time. `hang` sleeps far past any client timeout,
+    `garbage` answers 200 with malformed JSON, `foreign-next` answers a Bundle whose next
+    link points at another origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.mode: Mode = "ok"
+        self.state = getattr(app, "state", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.mode == "ok":
+            await self.app(scope, receive, send)
+            return
+        if self.mode == "hang":
+            await asyncio.sleep(30)
+        status, body = {
+            "500": (500, b'{"resourceType": "OperationOutcome"}'),
+            "garbage": (200, b'{"resourceType": "Bundle", "entry": [ {oops'),
+            "hang": (200, b"{}"),
+            "foreign-next": (200, b'{"resourceType": "Bundle", "type": "searchset", "entry": [],'
+                             b' "link": [{"relation": "next", "url": "http://evil.invalid/fhir/R4/Patient?p=2"}]}'),
+        }[self.mode]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/fhir+json")]})
+        await send({"type": "http.response.body", "body": body})
