@@ -71,8 +71,10 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_demo(args.host, args.port, args.tokens_file))
     except OSError as exc:
-        print(f"patientgraph demo: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"patientgraph demo: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -90,8 +92,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"patientgraph serve: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging()
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
-                log_config=None, access_log=False, server_header=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
     return 0
 
 
@@ -108,9 +116,19 @@ def _token(args: argparse.Namespace) -> int:
     from app.auth.signing import issue_token, key_id
 
     key = _load_key(args.key)
-    print(issue_token(key, issuer=args.issuer, audience=args.audience, subject=args.sub,
-                      roles=args.role, scope=args.scope, patient=args.patient,
-                      ttl_seconds=args.ttl, kid=args.kid or key_id(key)))
+    print(
+        issue_token(
+            key,
+            issuer=args.issuer,
+            audience=args.audience,
+            subject=args.sub,
+            roles=args.role,
+            scope=args.scope,
+            patient=args.patient,
+            ttl_seconds=args.ttl,
+            kid=args.kid or key_id(key),
+        )
+    )
     return 0
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.graphiql.page import STATIC_DIR
@@ -30,7 +30,7 @@ def create_app(
             app.state.runtime = runtime
             yield
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/graphql", graphql_post, methods=["POST"]),
         Route("/graphql", graphql_get, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -203,7 +203,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         value = _env_value(raw)
         if parts[0] == "sources" and len(parts) == 3:
             _set_source_key(data, parts[1], parts[2], value, name)

@@ -22,12 +22,12 @@ from app.sources.base import PatientSource, RecordSource
 class RequestLoaders:
     def __init__(self, index: PatientIndex) -> None:
         self._index = index
-        self._links: DataLoader | None = None
-        self._patients: dict[str, DataLoader] = {}
-        self._records: dict[tuple[str, str], DataLoader] = {}
+        self._links: DataLoader[str, tuple[SourceLink, ...]] | None = None
+        self._patients: dict[str, DataLoader[str, SourcePatient | None]] = {}
+        self._records: dict[tuple[str, str], DataLoader[RecordQuery, Sequence[Any]]] = {}
 
     @property
-    def links(self) -> DataLoader:
+    def links(self) -> DataLoader[str, tuple[SourceLink, ...]]:
         """PatientGraph id -> linked source records (tuple, empty when unknown)."""
         if self._links is None:
             index = self._index
@@ -39,7 +39,7 @@ class RequestLoaders:
             self._links = DataLoader(load)
         return self._links
 
-    def patients(self, source: PatientSource) -> DataLoader:
+    def patients(self, source: PatientSource) -> DataLoader[str, SourcePatient | None]:
         """Source-local id -> SourcePatient | None, one `Patient?_id=a,b,c` per batch."""
         loader = self._patients.get(source.id)
         if loader is None:
@@ -51,7 +51,9 @@ class RequestLoaders:
             loader = self._patients[source.id] = DataLoader(load)
         return loader
 
-    def records(self, source: RecordSource, kind: RecordKind[Any]) -> DataLoader:
+    def records(
+        self, source: RecordSource, kind: RecordKind[Any]
+    ) -> DataLoader[RecordQuery, Sequence[Any]]:
         """RecordQuery -> records of `kind`, one search per batch (per filter group)."""
         loader = self._records.get((source.id, kind.name))
         if loader is None:

@@ -14,19 +14,17 @@ T = TypeVar("T")
 
 async def gather_sources(
     calls: Sequence[Awaitable[T]], problems: SourceProblems, path: tuple[str | int, ...] | None
-) -> tuple[list[T | None], bool]:
-    """Run all calls concurrently. A SourceError becomes None in its slot and one coded error
-    for its source; anything else is a bug and propagates. Returns (results, any_failed)."""
+) -> tuple[dict[int, T], bool]:
+    """Run all calls concurrently. Returns ({index of call: result} for the calls that
+    succeeded, whether any failed). A SourceError becomes one coded error for its source;
+    anything else is a bug and propagates."""
     results = await asyncio.gather(*calls, return_exceptions=True)
-    out: list[T | None] = []
-    failed = False
-    for result in results:
+    out: dict[int, T] = {}
+    for i, result in enumerate(results):
         if isinstance(result, SourceError):
             problems.add(result, path)
-            failed = True
-            out.append(None)
         elif isinstance(result, BaseException):
             raise result
         else:
-            out.append(result)
-    return out, failed
+            out[i] = result
+    return out, len(out) < len(results)

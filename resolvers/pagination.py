@@ -58,7 +58,9 @@ def page_size(first: int | None, limits: PageLimits) -> int:
     return first
 
 
-def paginate(items: Sequence[T], first: int | None, after: str | None, limits: PageLimits) -> Page[T]:
+def paginate(
+    items: Sequence[T], first: int | None, after: str | None, limits: PageLimits
+) -> Page[T]:
     size = page_size(first, limits)
     start = decode_cursor(after) + 1 if after else 0
     nodes = items[start : start + size]

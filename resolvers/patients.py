@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from app.domain.common import SourceLink
 from app.domain.patients import Patient, PatientCriteria, SourcePatient
@@ -37,13 +37,17 @@ async def my_patient(ctx: Context, path: Path = None) -> Patient | None:
     return await patient_by_id(ctx, patient_id, path)
 
 
-async def search_patients(ctx: Context, criteria: PatientCriteria, path: Path = None) -> list[Patient]:
+async def search_patients(
+    ctx: Context, criteria: PatientCriteria, path: Path = None
+) -> list[Patient]:
     """Search every source concurrently, link what they return, and answer one Patient per
     person, in order of first appearance (sources in priority order)."""
     _validate(criteria)
     sources = ctx.services.patient_sources
-    answers, _ = await gather_sources([s.search_patients(criteria) for s in sources], ctx.problems, path)
-    found = [p for answer in answers if answer for p in answer]
+    answers, _ = await gather_sources(
+        [s.search_patients(criteria) for s in sources], ctx.problems, path
+    )
+    found = [p for answer in answers.values() for p in answer]
     patient_ids = await ctx.services.index.link(found)
     order = list(dict.fromkeys(patient_ids))
     links = await ctx.loaders.links.load_many(order)
@@ -52,21 +56,25 @@ async def search_patients(ctx: Context, criteria: PatientCriteria, path: Path = 
     extra, _ = await _source_patients(ctx, missing, path)
     records.update(extra)
     source_order = _source_order(ctx)
-    return [merge_patient(pid, group, records, source_order) for pid, group in zip(order, links, strict=True)]
+    return [
+        merge_patient(pid, group, records, source_order)
+        for pid, group in zip(order, links, strict=True)
+    ]
 
 
 async def _source_patients(
     ctx: Context, links: Sequence[SourceLink], path: Path
 ) -> tuple[dict[SourceLink, SourcePatient], bool]:
     """Each linked record's current demographics, batched per source."""
-    calls, asked = [], []
+    calls: list[Awaitable[SourcePatient | None]] = []
+    asked: list[SourceLink] = []
     for link in links:
         source = ctx.services.patient_source(link.source_id)
         if source is not None:
             calls.append(ctx.loaders.patients(source).load(link.local_id))
             asked.append(link)
     results, failed = await gather_sources(calls, ctx.problems, path)
-    return {link: r for link, r in zip(asked, results, strict=True) if r is not None}, failed
+    return {asked[i]: r for i, r in results.items() if r is not None}, failed
 
 
 def _source_order(ctx: Context) -> list[str]:
@@ -76,8 +84,11 @@ def _source_order(ctx: Context) -> list[str]:
 def _validate(criteria: PatientCriteria) -> None:
     if criteria.birth_date is not None and not DATE.fullmatch(criteria.birth_date):
         raise UserInputError("'birthDate' must be a date YYYY-MM-DD")
-    for name, value in (("identifier", criteria.identifier), ("family", criteria.family),
-                        ("given", criteria.given)):
+    for name, value in (
+        ("identifier", criteria.identifier),
+        ("family", criteria.family),
+        ("given", criteria.given),
+    ):
         if value is not None and not (0 < len(value) <= 200):
             raise UserInputError(f"'{name}' must be 1 to 200 characters")
     if criteria.identifier is not None and criteria.identifier.endswith("|"):

@@ -27,7 +27,7 @@ async def records_of(
             query = RecordQuery(link.local_id, filters.category, filters.code, filters.since)
             calls.append(ctx.loaders.records(source, kind).load(query))
     results, _ = await gather_sources(calls, ctx.problems, path)
-    combined = combine_records(kind.name, [r for r in results if r is not None])
+    combined = combine_records(kind.name, results.values())
     if kind is OBSERVATIONS and (filters.category or filters.code or filters.since):
         # Also filter here: a lenient upstream may ignore a search parameter it does not know.
         return [r for r in combined if _observation_matches(r, filters)]

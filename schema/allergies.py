@@ -16,9 +16,7 @@ class Allergy(Record):
         description="unconfirmed, confirmed, refuted or entered-in-error."
     )
     type: str | None = strawberry.field(description="allergy or intolerance.")
-    category: list[str] = strawberry.field(
-        description="food, medication, environment or biologic."
-    )
+    category: list[str] = strawberry.field(description="food, medication, environment or biologic.")
     criticality: str | None = strawberry.field(description="low, high or unable-to-assess.")
     onset: str | None = strawberry.field(description="When it was first noticed.")
     recorded_date: str | None = strawberry.field(description="When it was recorded.")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, SchemaExtension
+from strawberry.extensions import AddValidationRules
 from strawberry.schema.config import StrawberryConfig
 
 from schema.query import Query
@@ -12,7 +14,7 @@ from schema.scalars import SCALAR_MAP
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
-    extensions: list[type[SchemaExtension] | SchemaExtension] = []
+    extensions: list[Any] = []  # extension classes or instances, as Strawberry accepts
     if not introspection:
         extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(

@@ -68,8 +68,10 @@ class PageInfo:
     )
 
 
-@strawberry.type(description="A page of results. `first` defaults to 20 and may be at most 100 "
-                 "(server configuration `[graphql] default_page_size`, `max_page_size`).")
+@strawberry.type(
+    description="A page of results. `first` defaults to 20 and may be at most 100 "
+    "(server configuration `[graphql] default_page_size`, `max_page_size`)."
+)
 class Connection(Generic[T]):
     nodes: list[T] = strawberry.field(description="The items on this page, newest first.")
     page_info: PageInfo = strawberry.field(description="Paging position.")

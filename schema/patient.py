@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -23,14 +23,23 @@ from schema.observations import Observation
 from schema.procedures import Procedure
 from schema.scalars import Date, DateTime
 
-FIRST = "How many to return (default 20, at most 100)."
-AFTER = "Cursor from a previous page's `pageInfo.endCursor`."
+First = Annotated[
+    int | None, strawberry.argument(description="How many to return (default 20, at most 100).")
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(description="Cursor from a previous page's `pageInfo.endCursor`."),
+]
 NO_FILTER = RecordQuery(patient="")
 
 
 async def _page(
-    info: Info, root: domain.Patient, kind: RecordKind[Any], first: int | None,
-    after: str | None, filters: RecordQuery = NO_FILTER,
+    info: Info,
+    root: domain.Patient,
+    kind: RecordKind[Any],
+    first: int | None,
+    after: str | None,
+    filters: RecordQuery = NO_FILTER,
 ) -> Page[Any]:
     ctx = info.context
     records = await records_of(ctx, root, kind, filters, path_of(info))
@@ -61,24 +70,35 @@ class Patient:
         "those effective at or after the given time.",
     )
     async def observations(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        category: str | None = None, code: str | None = None, since: DateTime | None = None,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        category: str | None = None,
+        code: str | None = None,
+        since: DateTime | None = None,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         filters = RecordQuery("", category or None, code or None, since)
         return await _page(info, root, kinds.OBSERVATIONS, first, after, filters)
 
     @strawberry.field(graphql_type=Connection[Condition], description="Problems and diagnoses.")
     async def conditions(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.CONDITIONS, first, after)
 
     @strawberry.field(graphql_type=Connection[Allergy], description="Allergies and intolerances.")
     async def allergies(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.ALLERGIES, first, after)
 
@@ -87,37 +107,53 @@ class Patient:
         description="Medication orders and statements, newest first.",
     )
     async def medications(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.MEDICATIONS, first, after)
 
     @strawberry.field(graphql_type=Connection[Immunization], description="Immunizations.")
     async def immunizations(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.IMMUNIZATIONS, first, after)
 
     @strawberry.field(graphql_type=Connection[Encounter], description="Visits and admissions.")
     async def encounters(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.ENCOUNTERS, first, after)
 
     @strawberry.field(graphql_type=Connection[Procedure], description="Procedures performed.")
     async def procedures(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.PROCEDURES, first, after)
 
     @strawberry.field(
-        graphql_type=Connection[DiagnosticReport], description="Diagnostic reports (lab panels, imaging)."
+        graphql_type=Connection[DiagnosticReport],
+        description="Diagnostic reports (lab panels, imaging).",
     )
     async def diagnostic_reports(
-        self, root: strawberry.Parent[domain.Patient], info: Info,
-        first: int | None = None, after: str | None = None,
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         return await _page(info, root, kinds.DIAGNOSTIC_REPORTS, first, after)

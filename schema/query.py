@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -11,7 +11,7 @@ from resolvers import patients as resolve
 from resolvers.pagination import Page, paginate
 from schema.common import Connection
 from schema.context import Info, path_of
-from schema.patient import Patient
+from schema.patient import After, First, Patient
 from schema.scalars import Date
 
 
@@ -21,7 +21,11 @@ class Query:
         graphql_type=Patient | None,
         description="One patient by PatientGraph id; null when no such patient exists.",
     )
-    async def patient(self, info: Info, id: strawberry.ID) -> Any:  # noqa: A002 (contract name)
+    async def patient(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A PatientGraph id.")],
+    ) -> Any:
         return await resolve.patient_by_id(info.context, str(id), path_of(info))
 
     @strawberry.field(
@@ -31,9 +35,27 @@ class Query:
         "case-insensitively from the start of the name; `birthDate` is exact.",
     )
     async def patients(
-        self, info: Info, identifier: str | None = None, family: str | None = None,
-        given: str | None = None, birth_date: Date | None = None,
-        first: int | None = None, after: str | None = None,
+        self,
+        info: Info,
+        identifier: Annotated[
+            str | None,
+            strawberry.argument(
+                description="FHIR token: `system|value`, or a bare value in any system."
+            ),
+        ] = None,
+        family: Annotated[
+            str | None,
+            strawberry.argument(description="Family name, case-insensitive, from its start."),
+        ] = None,
+        given: Annotated[
+            str | None,
+            strawberry.argument(description="Given name, case-insensitive, from its start."),
+        ] = None,
+        birth_date: Annotated[
+            Date | None, strawberry.argument(description="Exact date of birth, YYYY-MM-DD.")
+        ] = None,
+        first: First = None,
+        after: After = None,
     ) -> Page[Any]:
         criteria = PatientCriteria(identifier, family, given, birth_date)
         found = await resolve.search_patients(info.context, criteria, path_of(info))

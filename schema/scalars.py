@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -35,7 +36,7 @@ def _parse_datetime(value: object) -> str:
 Date = NewType("Date", str)
 DateTime = NewType("DateTime", str)
 
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     Date: strawberry.scalar(
         name="Date",
         description="A calendar date, ISO 8601. Output may be partial as FHIR allows (`1974`, "

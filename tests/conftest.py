@@ -37,8 +37,12 @@ class Signer:
 
     def token(self, role: str = "clinician", **overrides: Any) -> str:
         args: dict[str, Any] = {
-            "issuer": ISSUER, "audience": AUDIENCE, "subject": f"test-{role}", "roles": [role],
-            "scope": "user/*.rs", "kid": self.kid,
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "subject": f"test-{role}",
+            "roles": [role],
+            "scope": "user/*.rs",
+            "kid": self.kid,
         }
         args.update(overrides)
         return issue_token(self.key, **args)
@@ -87,8 +91,10 @@ async def running_upstream(name: str, resources: Any, **options: Any) -> AsyncIt
 
 @pytest.fixture
 async def upstreams(population: DemoPopulation) -> AsyncIterator[dict[str, Upstream]]:
-    async with running_upstream("hospital", population.upstreams["hospital"], max_count=1000) as h, \
-            running_upstream("clinic", population.upstreams["clinic"], max_count=1000) as c:
+    async with (
+        running_upstream("hospital", population.upstreams["hospital"], max_count=1000) as h,
+        running_upstream("clinic", population.upstreams["clinic"], max_count=1000) as c,
+    ):
         yield {"hospital": h, "clinic": c}
 
 
@@ -96,8 +102,15 @@ async def upstreams(population: DemoPopulation) -> AsyncIterator[dict[str, Upstr
 async def upstream_process(name: str, delay: float = 0.0) -> AsyncIterator[str]:
     """A demo upstream in a child process; yields its FHIR base URL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fakes.upstream_process", "--name", name, "--delay", str(delay),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.fakes.upstream_process",
+        "--name",
+        name,
+        "--delay",
+        str(delay),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -123,8 +136,9 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/fhir/R4"
 
 
-def make_settings(tmp_path: Path, signer: Signer, sources: list[dict[str, Any]],
-                  **sections: dict[str, Any]) -> Settings:
+def make_settings(
+    tmp_path: Path, signer: Signer, sources: list[dict[str, Any]], **sections: dict[str, Any]
+) -> Settings:
     data: dict[str, Any] = {
         "auth": {"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(signer.jwks_path)},
         "store": {"url": f"sqlite:///{tmp_path / 'index.db'}"},
@@ -135,8 +149,14 @@ def make_settings(tmp_path: Path, signer: Signer, sources: list[dict[str, Any]],
 
 
 def fhir_source(upstream: Upstream, **options: Any) -> dict[str, Any]:
-    return {"id": upstream.name, "kind": "fhir", "base_url": upstream.base_url,
-            "timeout_seconds": 2, "page_size": 500, **options}
+    return {
+        "id": upstream.name,
+        "kind": "fhir",
+        "base_url": upstream.base_url,
+        "timeout_seconds": 2,
+        "page_size": 500,
+        **options,
+    }
 
 
 @dataclass
@@ -145,10 +165,16 @@ class Api:
     client: httpx.AsyncClient
     signer: Signer
 
-    async def query(self, query: str, variables: dict[str, Any] | None = None,
-                    role: str = "clinician", **token: Any) -> httpx.Response:
+    async def query(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        role: str = "clinician",
+        **token: Any,
+    ) -> httpx.Response:
         return await self.client.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables},
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables},
             headers=self.signer.headers(role, **token),
         )
 
@@ -164,7 +190,9 @@ ApiFactory = Callable[..., contextlib.AbstractAsyncContextManager[Api]]
 
 @pytest.fixture
 def api_factory(tmp_path: Path, signer: Signer) -> ApiFactory:
-    def factory(sources: list[dict[str, Any]], **sections: dict[str, Any]) -> contextlib.AbstractAsyncContextManager[Api]:
+    def factory(
+        sources: list[dict[str, Any]], **sections: dict[str, Any]
+    ) -> contextlib.AbstractAsyncContextManager[Api]:
         return running_api(make_settings(tmp_path, signer, sources, **sections), signer)
 
     return factory

@@ -56,8 +56,14 @@ def issue_token(
 ) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {
-        "iss": issuer, "aud": audience, "sub": subject, "iat": now, "nbf": now,
-        "exp": now + ttl_seconds, "jti": uuid.uuid4().hex, "roles": list(roles),
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+        "roles": list(roles),
     }
     if scope:
         claims["scope"] = scope

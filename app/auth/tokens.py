@@ -52,8 +52,11 @@ async def verify_access_token(
             audience=audience,
             issuer=issuer,
             options={
-                "require_exp": True, "require_iss": True, "require_aud": True,
-                "require_sub": True, "leeway": leeway_seconds,
+                "require_exp": True,
+                "require_iss": True,
+                "require_aud": True,
+                "require_sub": True,
+                "leeway": leeway_seconds,
             },
         )
     except ExpiredSignatureError as exc:
@@ -99,10 +102,9 @@ def _matching(keys: Sequence[Jwk], kid: Any, alg: str) -> list[Jwk]:
         return []
     wanted_kty = KEY_TYPES.get(alg[:2])
     candidates = [
-        k for k in keys
-        if k.get("kty") == wanted_kty
-        and k.get("alg", alg) == alg
-        and k.get("use", "sig") == "sig"
+        k
+        for k in keys
+        if k.get("kty") == wanted_kty and k.get("alg", alg) == alg and k.get("use", "sig") == "sig"
     ]
     if kid is None:
         return candidates if len(keys) == 1 else []  # without kid only a one-key set is usable

@@ -50,6 +50,7 @@ def _outcome(status: int, code: str, message: str) -> FhirResponse:
 
 # --- FHIR search value syntax ---------------------------------------------------------------------
 
+
 def split_unescaped(value: str, separator: str) -> list[str]:
     """Split on `separator` unless escaped with a backslash; escapes stay for the next split."""
     parts: list[str] = []
@@ -107,11 +108,11 @@ def parse_span(text: str) -> Span:
             return _calendar_span(int(year), month, day)
         start = datetime.fromisoformat(
             f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}{fraction or ''}"
-            f"{'+00:00' if zone in (None, 'Z') else zone}")
+            f"{'+00:00' if zone in (None, 'Z') else zone}"
+        )
     except ValueError as exc:
         raise BadRequest(f"invalid date {text!r}") from exc
-    width = timedelta(microseconds=1) if fraction else timedelta(
-        seconds=1 if second else 60)
+    width = timedelta(microseconds=1) if fraction else timedelta(seconds=1 if second else 60)
     return Span(start, start + width)
 
 
@@ -161,6 +162,7 @@ def _stored_span(value: str) -> Span | None:
 
 # --- where each search parameter looks in a resource ----------------------------------------------
 
+
 def _walk(node: Any, keys: Sequence[str]) -> Iterator[Any]:
     if isinstance(node, list):
         for item in node:
@@ -208,56 +210,109 @@ def _date(*paths: str) -> Param:
 
 _REFERENCE = Param("reference", _at("subject.reference", "patient.reference"))
 _COMMON: Final = {"_id": _token("id"), "identifier": _token("identifier")}
-_CLINICAL: Final = {**_COMMON, "patient": _REFERENCE, "subject": _REFERENCE,
-                    "status": _token("status")}
+_CLINICAL: Final = {
+    **_COMMON,
+    "patient": _REFERENCE,
+    "subject": _REFERENCE,
+    "status": _token("status"),
+}
 _OBSERVED = _date("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")
 _MEDICATION_CODE = Param("token", _medication_code)
 
 SEARCH_PARAMS: Final[Mapping[str, Mapping[str, Param]]] = {
     "Patient": {
         **_COMMON,
-        "name": Param("string", _at("name.family", "name.given", "name.text", "name.prefix",
-                                    "name.suffix")),
+        "name": Param(
+            "string", _at("name.family", "name.given", "name.text", "name.prefix", "name.suffix")
+        ),
         "family": Param("string", _at("name.family")),
         "given": Param("string", _at("name.given")),
         "birthdate": _date("birthDate"),
         "gender": _token("gender"),
     },
-    "Observation": {**_CLINICAL, "category": _token("category"), "code": _token("code"),
-                    "date": _OBSERVED},
-    "Condition": {**_CLINICAL, "category": _token("category"), "code": _token("code"),
-                  "clinical-status": _token("clinicalStatus"),
-                  "date": _date("onsetDateTime", "onsetPeriod.start"),
-                  "onset-date": _date("onsetDateTime", "onsetPeriod.start")},
-    "AllergyIntolerance": {**_CLINICAL, "category": _token("category"), "code": _token("code"),
-                           "clinical-status": _token("clinicalStatus"),
-                           "date": _date("recordedDate")},
-    "MedicationRequest": {**_CLINICAL, "code": _MEDICATION_CODE, "intent": _token("intent"),
-                          "category": _token("category"), "date": _date("authoredOn"),
-                          "authoredon": _date("authoredOn")},
-    "MedicationStatement": {**_CLINICAL, "code": _MEDICATION_CODE,
-                            "category": _token("category"),
-                            "date": _date("effectiveDateTime", "effectivePeriod.start"),
-                            "effective": _date("effectiveDateTime", "effectivePeriod.start")},
-    "Immunization": {**_CLINICAL, "code": _token("vaccineCode"),
-                     "vaccine-code": _token("vaccineCode"), "date": _date("occurrenceDateTime")},
-    "Encounter": {**_CLINICAL, "class": _token("class"), "type": _token("type"),
-                  "date": _date("period.start")},
-    "Procedure": {**_CLINICAL, "code": _token("code"),
-                  "date": _date("performedDateTime", "performedPeriod.start")},
-    "DiagnosticReport": {**_CLINICAL, "category": _token("category"), "code": _token("code"),
-                         "date": _OBSERVED},
+    "Observation": {
+        **_CLINICAL,
+        "category": _token("category"),
+        "code": _token("code"),
+        "date": _OBSERVED,
+    },
+    "Condition": {
+        **_CLINICAL,
+        "category": _token("category"),
+        "code": _token("code"),
+        "clinical-status": _token("clinicalStatus"),
+        "date": _date("onsetDateTime", "onsetPeriod.start"),
+        "onset-date": _date("onsetDateTime", "onsetPeriod.start"),
+    },
+    "AllergyIntolerance": {
+        **_CLINICAL,
+        "category": _token("category"),
+        "code": _token("code"),
+        "clinical-status": _token("clinicalStatus"),
+        "date": _date("recordedDate"),
+    },
+    "MedicationRequest": {
+        **_CLINICAL,
+        "code": _MEDICATION_CODE,
+        "intent": _token("intent"),
+        "category": _token("category"),
+        "date": _date("authoredOn"),
+        "authoredon": _date("authoredOn"),
+    },
+    "MedicationStatement": {
+        **_CLINICAL,
+        "code": _MEDICATION_CODE,
+        "category": _token("category"),
+        "date": _date("effectiveDateTime", "effectivePeriod.start"),
+        "effective": _date("effectiveDateTime", "effectivePeriod.start"),
+    },
+    "Immunization": {
+        **_CLINICAL,
+        "code": _token("vaccineCode"),
+        "vaccine-code": _token("vaccineCode"),
+        "date": _date("occurrenceDateTime"),
+    },
+    "Encounter": {
+        **_CLINICAL,
+        "class": _token("class"),
+        "type": _token("type"),
+        "date": _date("period.start"),
+    },
+    "Procedure": {
+        **_CLINICAL,
+        "code": _token("code"),
+        "date": _date("performedDateTime", "performedPeriod.start"),
+    },
+    "DiagnosticReport": {
+        **_CLINICAL,
+        "category": _token("category"),
+        "code": _token("code"),
+        "date": _OBSERVED,
+    },
 }
 # Searchable (empty) even when the data holds none, like a real server that supports the type.
-EXTRA_TYPES: Final = frozenset({
-    "DocumentReference", "Coverage", "CareTeam", "Goal", "CarePlan", "Practitioner",
-    "Organization", "Location", "Medication", "Provenance", "Device", "ServiceRequest",
-})
+EXTRA_TYPES: Final = frozenset(
+    {
+        "DocumentReference",
+        "Coverage",
+        "CareTeam",
+        "Goal",
+        "CarePlan",
+        "Practitioner",
+        "Organization",
+        "Location",
+        "Medication",
+        "Provenance",
+        "Device",
+        "ServiceRequest",
+    }
+)
 _PAGING: Final = frozenset({"_count", "_offset", "_summary"})
 _HARMLESS: Final = frozenset({"_format", "_pretty"})  # ignored even under handling=strict
 
 
 # --- compiling a query into clauses ---------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Clause:
@@ -305,8 +360,12 @@ def _token_clause(param: Param, values: list[str], modifier: str) -> Clause:
         wanted.append((None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]))
 
     def test(resource: Resource) -> bool:
-        found = any(_token_matches(w, s, c) for item in param.extract(resource)
-                    for s, c in _token_pairs(item) for w in wanted)
+        found = any(
+            _token_matches(w, s, c)
+            for item in param.extract(resource)
+            for s, c in _token_pairs(item)
+            for w in wanted
+        )
         return found != (modifier == "not")
 
     return Clause(test)
@@ -323,8 +382,12 @@ def _string_clause(param: Param, values: list[str], modifier: str) -> Clause:
         return want in _fold(text) if modifier == "contains" else _fold(text).startswith(want)
 
     def test(resource: Resource) -> bool:
-        return any(hit(text, want) for text in param.extract(resource) if isinstance(text, str)
-                   for want in wanted)
+        return any(
+            hit(text, want)
+            for text in param.extract(resource)
+            if isinstance(text, str)
+            for want in wanted
+        )
 
     return Clause(test)
 
@@ -369,7 +432,9 @@ def _reference_clause(param: Param, values: list[str], modifier: str) -> Clause:
 
 
 _BUILDERS: Final[Mapping[str, Callable[[Param, list[str], str], Clause]]] = {
-    "token": _token_clause, "string": _string_clause, "date": _date_clause,
+    "token": _token_clause,
+    "string": _string_clause,
+    "date": _date_clause,
     "reference": _reference_clause,
 }
 
@@ -399,8 +464,9 @@ def _non_negative(name: str, value: str) -> int:
     return int(value)
 
 
-def parse_query(resource_type: str, items: Iterable[tuple[str, str]], *,
-                strict: bool = False) -> Query:
+def parse_query(
+    resource_type: str, items: Iterable[tuple[str, str]], *, strict: bool = False
+) -> Query:
     known = SEARCH_PARAMS.get(resource_type, _CLINICAL)
     clauses: list[Clause] = []
     used: list[tuple[str, str]] = []
@@ -420,6 +486,7 @@ def parse_query(resource_type: str, items: Iterable[tuple[str, str]], *,
 
 
 # --- the indexed store ----------------------------------------------------------------------------
+
 
 def _referenced_ids(resource: Resource) -> set[str]:
     """Ids in subject/patient, whatever their type: a superset the clause then filters."""
@@ -455,8 +522,11 @@ class Store:
 
     def search(self, kind: str, clauses: Sequence[Clause]) -> list[Resource]:
         rows = self.by_type.get(kind, [])
-        return [rows[i] for i in self._candidates(kind, clauses)
-                if all(c.test(rows[i]) for c in clauses)]
+        return [
+            rows[i]
+            for i in self._candidates(kind, clauses)
+            if all(c.test(rows[i]) for c in clauses)
+        ]
 
     def _candidates(self, kind: str, clauses: Sequence[Clause]) -> Iterable[int]:
         """Positions the indexed clauses allow, in storage order (stable paging)."""
@@ -478,6 +548,7 @@ class Store:
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
+
 
 class _Instrumentation:
     """Logs each request on arrival and waits `delay_seconds` before letting it through."""
@@ -502,15 +573,24 @@ class _Settings:
 
 
 def _capability(store: Store) -> dict[str, Any]:
-    resources = [{
-        "type": kind,
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
-        "searchParam": [{"name": name, "type": param.kind}
-                        for name, param in SEARCH_PARAMS.get(kind, _CLINICAL).items()],
-    } for kind in sorted(set(store.by_type) | set(SEARCH_PARAMS))]
+    resources = [
+        {
+            "type": kind,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": name, "type": param.kind}
+                for name, param in SEARCH_PARAMS.get(kind, _CLINICAL).items()
+            ],
+        }
+        for kind in sorted(set(store.by_type) | set(SEARCH_PARAMS))
+    ]
     return {
-        "resourceType": "CapabilityStatement", "status": "active", "date": "2026-01-01",
-        "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"],
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-01-01",
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
         "software": {"name": "PatientGraph demo FHIR server"},
         "rest": [{"mode": "server", "resource": resources}],
     }
@@ -524,11 +604,12 @@ def _page(settings: _Settings, query: Query, total: int) -> tuple[int, int]:
     return query.offset, min(size, settings.max_count)
 
 
-def _bundle(request: Request, settings: _Settings, query: Query,
-            matches: list[Resource]) -> dict[str, Any]:
+def _bundle(
+    request: Request, settings: _Settings, query: Query, matches: list[Resource]
+) -> dict[str, Any]:
     root = str(request.base_url).rstrip("/") + settings.base_path
     offset, size = _page(settings, query, len(matches))
-    shown = [] if query.summary_count else matches[offset: offset + size]
+    shown = [] if query.summary_count else matches[offset : offset + size]
 
     def link(at: int) -> str:
         paging = [("_count", str(size)), ("_offset", str(at))] if settings.next_links else []
@@ -539,9 +620,18 @@ def _bundle(request: Request, settings: _Settings, query: Query,
     if settings.next_links and not query.summary_count and more:
         links.append({"relation": "next", "url": link(offset + size)})
     return {
-        "resourceType": "Bundle", "type": "searchset", "total": len(matches), "link": links,
-        "entry": [{"fullUrl": f"{root}/{r['resourceType']}/{r['id']}", "resource": r,
-                   "search": {"mode": "match"}} for r in shown],
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(matches),
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{root}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in shown
+        ],
     }
 
 
@@ -587,16 +677,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def create_fhir_app(resources: Sequence[Mapping[str, Any]], *, base_path: str = "/fhir/R4",
-                    next_links: bool = True, default_count: int = 50,
-                    max_count: int = 200) -> Starlette:
+def create_fhir_app(
+    resources: Sequence[Mapping[str, Any]],
+    *,
+    base_path: str = "/fhir/R4",
+    next_links: bool = True,
+    default_count: int = 50,
+    max_count: int = 200,
+) -> Starlette:
     """A read-only FHIR R4 JSON server over `resources` (indexed once, never mutated)."""
     if default_count < 1 or max_count < 1:
         raise ValueError("page sizes must be positive")
     settings = _Settings(base_path.rstrip("/"), next_links, default_count, max_count)
     store = Store(resources)
-    app = Starlette(routes=_routes(store, settings),
-                    exception_handlers={HTTPException: _http_error})
+    app = Starlette(
+        routes=_routes(store, settings), exception_handlers={HTTPException: _http_error}
+    )
     app.state.requests = []
     app.state.delay_seconds = 0.0
     app.state.store = store

@@ -70,24 +70,86 @@ class DemoPopulation:
 # --- vocabularies (small and invented where they name people or places) -------------------------
 
 FAMILY_NAMES: Final = (
-    "Abernathy", "Brightwater", "Castellano", "Delacroix", "Eriksen", "Fairweather", "Galloway",
-    "Halvorsen", "Ivanova", "Jablonski", "Kowalczyk", "Lindqvist", "Moreau", "Nakamura",
-    "Okonkwo", "Pellegrini", "Quintero", "Rasmussen", "Sandoval", "Thibodeaux", "Underhill",
-    "Vasquez", "Whitcombe", "Yamamoto", "Zeller",
+    "Abernathy",
+    "Brightwater",
+    "Castellano",
+    "Delacroix",
+    "Eriksen",
+    "Fairweather",
+    "Galloway",
+    "Halvorsen",
+    "Ivanova",
+    "Jablonski",
+    "Kowalczyk",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okonkwo",
+    "Pellegrini",
+    "Quintero",
+    "Rasmussen",
+    "Sandoval",
+    "Thibodeaux",
+    "Underhill",
+    "Vasquez",
+    "Whitcombe",
+    "Yamamoto",
+    "Zeller",
 )
-GIVEN_NAMES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
-    "female": ("Amara", "Beatrix", "Celeste", "Delphine", "Elena", "Farida", "Greta", "Hana",
-               "Imogen", "Juniper", "Kiri", "Lucia", "Mireille", "Noor", "Ottilie", "Priya"),
-    "male": ("Anders", "Bastian", "Cyrus", "Dmitri", "Emeka", "Florian", "Gideon", "Hamish",
-             "Ignacio", "Jonas", "Kenji", "Lorcan", "Matteo", "Nikhil", "Oswin", "Rafferty"),
-})
+GIVEN_NAMES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "female": (
+            "Amara",
+            "Beatrix",
+            "Celeste",
+            "Delphine",
+            "Elena",
+            "Farida",
+            "Greta",
+            "Hana",
+            "Imogen",
+            "Juniper",
+            "Kiri",
+            "Lucia",
+            "Mireille",
+            "Noor",
+            "Ottilie",
+            "Priya",
+        ),
+        "male": (
+            "Anders",
+            "Bastian",
+            "Cyrus",
+            "Dmitri",
+            "Emeka",
+            "Florian",
+            "Gideon",
+            "Hamish",
+            "Ignacio",
+            "Jonas",
+            "Kenji",
+            "Lorcan",
+            "Matteo",
+            "Nikhil",
+            "Oswin",
+            "Rafferty",
+        ),
+    }
+)
 CLINICIANS: Final = (
-    "Dr. Ada Quill", "Dr. Benedikt Marsh", "Dr. Chiara Okafor", "Dr. Desmond Farrow",
-    "Dr. Esther Lindgren", "Dr. Felix Ambrose",
+    "Dr. Ada Quill",
+    "Dr. Benedikt Marsh",
+    "Dr. Chiara Okafor",
+    "Dr. Desmond Farrow",
+    "Dr. Esther Lindgren",
+    "Dr. Felix Ambrose",
 )
-PROVIDERS: Final[Mapping[str, str]] = MappingProxyType({
-    "hospital": "Riverbend General Hospital", "clinic": "Maple Street Family Clinic",
-})
+PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "hospital": "Riverbend General Hospital",
+        "clinic": "Maple Street Family Clinic",
+    }
+)
 
 # (code, display, chronic?)
 CONDITIONS: Final = (
@@ -115,31 +177,53 @@ ALLERGIES: Final = (
 )
 # (code, display, dosage text); the dict below says which condition each treats
 MEDICATIONS: Final = (
-    ("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
-     "Take 1 tablet by mouth once daily with the evening meal"),
+    (
+        "860975",
+        "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet",
+        "Take 1 tablet by mouth once daily with the evening meal",
+    ),
     ("314076", "lisinopril 10 MG Oral Tablet", "Take 1 tablet by mouth once daily"),
     ("197361", "amlodipine 5 MG Oral Tablet", "Take 1 tablet by mouth once daily"),
     ("310798", "Hydrochlorothiazide 25 MG Oral Tablet", "Take 1 tablet by mouth every morning"),
     ("259255", "atorvastatin 80 MG Oral Tablet", "Take 1 tablet by mouth at bedtime"),
-    ("895994", "120 ACTUAT Fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler",
-     "Inhale 2 puffs twice daily"),
-    ("745679", "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler",
-     "Inhale 2 puffs every 4 to 6 hours as needed for wheezing"),
+    (
+        "895994",
+        "120 ACTUAT Fluticasone propionate 0.044 MG/ACTUAT Metered Dose Inhaler",
+        "Inhale 2 puffs twice daily",
+    ),
+    (
+        "745679",
+        "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler",
+        "Inhale 2 puffs every 4 to 6 hours as needed for wheezing",
+    ),
     ("308182", "Amoxicillin 250 MG Oral Capsule", "Take 1 capsule by mouth 3 times daily"),
-    ("834061", "Penicillin V Potassium 250 MG Oral Tablet",
-     "Take 1 tablet by mouth 4 times daily for 10 days"),
-    ("313782", "Acetaminophen 325 MG Oral Tablet",
-     "Take 2 tablets by mouth every 6 hours as needed for pain"),
+    (
+        "834061",
+        "Penicillin V Potassium 250 MG Oral Tablet",
+        "Take 1 tablet by mouth 4 times daily for 10 days",
+    ),
+    (
+        "313782",
+        "Acetaminophen 325 MG Oral Tablet",
+        "Take 2 tablets by mouth every 6 hours as needed for pain",
+    ),
 )
-TREATS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
-    "44054006": ("860975",), "38341003": ("314076", "197361", "310798"),
-    "55822004": ("259255",), "195967001": ("895994", "745679"),
-})
+TREATS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "44054006": ("860975",),
+        "38341003": ("314076", "197361", "310798"),
+        "55822004": ("259255",),
+        "195967001": ("895994", "745679"),
+    }
+)
 PENICILLINS: Final = frozenset({"308182", "834061"})
 VACCINES: Final = (
     ("140", "Influenza, seasonal, injectable, preservative free"),
-    ("208", "SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, "
-            "30 mcg/0.3mL dose"),
+    (
+        "208",
+        "SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, "
+        "30 mcg/0.3mL dose",
+    ),
     ("115", "Tdap"),
     ("133", "Pneumococcal conjugate PCV 13"),
     ("43", "Hep B, adult"),
@@ -164,39 +248,62 @@ PROCEDURES: Final = (
 )
 VITALS: Final = ("8867-4", "85354-6", "29463-7", "8302-2")
 LABS: Final = ("2339-0", "4548-4", "2093-3", "718-7")
-LOINC_DISPLAY: Final[Mapping[str, str]] = MappingProxyType({
-    "8867-4": "Heart rate",
-    "85354-6": "Blood pressure panel with all children optional",
-    "8480-6": "Systolic blood pressure",
-    "8462-4": "Diastolic blood pressure",
-    "29463-7": "Body weight",
-    "8302-2": "Body height",
-    "2339-0": "Glucose [Mass/volume] in Blood",
-    "4548-4": "Hemoglobin A1c/Hemoglobin.total in Blood",
-    "2093-3": "Cholesterol [Mass/volume] in Serum or Plasma",
-    "718-7": "Hemoglobin [Mass/volume] in Blood",
-    "51990-0": "Basic metabolic panel - Blood",
-    "57698-3": "Lipid panel with direct LDL - Serum or Plasma",
-    "58410-2": "CBC panel - Blood by Automated count",
-})
+LOINC_DISPLAY: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "8867-4": "Heart rate",
+        "85354-6": "Blood pressure panel with all children optional",
+        "8480-6": "Systolic blood pressure",
+        "8462-4": "Diastolic blood pressure",
+        "29463-7": "Body weight",
+        "8302-2": "Body height",
+        "2339-0": "Glucose [Mass/volume] in Blood",
+        "4548-4": "Hemoglobin A1c/Hemoglobin.total in Blood",
+        "2093-3": "Cholesterol [Mass/volume] in Serum or Plasma",
+        "718-7": "Hemoglobin [Mass/volume] in Blood",
+        "51990-0": "Basic metabolic panel - Blood",
+        "57698-3": "Lipid panel with direct LDL - Serum or Plasma",
+        "58410-2": "CBC panel - Blood by Automated count",
+    }
+)
 # Which panel a lab test is reported under (the DiagnosticReport.code)
-PANEL_OF: Final[Mapping[str, str]] = MappingProxyType({
-    "2339-0": "51990-0", "4548-4": "4548-4", "2093-3": "57698-3", "718-7": "58410-2",
-})
-ID_PREFIX: Final[Mapping[str, str]] = MappingProxyType({
-    "Observation": "obs", "Condition": "cond", "AllergyIntolerance": "alg",
-    "MedicationRequest": "mrx", "MedicationStatement": "mst", "Immunization": "imm",
-    "Encounter": "enc", "Procedure": "proc", "DiagnosticReport": "dr",
-})
+PANEL_OF: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "2339-0": "51990-0",
+        "4548-4": "4548-4",
+        "2093-3": "57698-3",
+        "718-7": "58410-2",
+    }
+)
+ID_PREFIX: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "Observation": "obs",
+        "Condition": "cond",
+        "AllergyIntolerance": "alg",
+        "MedicationRequest": "mrx",
+        "MedicationStatement": "mst",
+        "Immunization": "imm",
+        "Encounter": "enc",
+        "Procedure": "proc",
+        "DiagnosticReport": "dr",
+    }
+)
 
 # Per person per upstream: inclusive count range, minimum number of facts in both upstreams
-COUNTS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType({
-    "observations": (6, 15), "conditions": (1, 4), "allergies": (0, 2), "medications": (1, 4),
-    "immunizations": (1, 3), "encounters": (1, 4), "procedures": (0, 2),
-})
+COUNTS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {
+        "observations": (6, 15),
+        "conditions": (1, 4),
+        "allergies": (0, 2),
+        "medications": (1, 4),
+        "immunizations": (1, 3),
+        "encounters": (1, 4),
+        "procedures": (0, 2),
+    }
+)
 
 
 # --- small FHIR builders -------------------------------------------------------------------------
+
 
 def _coding(system: str, code: str, display: str) -> dict[str, str]:
     return {"system": system, "code": code, "display": display}
@@ -219,6 +326,7 @@ def _loinc(code: str) -> dict[str, Any]:
 
 
 # --- the person and the facts about them ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Fact:
@@ -260,8 +368,9 @@ def _new_profile(rng: random.Random, gender: str, birth: date) -> _Profile:
     return _Profile(rng, gender, birth, chronic, round(weight, 1), round(height, 1))
 
 
-def _split_counts(rng: random.Random, lo: int, hi: int, min_shared: int = 0,
-                  min_own: int = 0) -> tuple[int, int, int]:
+def _split_counts(
+    rng: random.Random, lo: int, hi: int, min_shared: int = 0, min_own: int = 0
+) -> tuple[int, int, int]:
     """(in both, hospital only, clinic only) so that each upstream holds lo..hi facts."""
     in_hospital, in_clinic = rng.randint(lo, hi), rng.randint(lo, hi)
     most_shared = min(in_hospital, in_clinic) - min_own
@@ -273,11 +382,12 @@ def _place(facts: list[_Fact], split: tuple[int, int, int]) -> dict[str, list[_F
     shared, hospital_only, _ = split
     return {
         "hospital": facts[: shared + hospital_only],
-        "clinic": facts[:shared] + facts[shared + hospital_only:],
+        "clinic": facts[:shared] + facts[shared + hospital_only :],
     }
 
 
 # --- observations ---------------------------------------------------------------------------------
+
 
 def _interpretation(value: float, low: float | None, high: float | None) -> dict[str, Any]:
     if high is not None and value > high:
@@ -296,10 +406,12 @@ def _vital_body(p: _Profile, code: str) -> dict[str, Any]:
     if code == "85354-6":
         high_bp = 20 if p.has("38341003") else 0
         systolic, diastolic = rng.randint(105, 135) + high_bp, rng.randint(65, 85) + high_bp // 2
-        return {"component": [
-            {"code": _loinc("8480-6"), "valueQuantity": _quantity(systolic, "mm[Hg]")},
-            {"code": _loinc("8462-4"), "valueQuantity": _quantity(diastolic, "mm[Hg]")},
-        ]}
+        return {
+            "component": [
+                {"code": _loinc("8480-6"), "valueQuantity": _quantity(systolic, "mm[Hg]")},
+                {"code": _loinc("8462-4"), "valueQuantity": _quantity(diastolic, "mm[Hg]")},
+            ]
+        }
     if code == "8867-4":
         return {"valueQuantity": _quantity(rng.randint(56, 98), "/min")}
     if code == "29463-7":
@@ -342,16 +454,25 @@ def _observation_facts(p: _Profile, count: int) -> list[_Fact]:
     rng = p.rng
     visits = sorted({p.moment(3 * 365) for _ in range(rng.randint(5, 8))})
     draws = sorted({p.moment(3 * 365) for _ in range(rng.randint(3, 5))})
-    slots = [(c, t, True) for t in visits for c in VITALS] + [(c, t, False) for t in draws
-                                                              for c in LABS]
+    slots = [(c, t, True) for t in visits for c in VITALS] + [
+        (c, t, False) for t in draws for c in LABS
+    ]
     rng.shuffle(slots)
     facts = []
     for code, when, vital in slots[:count]:
-        category = _category("vital-signs", "Vital Signs") if vital else _category(
-            "laboratory", "Laboratory")
+        category = (
+            _category("vital-signs", "Vital Signs")
+            if vital
+            else _category("laboratory", "Laboratory")
+        )
         detail = _vital_body(p, code) if vital else _lab_body(p, code)
-        body: dict[str, Any] = {"status": "final", "category": category, "code": _loinc(code),
-                                "effectiveDateTime": _instant(when), **detail}
+        body: dict[str, Any] = {
+            "status": "final",
+            "category": category,
+            "code": _loinc(code),
+            "effectiveDateTime": _instant(when),
+            **detail,
+        }
         if not vital:
             body["issued"] = _instant(when + timedelta(hours=rng.randint(2, 30)))
         facts.append(_Fact("Observation", body, when))
@@ -359,6 +480,7 @@ def _observation_facts(p: _Profile, count: int) -> list[_Fact]:
 
 
 # --- other clinical facts -------------------------------------------------------------------------
+
 
 def _ordered_pool(rng: random.Random, codes: list[str], first: tuple[str, ...]) -> list[str]:
     """`first` (the ones the profile implies) then the rest shuffled."""
@@ -374,12 +496,20 @@ def _condition_facts(p: _Profile, count: int) -> list[_Fact]:
         display, chronic = known[code]
         onset = p.moment(8 * 365 if chronic else 3 * 365, 30)
         body: dict[str, Any] = {
-            "clinicalStatus": _concept(CONDITION_CLINICAL, *(
-                ("active", "Active") if chronic else ("resolved", "Resolved"))),
+            "clinicalStatus": _concept(
+                CONDITION_CLINICAL, *(("active", "Active") if chronic else ("resolved", "Resolved"))
+            ),
             "verificationStatus": _concept(CONDITION_VERIFICATION, "confirmed", "Confirmed"),
-            "category": [_concept(CONDITION_CATEGORY, *(
-                ("problem-list-item", "Problem List Item") if chronic
-                else ("encounter-diagnosis", "Encounter Diagnosis")))],
+            "category": [
+                _concept(
+                    CONDITION_CATEGORY,
+                    *(
+                        ("problem-list-item", "Problem List Item")
+                        if chronic
+                        else ("encounter-diagnosis", "Encounter Diagnosis")
+                    ),
+                )
+            ],
             "code": _concept(SNOMED, code, display),
             "onsetDateTime": _instant(onset),
             "recordedDate": _instant(onset + timedelta(hours=2)),
@@ -402,15 +532,20 @@ def _allergy_facts(p: _Profile, count: int) -> list[_Fact]:
             "criticality": criticality,
             "code": _concept(SNOMED, code, display),
             "recordedDate": _instant(recorded),
-            "reaction": [{"manifestation": [_concept(SNOMED, sign, sign_display)],
-                          "severity": "severe" if criticality == "high" else "mild"}],
+            "reaction": [
+                {
+                    "manifestation": [_concept(SNOMED, sign, sign_display)],
+                    "severity": "severe" if criticality == "high" else "mild",
+                }
+            ],
         }
         facts.append(_Fact("AllergyIntolerance", body, recorded, "patient"))
     return facts
 
 
-def _medication_body(p: _Profile, code: str, display: str, dosage: str,
-                     when: datetime) -> tuple[str, dict[str, Any]]:
+def _medication_body(
+    p: _Profile, code: str, display: str, dosage: str, when: datetime
+) -> tuple[str, dict[str, Any]]:
     """Mostly MedicationRequest with an RxNorm concept; some statements, some contained refs."""
     concept = _concept(RXNORM, code, display)
     chronic = code not in PENICILLINS | {"313782"}
@@ -418,8 +553,10 @@ def _medication_body(p: _Profile, code: str, display: str, dosage: str,
     style = p.rng.choices(("concept", "contained", "statement"), weights=(6, 2, 2))[0]
     if style == "statement":
         return "MedicationStatement", {
-            "status": status, "medicationCodeableConcept": concept,
-            "effectivePeriod": {"start": _instant(when)}, "dateAsserted": _instant(when),
+            "status": status,
+            "medicationCodeableConcept": concept,
+            "effectivePeriod": {"start": _instant(when)},
+            "dateAsserted": _instant(when),
             "dosage": [{"text": dosage}],
         }
     body: dict[str, Any] = {"status": status, "intent": "order"}
@@ -428,16 +565,23 @@ def _medication_body(p: _Profile, code: str, display: str, dosage: str,
         body["medicationReference"] = {"reference": "#med1", "display": display}
     else:
         body["medicationCodeableConcept"] = concept
-    body |= {"authoredOn": _instant(when), "requester": {"display": p.rng.choice(CLINICIANS)},
-             "dosageInstruction": [{"sequence": 1, "text": dosage}]}
+    body |= {
+        "authoredOn": _instant(when),
+        "requester": {"display": p.rng.choice(CLINICIANS)},
+        "dosageInstruction": [{"sequence": 1, "text": dosage}],
+    }
     return "MedicationRequest", body
 
 
 def _medication_facts(p: _Profile, count: int, allergies: list[_Fact]) -> list[_Fact]:
     allergic_to_penicillin = any(
-        f.body["code"]["coding"][0]["code"] == "764146007" for f in allergies)
-    known = {code: (display, dosage) for code, display, dosage in MEDICATIONS
-             if not (allergic_to_penicillin and code in PENICILLINS)}
+        f.body["code"]["coding"][0]["code"] == "764146007" for f in allergies
+    )
+    known = {
+        code: (display, dosage)
+        for code, display, dosage in MEDICATIONS
+        if not (allergic_to_penicillin and code in PENICILLINS)
+    }
     indicated = tuple(m for c in p.chronic for m in TREATS.get(c, ()))
     facts = []
     for code in _ordered_pool(p.rng, list(known), indicated)[:count]:
@@ -454,9 +598,13 @@ def _immunization_facts(p: _Profile, count: int) -> list[_Fact]:
     names = dict(VACCINES)
     facts = []
     for cvx, when in sorted(seen, key=lambda s: s[1]):
-        body = {"status": "completed", "vaccineCode": _concept(CVX, cvx, names[cvx]),
-                "occurrenceDateTime": _instant(when), "primarySource": True,
-                "lotNumber": f"LOT{p.rng.randint(10000, 99999)}"}
+        body = {
+            "status": "completed",
+            "vaccineCode": _concept(CVX, cvx, names[cvx]),
+            "occurrenceDateTime": _instant(when),
+            "primarySource": True,
+            "lotNumber": f"LOT{p.rng.randint(10000, 99999)}",
+        }
         facts.append(_Fact("Immunization", body, when, "patient"))
     return facts
 
@@ -466,17 +614,22 @@ def _encounter_facts(p: _Profile, count: int) -> list[_Fact]:
     for _ in range(count):
         klass, klass_display, code, display = p.rng.choice(ENCOUNTER_TYPES)
         start = p.moment(3 * 365, 2)
-        length = timedelta(days=p.rng.randint(1, 5)) if klass == "IMP" else timedelta(
-            minutes=p.rng.choice((15, 20, 30, 45, 90)))
+        length = (
+            timedelta(days=p.rng.randint(1, 5))
+            if klass == "IMP"
+            else timedelta(minutes=p.rng.choice((15, 20, 30, 45, 90)))
+        )
         provider = PROVIDERS["hospital" if klass != "AMB" else p.rng.choice(UPSTREAMS)]
         body = {
             "status": "finished",
             "class": {"system": ACT_CODE, "code": klass, "display": klass_display},
             "type": [_concept(SNOMED, code, display)],
-            "participant": [{
-                "type": [_concept(PARTICIPATION, "PPRF", "primary performer")],
-                "individual": {"display": p.rng.choice(CLINICIANS)},
-            }],
+            "participant": [
+                {
+                    "type": [_concept(PARTICIPATION, "PPRF", "primary performer")],
+                    "individual": {"display": p.rng.choice(CLINICIANS)},
+                }
+            ],
             "period": {"start": _instant(start), "end": _instant(start + length)},
             "serviceProvider": {"display": provider},
         }
@@ -499,6 +652,7 @@ def _procedure_facts(p: _Profile, count: int) -> list[_Fact]:
 
 
 # --- rendering facts into each upstream's resources ----------------------------------------------
+
 
 class _Ids:
     """Resource ids per upstream: readable counters at the hospital, random hex at the clinic."""
@@ -538,8 +692,9 @@ def _render(fact: _Fact, resource_id: str, patient_id: str, lag: timedelta) -> R
     }
 
 
-def _report(upstream_obs: list[tuple[_Fact, Resource]], patient_id: str, resource_id: str,
-            lag: timedelta) -> Resource:
+def _report(
+    upstream_obs: list[tuple[_Fact, Resource]], patient_id: str, resource_id: str, lag: timedelta
+) -> Resource:
     first_fact = upstream_obs[0][0]
     panel = PANEL_OF[first_fact.body["code"]["coding"][0]["code"]]
     flagged = any(o["interpretation"][0]["coding"][0]["code"] != "N" for _, o in upstream_obs)
@@ -550,14 +705,16 @@ def _report(upstream_obs: list[tuple[_Fact, Resource]], patient_id: str, resourc
         "effectiveDateTime": first_fact.body["effectiveDateTime"],
         "issued": first_fact.body["issued"],
         "result": [{"reference": f"Observation/{o['id']}"} for _, o in upstream_obs],
-        "conclusion": "Abnormal result; see flagged values." if flagged
+        "conclusion": "Abnormal result; see flagged values."
+        if flagged
         else "Within normal limits.",
     }
     return _render(_Fact("DiagnosticReport", body, first_fact.when), resource_id, patient_id, lag)
 
 
-def _lab_groups(rendered: list[tuple[_Fact, Resource]]) -> dict[tuple[str, datetime],
-                                                                 list[tuple[_Fact, Resource]]]:
+def _lab_groups(
+    rendered: list[tuple[_Fact, Resource]],
+) -> dict[tuple[str, datetime], list[tuple[_Fact, Resource]]]:
     groups: dict[tuple[str, datetime], list[tuple[_Fact, Resource]]] = {}
     for fact, resource in rendered:
         if fact.resource_type != "Observation":
@@ -568,8 +725,9 @@ def _lab_groups(rendered: list[tuple[_Fact, Resource]]) -> dict[tuple[str, datet
     return groups
 
 
-def _choose_reports(rng: random.Random, groups: Mapping[str, Mapping[tuple[str, datetime], Any]]
-                    ) -> dict[str, list[tuple[str, datetime]]]:
+def _choose_reports(
+    rng: random.Random, groups: Mapping[str, Mapping[tuple[str, datetime], Any]]
+) -> dict[str, list[tuple[str, datetime]]]:
     """0-2 reports per upstream; a lab panel both sides hold is sometimes reported by both."""
     hospital, clinic = (sorted(groups[u]) for u in UPSTREAMS)
     common = [key for key in hospital if key in clinic]
@@ -583,6 +741,7 @@ def _choose_reports(rng: random.Random, groups: Mapping[str, Mapping[tuple[str, 
 
 
 # --- people ---------------------------------------------------------------------------------------
+
 
 def _unique(make: Callable[[], str], taken: set[str]) -> str:
     while (value := make()) in taken:
@@ -608,14 +767,28 @@ def _patient(person: DemoPerson, upstream: str, mrn: str, updated: datetime) -> 
         "id": person.local_ids[upstream],
         "meta": {"versionId": "1", "lastUpdated": _instant(updated)},
         "identifier": [
-            {"use": "usual", "type": _concept(V2_0203, "MR", "Medical record number", "MRN"),
-             "system": MRN_SYSTEMS[upstream], "value": mrn},
-            {"use": "official", "type": _concept(V2_0203, "SS", "Social Security number", "SSN"),
-             "system": SSN_SYSTEM, "value": person.ssn},
+            {
+                "use": "usual",
+                "type": _concept(V2_0203, "MR", "Medical record number", "MRN"),
+                "system": MRN_SYSTEMS[upstream],
+                "value": mrn,
+            },
+            {
+                "use": "official",
+                "type": _concept(V2_0203, "SS", "Social Security number", "SSN"),
+                "system": SSN_SYSTEM,
+                "value": person.ssn,
+            },
         ],
         "active": True,
-        "name": [{"use": "official", "family": person.family, "given": list(person.given),
-                  "text": " ".join((*person.given, person.family))}],
+        "name": [
+            {
+                "use": "official",
+                "family": person.family,
+                "given": list(person.given),
+                "text": " ".join((*person.given, person.family)),
+            }
+        ],
         "gender": person.gender,
         "birthDate": person.birth_date,
     }
@@ -661,21 +834,27 @@ def _person_resources(p: _Profile, person: DemoPerson, ids: _Ids) -> dict[str, l
     for upstream, keys in _choose_reports(p.rng, groups).items():
         for key in keys:
             rid = ids.resource(upstream, "DiagnosticReport")
-            out[upstream].append(_report(groups[upstream][key], person.local_ids[upstream], rid,
-                                         lags[upstream]))
+            out[upstream].append(
+                _report(groups[upstream][key], person.local_ids[upstream], rid, lags[upstream])
+            )
     return out
 
 
-def _iter_people(rng: random.Random, count: int, ids: _Ids) -> Iterator[tuple[DemoPerson,
-                                                                             _Profile]]:
+def _iter_people(
+    rng: random.Random, count: int, ids: _Ids
+) -> Iterator[tuple[DemoPerson, _Profile]]:
     ssns: set[str] = set()
     for number in range(1, count + 1):
         gender = rng.choice(("female", "male"))
         birth = (ANCHOR - timedelta(days=rng.randint(19 * 365, 88 * 365))).date()
         given = tuple(rng.sample(GIVEN_NAMES[gender], rng.choice((1, 1, 2))))
         person = DemoPerson(
-            key=f"demo-{number:03d}", ssn=_new_ssn(rng, ssns), family=rng.choice(FAMILY_NAMES),
-            given=given, birth_date=birth.isoformat(), gender=gender,
+            key=f"demo-{number:03d}",
+            ssn=_new_ssn(rng, ssns),
+            family=rng.choice(FAMILY_NAMES),
+            given=given,
+            birth_date=birth.isoformat(),
+            gender=gender,
             local_ids=MappingProxyType({u: ids.patient(u, number) for u in UPSTREAMS}),
         )
         yield person, _new_profile(rng, gender, birth)

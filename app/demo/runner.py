@@ -32,7 +32,9 @@ ROLES = ("patient", "clinician", "care-coordinator", "billing", "auditor", "admi
 ROLE_SCOPES = {
     "patient": "openid fhirUser patient/*.rs",
     "clinician": "openid fhirUser user/*.rs",
-    "care-coordinator": "openid fhirUser user/Patient.rs user/Encounter.rs user/MedicationRequest.rs",
+    "care-coordinator": (
+        "openid fhirUser user/Patient.rs user/Encounter.rs user/MedicationRequest.rs"
+    ),
     "billing": "openid fhirUser user/Patient.rs user/Coverage.rs",
     "auditor": "openid fhirUser user/AuditEvent.rs",
     "admin": "openid fhirUser user/*.cruds system/*.cruds",
@@ -54,38 +56,60 @@ class DemoHandle:
         )
 
 
-def demo_settings(workdir: Path, host: str, port: int, upstreams: dict[str, str],
-                  graphiql_token: str) -> Settings:
-    return settings_from_mapping({
-        "server": {"host": host, "port": port,
-                   "graphiql_headers": {"Authorization": f"Bearer {graphiql_token}"}},
-        "auth": {"issuer": ISSUER, "audience": AUDIENCE, "jwks_file": str(workdir / "jwks.json")},
-        "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
-        "sources": [
-            {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5}
-            for name, url in upstreams.items()
-        ],
-    }, environ={})
+def demo_settings(
+    workdir: Path, host: str, port: int, upstreams: dict[str, str], graphiql_token: str
+) -> Settings:
+    return settings_from_mapping(
+        {
+            "server": {
+                "host": host,
+                "port": port,
+                "graphiql_headers": {"Authorization": f"Bearer {graphiql_token}"},
+            },
+            "auth": {
+                "issuer": ISSUER,
+                "audience": AUDIENCE,
+                "jwks_file": str(workdir / "jwks.json"),
+            },
+            "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
+            "sources": [
+                {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5}
+                for name, url in upstreams.items()
+            ],
+        },
+        environ={},
+    )
 
 
 @contextlib.asynccontextmanager
-async def running_demo(host: str = "127.0.0.1", port: int = 8000, *, patients: int = 24
-                       ) -> AsyncIterator[DemoHandle]:
+async def running_demo(
+    host: str = "127.0.0.1", port: int = 8000, *, patients: int = 24
+) -> AsyncIterator[DemoHandle]:
     population = generate_population(patients=patients)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = key_id(key)
 
     def token(role: str, patient: str | None = None) -> str:
-        return issue_token(key, issuer=ISSUER, audience=AUDIENCE, subject=f"demo-{role}",
-                           roles=[role], scope=ROLE_SCOPES[role], patient=patient,
-                           ttl_seconds=12 * 3600, kid=kid)
+        return issue_token(
+            key,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            subject=f"demo-{role}",
+            roles=[role],
+            scope=ROLE_SCOPES[role],
+            patient=patient,
+            ttl_seconds=12 * 3600,
+            kid=kid,
+        )
 
     with tempfile.TemporaryDirectory(prefix="patientgraph-demo-") as tmp:
         workdir = Path(tmp)
         (workdir / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
         async with contextlib.AsyncExitStack() as stack:
             upstreams = {
-                name: await stack.enter_async_context(serving(create_fhir_app(population.upstreams[name])))
+                name: await stack.enter_async_context(
+                    serving(create_fhir_app(population.upstreams[name]))
+                )
                 + "/fhir/R4"
                 for name in UPSTREAMS
             }
@@ -101,8 +125,11 @@ async def running_demo(host: str = "127.0.0.1", port: int = 8000, *, patients: i
 async def _index_patients(graphql_url: str, admin_token: str) -> list[str]:
     """Ask the API for every demo patient once: this links them in the patient index."""
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(graphql_url, json={"query": INDEX_QUERY},
-                                     headers={"Authorization": f"Bearer {admin_token}"})
+        response = await client.post(
+            graphql_url,
+            json={"query": INDEX_QUERY},
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
     response.raise_for_status()
     body = response.json()
     if body.get("errors"):
@@ -124,6 +151,6 @@ async def run_demo(host: str, port: int, tokens_file: Path | None) -> None:
         for role, value in demo.tokens.items():
             print(f"  {role}: {value}")
         if tokens_file is not None:
-            tokens_file.write_text(demo.tokens_file_json())
+            await asyncio.to_thread(tokens_file.write_text, demo.tokens_file_json())
         print("Press Ctrl+C to stop.", flush=True)
         await stop.wait()

@@ -21,9 +21,7 @@ class CodeableConcept:
     def has_code(self, code: str) -> bool:
         """True for `code` or `system|code` matching any coding (FHIR token semantics)."""
         system, _, value = code.rpartition("|")
-        return any(
-            c.code == value and (not system or c.system == system) for c in self.coding
-        )
+        return any(c.code == value and (not system or c.system == system) for c in self.coding)
 
 
 @dataclass(frozen=True, slots=True)

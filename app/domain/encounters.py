@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.domain.common import CodeableConcept, RecordMeta, SourceLink, Sourced
+from app.domain.common import CodeableConcept, RecordMeta, Sourced, SourceLink
 
 
 @dataclass(frozen=True, slots=True)

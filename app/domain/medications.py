@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.domain.common import CodeableConcept, RecordMeta, SourceLink, Sourced
+from app.domain.common import CodeableConcept, RecordMeta, Sourced, SourceLink
 
 
 class MedicationKind(StrEnum):

@@ -36,8 +36,14 @@ PROCEDURES: RecordKind[Procedure] = RecordKind("procedures")
 DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind("diagnostic_reports")
 
 ALL_KINDS: tuple[RecordKind[Any], ...] = (
-    OBSERVATIONS, CONDITIONS, ALLERGIES, MEDICATIONS,
-    IMMUNIZATIONS, ENCOUNTERS, PROCEDURES, DIAGNOSTIC_REPORTS,
+    OBSERVATIONS,
+    CONDITIONS,
+    ALLERGIES,
+    MEDICATIONS,
+    IMMUNIZATIONS,
+    ENCOUNTERS,
+    PROCEDURES,
+    DIAGNOSTIC_REPORTS,
 )
 
 

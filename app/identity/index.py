@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
@@ -111,7 +111,7 @@ class PatientIndex:
         return {pid: tuple(links) for pid, links in out.items()}
 
     async def _known_links(
-        self, conn: sa.ext.asyncio.AsyncConnection, links: list[SourceLink]
+        self, conn: AsyncConnection, links: list[SourceLink]
     ) -> dict[tuple[str, str], str]:
         pairs = {(link.source_id, link.local_id) for link in links}
         query = sa.select(patient_links).where(
@@ -121,7 +121,7 @@ class PatientIndex:
         return {(r.source_id, r.local_id): r.patient_id for r in rows}
 
     async def _known_keys(
-        self, conn: sa.ext.asyncio.AsyncConnection, keys: set[tuple[str, str]]
+        self, conn: AsyncConnection, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], str]:
         if not keys:
             return {}
@@ -133,14 +133,17 @@ class PatientIndex:
 
     async def _insert(
         self,
-        conn: sa.ext.asyncio.AsyncConnection,
+        conn: AsyncConnection,
         links: dict[tuple[str, str], str],
         keys: dict[tuple[str, str], str],
     ) -> None:
         if links:
             await conn.execute(
                 patient_links.insert(),
-                [{"source_id": s, "local_id": lid, "patient_id": p} for (s, lid), p in links.items()],
+                [
+                    {"source_id": s, "local_id": lid, "patient_id": p}
+                    for (s, lid), p in links.items()
+                ],
             )
         if keys:
             await conn.execute(

@@ -12,7 +12,9 @@ query Dashboard($first: Int = 20) {
       sources { sourceId localId }
       observations(first: 5) {
         totalCount
-        nodes { code { text } effective valueQuantity { value unit } valueString sources { sourceId } }
+        nodes {
+          code { text } effective valueQuantity { value unit } valueString sources { sourceId }
+        }
       }
       conditions(first: 5) { totalCount nodes { code { text } clinicalStatus onset } }
       allergies(first: 5) { totalCount nodes { code { text } criticality } }

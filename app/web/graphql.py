@@ -31,7 +31,9 @@ STATIC_PREFIX = "/graphiql/static"
 QUERIES_ONLY = frozenset({OperationType.QUERY})
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         orjson.dumps(payload), status, {**NO_STORE, **(headers or {})}, "application/json"
     )
@@ -41,8 +43,9 @@ async def graphql_get(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     accepts_html = "text/html" in request.headers.get("accept", "")
     if not (runtime.settings.server.graphiql and accepts_html):
-        return json_response(simple_error("Send queries with POST", "BAD_USER_INPUT"), 405,
-                             {"allow": "POST"})
+        return json_response(
+            simple_error("Send queries with POST", "BAD_USER_INPUT"), 405, {"allow": "POST"}
+        )
     page = render_graphiql_page(
         endpoint=str(request.url.path),
         static_prefix=STATIC_PREFIX,
@@ -57,8 +60,11 @@ async def graphql_post(request: Request) -> Response:
     try:
         principal = await authenticate(request, runtime.settings.auth, runtime.keyset)
     except AuthenticationError as exc:
-        return json_response(simple_error(str(exc), "UNAUTHENTICATED"), 401,
-                             {"www-authenticate": 'Bearer error="invalid_token"'})
+        return json_response(
+            simple_error(str(exc), "UNAUTHENTICATED"),
+            401,
+            {"www-authenticate": 'Bearer error="invalid_token"'},
+        )
     try:
         query, variables, operation = _parse_body(await request.body(), request)
     except ValueError as exc:
@@ -66,7 +72,10 @@ async def graphql_post(request: Request) -> Response:
     context = Context(principal, runtime.services, RequestLoaders(runtime.services.index))
     try:
         result = await runtime.schema.execute(
-            query, variable_values=variables, context_value=context, operation_name=operation,
+            query,
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation,
             allowed_operation_types=QUERIES_ONLY,
         )
     except InvalidOperationTypeError:
@@ -88,7 +97,11 @@ def _parse_body(body: bytes, request: Request) -> tuple[str, dict[str, Any] | No
         raise ValueError("Body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValueError("Body must be a JSON object")
-    query, variables, operation = data.get("query"), data.get("variables"), data.get("operationName")
+    query, variables, operation = (
+        data.get("query"),
+        data.get("variables"),
+        data.get("operationName"),
+    )
     if not isinstance(query, str) or not query.strip():
         raise ValueError("'query' must be a non-empty string")
     if variables is not None and not isinstance(variables, dict):

@@ -26,14 +26,19 @@ async def readyz(request: Request) -> Response:
     store_ok, sources = await asyncio.gather(_store_ok(runtime), _source_states(runtime))
     reachable = [s for s in sources if s.ok]
     ready = store_ok and (bool(reachable) or not sources)
-    status = "ready" if ready and len(reachable) == len(sources) else ("degraded" if ready else "unavailable")
+    status = (
+        "ready"
+        if ready and len(reachable) == len(sources)
+        else ("degraded" if ready else "unavailable")
+    )
     body = {
         "status": status,
         "store": "ok" if store_ok else "unavailable",
         "sources": [
             {"id": s.source_id, "kind": s.kind, "state": "ok" if s.ok else s.detail}
             for s in sources
-        ] + [
+        ]
+        + [
             {"id": source_id, "kind": kind, "state": "not served yet"}
             for source_id, kind in runtime.registry.inactive
         ],
@@ -58,6 +63,8 @@ async def _source_states(runtime: Runtime) -> list[SourceHealth]:
                 result: SourceHealth = await source.health()
                 return result
         except TimeoutError:
-            return SourceHealth(getattr(source, "id", "?"), getattr(source, "kind", "?"), False, "timeout")
+            return SourceHealth(
+                getattr(source, "id", "?"), getattr(source, "kind", "?"), False, "timeout"
+            )
 
     return list(await asyncio.gather(*(one(s) for s in runtime.registry.sources)))

@@ -64,13 +64,22 @@ class BodyLimitMiddleware:
 
 async def _too_large(send: Send) -> None:
     body = orjson.dumps(
-        {"errors": [{"message": "Request body too large", "extensions": {"code": "QUERY_REJECTED"}}]}
+        {
+            "errors": [
+                {"message": "Request body too large", "extensions": {"code": "QUERY_REJECTED"}}
+            ]
+        }
     )
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -30,9 +30,17 @@ class FaultInjector:
             "500": (500, b'{"resourceType": "OperationOutcome"}'),
             "garbage": (200, b'{"resourceType": "Bundle", "entry": [ {oops'),
             "hang": (200, b"{}"),
-            "foreign-next": (200, b'{"resourceType": "Bundle", "type": "searchset", "entry": [],'
-                             b' "link": [{"relation": "next", "url": "http://evil.invalid/fhir/R4/Patient?p=2"}]}'),
+            "foreign-next": (
+                200,
+                b'{"resourceType": "Bundle", "type": "searchset", "entry": [],'
+                b' "link": [{"relation": "next", "url": "http://evil.invalid/fhir/R4/Patient?p=2"}]}',
+            ),
         }[self.mode]
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/fhir+json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/fhir+json")],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -11,7 +11,8 @@ from tests.conftest import AUDIENCE, Api, ApiFactory, Upstream, fhir_source
 
 async def post(api: Api, body: bytes | str, content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
     return await api.client.post(
-        f"{api.url}/graphql", content=body,
+        f"{api.url}/graphql",
+        content=body,
         headers={"content-type": content_type, **api.signer.headers(), **headers},
     )
 
@@ -27,7 +28,9 @@ async def test_malformed_graphql(api: Api) -> None:
     assert "Syntax Error" in response.json()["errors"][0]["message"]
 
 
-async def test_unknown_field_is_rejected_before_execution(api: Api, upstreams: dict[str, Upstream]) -> None:
+async def test_unknown_field_is_rejected_before_execution(
+    api: Api, upstreams: dict[str, Upstream]
+) -> None:
     response = await api.query("{ patients { nodes { ssn } } }")
     assert response.status_code == 400
     assert codes(response) == ["BAD_USER_INPUT"]
@@ -50,27 +53,36 @@ async def test_unknown_patient_is_null_without_errors(api: Api) -> None:
     assert response.json() == {"data": {"patient": None}}
 
 
-@pytest.mark.parametrize(("query", "fragment"), [
-    ('{ patients(birthDate: "2024-02-30") { totalCount } }', "Date"),
-    ('{ patients(birthDate: "yesterday") { totalCount } }', "Date"),
-    ("{ patients(first: 1000) { totalCount } }", "first"),
-    ("{ patients(first: -1) { totalCount } }", "first"),
-    ('{ patients(after: "bm90LWEtY3Vyc29y") { totalCount } }', "cursor"),
-    ('{ patients(first: 1) { nodes { observations(since: "soon") { totalCount } } } }', "DateTime"),
-])
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ('{ patients(birthDate: "2024-02-30") { totalCount } }', "Date"),
+        ('{ patients(birthDate: "yesterday") { totalCount } }', "Date"),
+        ("{ patients(first: 1000) { totalCount } }", "first"),
+        ("{ patients(first: -1) { totalCount } }", "first"),
+        ('{ patients(after: "bm90LWEtY3Vyc29y") { totalCount } }', "cursor"),
+        (
+            '{ patients(first: 1) { nodes { observations(since: "soon") { totalCount } } } }',
+            "DateTime",
+        ),
+    ],
+)
 async def test_bad_arguments(api: Api, query: str, fragment: str) -> None:
     response = await api.query(query)
     assert "BAD_USER_INPUT" in codes(response)
     assert fragment in response.json()["errors"][0]["message"]
 
 
-@pytest.mark.parametrize(("body", "content_type", "fragment"), [
-    (b"{not json", "application/json", "JSON"),
-    (b"[1, 2]", "application/json", "object"),
-    (b'{"query": 5}', "application/json", "query"),
-    (b'{"query": "{ me { id } }", "variables": [1]}', "application/json", "variables"),
-    (b"query { me { id } }", "application/graphql", "Content-Type"),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type", "fragment"),
+    [
+        (b"{not json", "application/json", "JSON"),
+        (b"[1, 2]", "application/json", "object"),
+        (b'{"query": 5}', "application/json", "query"),
+        (b'{"query": "{ me { id } }", "variables": [1]}', "application/json", "variables"),
+        (b"query { me { id } }", "application/graphql", "Content-Type"),
+    ],
+)
 async def test_bad_http_bodies(api: Api, body: bytes, content_type: str, fragment: str) -> None:
     response = await post(api, body, content_type)
     assert response.status_code == 400
@@ -78,7 +90,9 @@ async def test_bad_http_bodies(api: Api, body: bytes, content_type: str, fragmen
     assert fragment in response.json()["errors"][0]["message"]
 
 
-async def test_oversized_body_is_413(api_factory: ApiFactory, upstreams: dict[str, Upstream]) -> None:
+async def test_oversized_body_is_413(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
     sources = [fhir_source(u) for u in upstreams.values()]
     async with api_factory(sources, server={"max_body_bytes": 2048}) as api:
         padding = " " * 3000
@@ -111,15 +125,21 @@ async def test_missing_token(api: Api, upstreams: dict[str, Upstream]) -> None:
     assert all(not u.requests for u in upstreams.values())
 
 
-@pytest.mark.parametrize("overrides", [
-    {"ttl_seconds": -120},  # expired beyond the leeway
-    {"audience": "someone-else"},
-    {"issuer": "https://evil.example/"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"ttl_seconds": -120},  # expired beyond the leeway
+        {"audience": "someone-else"},
+        {"issuer": "https://evil.example/"},
+    ],
+)
 async def test_rejected_tokens(api: Api, overrides: dict[str, object]) -> None:
     token = api.signer.token(**overrides)
-    response = await api.client.post(f"{api.url}/graphql", json={"query": "{ me { id } }"},
-                                     headers={"Authorization": f"Bearer {token}"})
+    response = await api.client.post(
+        f"{api.url}/graphql",
+        json={"query": "{ me { id } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert_unauthenticated(response)
 
 
@@ -129,31 +149,41 @@ async def test_token_from_untrusted_key(api: Api) -> None:
     from app.auth.signing import issue_token
 
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = issue_token(stranger, issuer="https://issuer.test/", audience=AUDIENCE, subject="x",
-                        kid=api.signer.kid)
-    response = await api.client.post(f"{api.url}/graphql", json={"query": "{ me { id } }"},
-                                     headers={"Authorization": f"Bearer {token}"})
+    token = issue_token(
+        stranger, issuer="https://issuer.test/", audience=AUDIENCE, subject="x", kid=api.signer.kid
+    )
+    response = await api.client.post(
+        f"{api.url}/graphql",
+        json={"query": "{ me { id } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert_unauthenticated(response)
 
 
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer not.a.jwt", "token"])
 async def test_malformed_authorization_header(api: Api, header: str) -> None:
-    response = await api.client.post(f"{api.url}/graphql", json={"query": "{ me { id } }"},
-                                     headers={"Authorization": header})
+    response = await api.client.post(
+        f"{api.url}/graphql", json={"query": "{ me { id } }"}, headers={"Authorization": header}
+    )
     assert_unauthenticated(response)
 
 
 async def test_token_in_query_string_is_refused(api: Api) -> None:
     token = api.signer.token()
-    response = await api.client.post(f"{api.url}/graphql?access_token={token}",
-                                     json={"query": "{ me { id } }"},
-                                     headers={"Authorization": f"Bearer {token}"})
+    response = await api.client.post(
+        f"{api.url}/graphql?access_token={token}",
+        json={"query": "{ me { id } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert_unauthenticated(response)
 
 
 async def test_expiry_leeway_is_small(api: Api) -> None:
     just_expired = api.signer.token(ttl_seconds=-5)  # within the 30 s leeway: accepted
-    response = await api.client.post(f"{api.url}/graphql", json={"query": "{ me { id } }"},
-                                     headers={"Authorization": f"Bearer {just_expired}"})
+    response = await api.client.post(
+        f"{api.url}/graphql",
+        json={"query": "{ me { id } }"},
+        headers={"Authorization": f"Bearer {just_expired}"},
+    )
     assert response.status_code == 200
     assert time.time() > 0

@@ -27,61 +27,124 @@ def _concept(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code}]}
 
 
-def _patient(pid: str, family: str, given: list[str], birth: str, *ids: tuple[str, str]
-             ) -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": pid, "meta": {"versionId": "3"},
-            "identifier": [{"system": s, "value": v} for s, v in ids],
-            "name": [{"family": family, "given": given}], "birthDate": birth}
+def _patient(
+    pid: str, family: str, given: list[str], birth: str, *ids: tuple[str, str]
+) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "meta": {"versionId": "3"},
+        "identifier": [{"system": s, "value": v} for s, v in ids],
+        "name": [{"family": family, "given": given}],
+        "birthDate": birth,
+    }
 
 
 def _obs(oid: str, patient: str, category: str, code: str, when: str) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "category": [_concept(OBS_CATEGORY, category)],
-            "code": _concept("http://loinc.org", code),
-            "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": when}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [_concept(OBS_CATEGORY, category)],
+        "code": _concept("http://loinc.org", code),
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": when,
+    }
 
 
 RESOURCES: list[dict[str, Any]] = [
-    _patient("p1", "Abernathy", ["Amara", "Beatrix"], "1980-05-12", (SSN, "999-01-0001"),
-             ("urn:demo:hospital:mrn", "H1")),
-    _patient("p2", "Brightwater", ["Cyrus"], "1975-01-30", (SSN, "999-01-0002"),
-             ("urn:demo:clinic:mrn", "C2")),
+    _patient(
+        "p1",
+        "Abernathy",
+        ["Amara", "Beatrix"],
+        "1980-05-12",
+        (SSN, "999-01-0001"),
+        ("urn:demo:hospital:mrn", "H1"),
+    ),
+    _patient(
+        "p2",
+        "Brightwater",
+        ["Cyrus"],
+        "1975-01-30",
+        (SSN, "999-01-0002"),
+        ("urn:demo:clinic:mrn", "C2"),
+    ),
     _patient("p3", "Müller", ["Jonas"], "1990-12-31", ("urn:x", "a,b")),
     _obs("o1", "p1", "vital-signs", "8867-4", "2025-03-14T09:30:00Z"),
     _obs("o2", "p1", "laboratory", "2339-0", "2025-06-01T08:00:00Z"),
     _obs("o3", "p2", "laboratory", "2339-0", "2024-12-31T23:30:00Z"),
     _obs("o4", "p3", "vital-signs", "29463-7", "2025-01-01T01:00:00+02:00"),
-    {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
-     "code": _concept("http://snomed.info/sct", "44054006"), "onsetDateTime": "2020-02-02"},
-    {"resourceType": "MedicationRequest", "id": "m1", "subject": {"reference": "Patient/p2"},
-     "intent": "order", "medicationCodeableConcept": _concept(RXNORM, "860975"),
-     "authoredOn": "2024-04-04T12:00:00Z"},
-    {"resourceType": "MedicationRequest", "id": "m2", "subject": {"reference": "Patient/p1"},
-     "intent": "order", "contained": [{"resourceType": "Medication", "id": "med1",
-                                       "code": _concept(RXNORM, "314076")}],
-     "medicationReference": {"reference": "#med1"}, "authoredOn": "2025-05-05T12:00:00Z"},
-    {"resourceType": "Immunization", "id": "i1", "patient": {"reference": "Patient/p1"},
-     "vaccineCode": _concept("http://hl7.org/fhir/sid/cvx", "140"),
-     "occurrenceDateTime": "2024-10-01T10:00:00Z"},
-    {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p2"},
-     "category": ["food"], "code": _concept("http://snomed.info/sct", "91935009"),
-     "recordedDate": "2019-07-07"},
-    {"resourceType": "Procedure", "id": "pr1", "subject": {"reference": "Patient/p1"},
-     "code": _concept("http://snomed.info/sct", "73761001"),
-     "performedPeriod": {"start": "2023-08-08T09:00:00Z", "end": "2023-08-08T10:00:00Z"}},
-    {"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/p3"},
-     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-     "period": {"start": "2025-02-02T09:00:00Z", "end": "2025-02-02T09:30:00Z"}},
-    {"resourceType": "DiagnosticReport", "id": "d1", "subject": {"reference": "Patient/p1"},
-     "category": [_concept("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB")],
-     "code": _concept("http://loinc.org", "51990-0"), "effectiveDateTime": "2025-06-01T08:00:00Z",
-     "result": [{"reference": "Observation/o2"}]},
+    {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": _concept("http://snomed.info/sct", "44054006"),
+        "onsetDateTime": "2020-02-02",
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "subject": {"reference": "Patient/p2"},
+        "intent": "order",
+        "medicationCodeableConcept": _concept(RXNORM, "860975"),
+        "authoredOn": "2024-04-04T12:00:00Z",
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "id": "m2",
+        "subject": {"reference": "Patient/p1"},
+        "intent": "order",
+        "contained": [
+            {"resourceType": "Medication", "id": "med1", "code": _concept(RXNORM, "314076")}
+        ],
+        "medicationReference": {"reference": "#med1"},
+        "authoredOn": "2025-05-05T12:00:00Z",
+    },
+    {
+        "resourceType": "Immunization",
+        "id": "i1",
+        "patient": {"reference": "Patient/p1"},
+        "vaccineCode": _concept("http://hl7.org/fhir/sid/cvx", "140"),
+        "occurrenceDateTime": "2024-10-01T10:00:00Z",
+    },
+    {
+        "resourceType": "AllergyIntolerance",
+        "id": "a1",
+        "patient": {"reference": "Patient/p2"},
+        "category": ["food"],
+        "code": _concept("http://snomed.info/sct", "91935009"),
+        "recordedDate": "2019-07-07",
+    },
+    {
+        "resourceType": "Procedure",
+        "id": "pr1",
+        "subject": {"reference": "Patient/p1"},
+        "code": _concept("http://snomed.info/sct", "73761001"),
+        "performedPeriod": {"start": "2023-08-08T09:00:00Z", "end": "2023-08-08T10:00:00Z"},
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "subject": {"reference": "Patient/p3"},
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "period": {"start": "2025-02-02T09:00:00Z", "end": "2025-02-02T09:30:00Z"},
+    },
+    {
+        "resourceType": "DiagnosticReport",
+        "id": "d1",
+        "subject": {"reference": "Patient/p1"},
+        "category": [_concept("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB")],
+        "code": _concept("http://loinc.org", "51990-0"),
+        "effectiveDateTime": "2025-06-01T08:00:00Z",
+        "result": [{"reference": "Observation/o2"}],
+    },
 ]
 
 
 @contextlib.asynccontextmanager
-async def running(resources: list[dict[str, Any]] = RESOURCES, **options: Any
-                  ) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, str]]:
+async def running(
+    resources: list[dict[str, Any]] = RESOURCES, **options: Any
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient, str]]:
     app = create_fhir_app(resources, **options)
     async with serving(app) as base, httpx.AsyncClient(base_url=f"{base}/fhir/R4") as client:
         yield app, client, base
@@ -197,8 +260,9 @@ async def shared_client() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("resource_type", "params", "expected"), SEARCHES)
-async def test_search(shared_client: httpx.AsyncClient, resource_type: str, params: Params,
-                      expected: set[str]) -> None:
+async def test_search(
+    shared_client: httpx.AsyncClient, resource_type: str, params: Params, expected: set[str]
+) -> None:
     response = await shared_client.get(f"/{resource_type}", params=tuple(params))
     assert response.status_code == 200, response.text
     bundle = response.json()
@@ -243,8 +307,11 @@ async def test_paging_keeps_the_filters() -> None:
     person = population.people[0]
     local = person.local_ids["clinic"]
     clinic = population.upstreams["clinic"]
-    expected = {r["id"] for r in clinic if r["resourceType"] == "Observation"
-                and r["subject"]["reference"] == f"Patient/{local}"}
+    expected = {
+        r["id"]
+        for r in clinic
+        if r["resourceType"] == "Observation" and r["subject"]["reference"] == f"Patient/{local}"
+    }
     async with running(list(clinic)) as (_, client, _base):
         bundle = (await client.get("/Observation", params={"patient": local, "_count": "2"})).json()
         seen = _ids(bundle)
@@ -306,20 +373,23 @@ async def test_delay_applies_to_every_request_without_serialising_them() -> None
 
 
 @pytest.mark.asyncio(loop_scope="module")
-@pytest.mark.parametrize(("params", "headers"), [
-    ([("date", "2025-13-01")], {}),
-    ([("date", "yesterday")], {}),
-    ([("date", "ap2025-01-01")], {}),
-    ([("_count", "-1")], {}),
-    ([("_offset", "x")], {}),
-    ([("code:text", "glucose")], {}),
-    ([("code", "a|b|c")], {}),
-    ([("nonsense", "1")], {"Prefer": "handling=strict"}),
-])
-async def test_malformed_searches_are_400(shared_client: httpx.AsyncClient, params: Params,
-                                          headers: dict[str, str]) -> None:
-    response = await shared_client.get("/Observation", params=tuple(params),
-                                       headers=headers)
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [
+        ([("date", "2025-13-01")], {}),
+        ([("date", "yesterday")], {}),
+        ([("date", "ap2025-01-01")], {}),
+        ([("_count", "-1")], {}),
+        ([("_offset", "x")], {}),
+        ([("code:text", "glucose")], {}),
+        ([("code", "a|b|c")], {}),
+        ([("nonsense", "1")], {"Prefer": "handling=strict"}),
+    ],
+)
+async def test_malformed_searches_are_400(
+    shared_client: httpx.AsyncClient, params: Params, headers: dict[str, str]
+) -> None:
+    response = await shared_client.get("/Observation", params=tuple(params), headers=headers)
     assert response.status_code == 400
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"

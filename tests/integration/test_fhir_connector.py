@@ -16,8 +16,9 @@ from tests.conftest import running_upstream
 
 
 def source_for(base_url: str, **options: Any) -> FhirSource:
-    settings = FhirSourceSettings(id="hospital", kind="fhir", base_url=base_url,
-                                  timeout_seconds=5, **options)
+    settings = FhirSourceSettings(
+        id="hospital", kind="fhir", base_url=base_url, timeout_seconds=5, **options
+    )
     return FhirSource(settings)
 
 
@@ -27,7 +28,8 @@ def hospital_ids(population: DemoPopulation) -> list[str]:
 
 def expected_observations(population: DemoPopulation, patient: str) -> set[str]:
     return {
-        r["id"] for r in population.upstreams["hospital"]
+        r["id"]
+        for r in population.upstreams["hospital"]
         if r["resourceType"] == "Observation" and r["subject"]["reference"] == f"Patient/{patient}"
     }
 
@@ -48,16 +50,18 @@ async def test_paging_follows_next_links_and_loses_nothing(population: DemoPopul
 
 
 async def test_upstream_without_paging_links_returns_everything(population: DemoPopulation) -> None:
-    async with running_upstream("hospital", population.upstreams["hospital"],
-                                next_links=False) as upstream:
+    async with running_upstream(
+        "hospital", population.upstreams["hospital"], next_links=False
+    ) as upstream:
         source = source_for(upstream.base_url, page_size=5)
         ids = hospital_ids(population)[:4]
         result = await source.records_for(OBSERVATIONS, [RecordQuery(i) for i in ids])
         await source.aclose()
     assert len(upstream.requests) == 1
     for patient in ids:
-        assert {o.sources[0].local_id for o in result[RecordQuery(patient)]} == \
-            expected_observations(population, patient)
+        assert {
+            o.sources[0].local_id for o in result[RecordQuery(patient)]
+        } == expected_observations(population, patient)
 
 
 async def test_next_link_to_another_origin_is_not_followed(population: DemoPopulation) -> None:
@@ -97,7 +101,9 @@ async def test_search_values_are_escaped_and_encoded(population: DemoPopulation)
     person = population.people[0]
     async with running_upstream("hospital", population.upstreams["hospital"]) as upstream:
         source = source_for(upstream.base_url)
-        hits = await source.search_patients(PatientCriteria(identifier=f"{SSN_SYSTEM}|{person.ssn}"))
+        hits = await source.search_patients(
+            PatientCriteria(identifier=f"{SSN_SYSTEM}|{person.ssn}")
+        )
         odd = await source.search_patients(PatientCriteria(family="O'Brien,Smith&x=1"))
         await source.aclose()
     assert [p.link.local_id for p in hits] == [person.local_ids["hospital"]]
@@ -128,4 +134,6 @@ async def test_medications_read_orders_and_statements(population: DemoPopulation
     kinds = {m.kind.value for meds in result.values() for m in meds}
     assert kinds == {"order", "statement"}
     assert sorted(r.split("?")[0].rsplit("/", 1)[1] for r in upstream.requests) == [
-        "MedicationRequest", "MedicationStatement"]
+        "MedicationRequest",
+        "MedicationStatement",
+    ]

@@ -40,27 +40,41 @@ async def test_patients_are_linked_across_sources(api: Api, population: DemoPopu
     for person in population.people:
         node = by_ssn[person.ssn]
         assert {(s["sourceId"], s["localId"]) for s in node["sources"]} == {
-            ("hospital", person.local_ids["hospital"]), ("clinic", person.local_ids["clinic"])}
+            ("hospital", person.local_ids["hospital"]),
+            ("clinic", person.local_ids["clinic"]),
+        }
         assert node["id"].startswith("pg-")
     assert len({n["id"] for n in nodes}) == len(nodes)
 
 
-async def test_patient_by_id_aggregates_every_linked_source(api: Api, population: DemoPopulation) -> None:
+async def test_patient_by_id_aggregates_every_linked_source(
+    api: Api, population: DemoPopulation
+) -> None:
     person = population.people[0]
-    found = await api.query('query($i: String) { patients(identifier: $i) { nodes { id } } }',
-                            {"i": f"{SSN_SYSTEM}|{person.ssn}"})
+    found = await api.query(
+        "query($i: String) { patients(identifier: $i) { nodes { id } } }",
+        {"i": f"{SSN_SYSTEM}|{person.ssn}"},
+    )
     patient_id = found.json()["data"]["patients"]["nodes"][0]["id"]
-    body = (await api.query(
-        'query($id: ID!) { patient(id: $id) { id name { family given } birthDate gender '
-        "observations(first: 100) { totalCount nodes { sources { sourceId localId } } } } }",
-        {"id": patient_id})).json()
+    body = (
+        await api.query(
+            "query($id: ID!) { patient(id: $id) { id name { family given } birthDate gender "
+            "observations(first: 100) { totalCount nodes { sources { sourceId localId } } } } }",
+            {"id": patient_id},
+        )
+    ).json()
     patient = body["data"]["patient"]
     assert patient["name"]["family"] == person.family
     assert patient["birthDate"] == person.birth_date
-    observed = {(s["sourceId"], s["localId"]) for n in patient["observations"]["nodes"]
-                for s in n["sources"]}
+    observed = {
+        (s["sourceId"], s["localId"])
+        for n in patient["observations"]["nodes"]
+        for s in n["sources"]
+    }
     expected = {
-        (name, r["id"]) for name, resources in population.upstreams.items() for r in resources
+        (name, r["id"])
+        for name, resources in population.upstreams.items()
+        for r in resources
         if r["resourceType"] == "Observation"
         and r["subject"]["reference"] == f"Patient/{person.local_ids[name]}"
     }
@@ -82,7 +96,9 @@ async def test_upstream_requests_do_not_grow_with_patient_count(
         total = sum(len(u.requests) for u in upstreams.values())
         # 2 sources x (1 patient search + 5 collections), plus any follow-up pages.
         assert sum(counts[first].values()) == 2 * (1 + 5)
-        assert total <= 2 * (1 + 5) + sum(len(u.requests) - len(first_pages(u)) for u in upstreams.values())
+        assert total <= 2 * (1 + 5) + sum(
+            len(u.requests) - len(first_pages(u)) for u in upstreams.values()
+        )
     assert counts[5] == counts[20]
 
 
@@ -90,8 +106,10 @@ async def test_sources_are_queried_in_parallel(api_factory: ApiFactory) -> None:
     """Both upstreams (separate processes) answer after 200 ms; the query has two dependent
     levels (patient search, then every collection of every patient at once)."""
     delay = 0.2
-    async with upstream_process("hospital", delay) as hospital, \
-            upstream_process("clinic", delay) as clinic:
+    async with (
+        upstream_process("hospital", delay) as hospital,
+        upstream_process("clinic", delay) as clinic,
+    ):
         sources = [
             {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5, "page_size": 1000}
             for name, url in (("hospital", hospital), ("clinic", clinic))
@@ -110,8 +128,10 @@ async def test_sources_are_queried_in_parallel(api_factory: ApiFactory) -> None:
 
 
 async def test_collections_page_with_cursors(api: Api) -> None:
-    query = ("query($after: String) { patients(first: 1) { nodes { observations(first: 3, "
-             "after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { id } } } } }")
+    query = (
+        "query($after: String) { patients(first: 1) { nodes { observations(first: 3, "
+        "after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { id } } } } }"
+    )
     seen: list[str] = []
     after = None
     total = None
@@ -127,10 +147,13 @@ async def test_collections_page_with_cursors(api: Api) -> None:
 
 
 async def test_observation_filters(api: Api) -> None:
-    body = (await api.query(
-        '{ patients(first: 3) { nodes { observations(category: "laboratory", code: '
-        '"http://loinc.org|2339-0", since: "2020-01-01T00:00:00Z", first: 100) '
-        "{ nodes { category code { coding { code } } effective } } } } }")).json()
+    body = (
+        await api.query(
+            '{ patients(first: 3) { nodes { observations(category: "laboratory", code: '
+            '"http://loinc.org|2339-0", since: "2020-01-01T00:00:00Z", first: 100) '
+            "{ nodes { category code { coding { code } } effective } } } } }"
+        )
+    ).json()
     nodes = [o for p in body["data"]["patients"]["nodes"] for o in p["observations"]["nodes"]]
     assert nodes, "demo patients have glucose results"
     for obs in nodes:
@@ -141,11 +164,17 @@ async def test_observation_filters(api: Api) -> None:
 
 async def test_search_by_name_and_birth_date(api: Api, population: DemoPopulation) -> None:
     person = population.people[3]
-    body = (await api.query(
-        "query($f: String, $g: String, $b: Date) { patients(family: $f, given: $g, birthDate: $b)"
-        " { totalCount nodes { name { family } birthDate } } }",
-        {"f": person.family[:3].lower(), "g": person.given[0][:2].upper(), "b": person.birth_date},
-    )).json()
+    body = (
+        await api.query(
+            "query($f: String, $g: String, $b: Date) { patients(family: $f, given: $g, "
+            "birthDate: $b) { totalCount nodes { name { family } birthDate } } }",
+            {
+                "f": person.family[:3].lower(),
+                "g": person.given[0][:2].upper(),
+                "b": person.birth_date,
+            },
+        )
+    ).json()
     assert body["data"]["patients"]["totalCount"] >= 1
     assert all(n["birthDate"] == person.birth_date for n in body["data"]["patients"]["nodes"])
     assert person.family in {n["name"]["family"] for n in body["data"]["patients"]["nodes"]}
@@ -153,17 +182,23 @@ async def test_search_by_name_and_birth_date(api: Api, population: DemoPopulatio
 
 async def test_me_returns_the_token_patient(api: Api, population: DemoPopulation) -> None:
     person = population.people[1]
-    found = (await api.query('query($i: String) { patients(identifier: $i) { nodes { id } } }',
-                             {"i": person.ssn})).json()
+    found = (
+        await api.query(
+            "query($i: String) { patients(identifier: $i) { nodes { id } } }", {"i": person.ssn}
+        )
+    ).json()
     patient_id = found["data"]["patients"]["nodes"][0]["id"]
-    mine = (await api.query("{ me { id name { family } } }", role="patient",
-                            patient=patient_id)).json()
+    mine = (
+        await api.query("{ me { id name { family } } }", role="patient", patient=patient_id)
+    ).json()
     assert mine["data"]["me"] == {"id": patient_id, "name": {"family": person.family}}
     none = (await api.query("{ me { id } }")).json()
     assert none == {"data": {"me": None}}
 
 
-async def test_single_source_still_serves(api_factory: ApiFactory, upstreams: dict[str, Upstream]) -> None:
+async def test_single_source_still_serves(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
     async with api_factory([fhir_source(upstreams["clinic"])]) as single:
         body: dict[str, Any] = (await single.query(FIVE_COLLECTIONS, {"first": 2})).json()
     assert "errors" not in body

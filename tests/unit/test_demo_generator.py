@@ -30,16 +30,21 @@ def population() -> DemoPopulation:
 
 def _as_json(population: DemoPopulation) -> str:
     return json.dumps(
-        {"people": [vars(p) | {"local_ids": dict(p.local_ids)} for p in population.people],
-         "upstreams": {u: list(rs) for u, rs in population.upstreams.items()}},
+        {
+            "people": [vars(p) | {"local_ids": dict(p.local_ids)} for p in population.people],
+            "upstreams": {u: list(rs) for u, rs in population.upstreams.items()},
+        },
         sort_keys=True,
     )
 
 
 def _patient(population: DemoPopulation, upstream: str, person: DemoPerson) -> Resource:
     local = person.local_ids[upstream]
-    return next(r for r in population.upstreams[upstream]
-                if r["resourceType"] == "Patient" and r["id"] == local)
+    return next(
+        r
+        for r in population.upstreams[upstream]
+        if r["resourceType"] == "Patient" and r["id"] == local
+    )
 
 
 def _subject(resource: Resource) -> str:
@@ -48,14 +53,16 @@ def _subject(resource: Resource) -> str:
 
 def _clinical(population: DemoPopulation, upstream: str, person: DemoPerson) -> list[Resource]:
     ref = f"Patient/{person.local_ids[upstream]}"
-    return [r for r in population.upstreams[upstream]
-            if r["resourceType"] != "Patient" and _subject(r) == ref]
+    return [
+        r
+        for r in population.upstreams[upstream]
+        if r["resourceType"] != "Patient" and _subject(r) == ref
+    ]
 
 
 def _observation_fact(resource: Resource) -> str:
     """What makes two observations the same fact: code, time and value (not id or meta)."""
-    fact = {k: resource.get(k) for k in ("code", "effectiveDateTime", "valueQuantity",
-                                         "component")}
+    fact = {k: resource.get(k) for k in ("code", "effectiveDateTime", "valueQuantity", "component")}
     return json.dumps(fact, sort_keys=True)
 
 
@@ -109,16 +116,19 @@ def test_every_person_is_in_both_upstreams_under_different_ids(
             assert MRN_SYSTEMS[upstream] in by_system
             assert patient["name"][0]["family"] == person.family
             assert tuple(patient["name"][0]["given"]) == person.given
-            assert (patient["gender"], patient["birthDate"]) == (person.gender,
-                                                                 person.birth_date)
+            assert (patient["gender"], patient["birthDate"]) == (person.gender, person.birth_date)
             assert patient["meta"]["lastUpdated"] < ANCHOR
 
 
 def test_mrns_are_upstream_specific(population: DemoPopulation) -> None:
     for upstream in UPSTREAMS:
-        mrns = [i["value"] for r in population.upstreams[upstream]
-                if r["resourceType"] == "Patient" for i in r["identifier"]
-                if i["system"] == MRN_SYSTEMS[upstream]]
+        mrns = [
+            i["value"]
+            for r in population.upstreams[upstream]
+            if r["resourceType"] == "Patient"
+            for i in r["identifier"]
+            if i["system"] == MRN_SYSTEMS[upstream]
+        ]
         assert len(mrns) == len(set(mrns)) == len(population.people)
     assert MRN_SYSTEMS["hospital"] != MRN_SYSTEMS["clinic"]
 
@@ -126,8 +136,14 @@ def test_mrns_are_upstream_specific(population: DemoPopulation) -> None:
 def test_observations_overlap_and_differ(population: DemoPopulation) -> None:
     shared_anywhere = distinct_anywhere = False
     for person in population.people:
-        facts = [{_observation_fact(r) for r in _clinical(population, u, person)
-                  if r["resourceType"] == "Observation"} for u in UPSTREAMS]
+        facts = [
+            {
+                _observation_fact(r)
+                for r in _clinical(population, u, person)
+                if r["resourceType"] == "Observation"
+            }
+            for u in UPSTREAMS
+        ]
         shared_anywhere |= bool(facts[0] & facts[1])
         distinct_anywhere |= bool(facts[0] ^ facts[1])
     assert shared_anywhere
@@ -135,14 +151,23 @@ def test_observations_overlap_and_differ(population: DemoPopulation) -> None:
 
 
 def test_per_person_counts_vary_within_ranges(population: DemoPopulation) -> None:
-    ranges = {"Observation": (6, 15), "Condition": (1, 4), "AllergyIntolerance": (0, 2),
-              "Immunization": (1, 3), "Encounter": (1, 4), "Procedure": (0, 2),
-              "DiagnosticReport": (0, 2), "Medication": (1, 4)}
+    ranges = {
+        "Observation": (6, 15),
+        "Condition": (1, 4),
+        "AllergyIntolerance": (0, 2),
+        "Immunization": (1, 3),
+        "Encounter": (1, 4),
+        "Procedure": (0, 2),
+        "DiagnosticReport": (0, 2),
+        "Medication": (1, 4),
+    }
     seen: dict[str, set[int]] = defaultdict(set)
     for person in population.people:
         for upstream in UPSTREAMS:
-            counts = Counter(r["resourceType"].replace("Request", "").replace("Statement", "")
-                             for r in _clinical(population, upstream, person))
+            counts = Counter(
+                r["resourceType"].replace("Request", "").replace("Statement", "")
+                for r in _clinical(population, upstream, person)
+            )
             for kind, (lo, hi) in ranges.items():
                 assert lo <= counts[kind] <= hi, (person.key, upstream, kind)
                 seen[kind].add(counts[kind])
@@ -193,16 +218,28 @@ def test_observations_have_r4_shape_and_real_codes(population: DemoPopulation) -
         assert coding["system"] == "http://loinc.org"
         codes.add(coding["code"])
         assert obs["effectiveDateTime"] < ANCHOR
-        quantities = [obs["valueQuantity"]] if "valueQuantity" in obs else [
-            c["valueQuantity"] for c in obs["component"]]
+        quantities = (
+            [obs["valueQuantity"]]
+            if "valueQuantity" in obs
+            else [c["valueQuantity"] for c in obs["component"]]
+        )
         assert all(q["system"] == "http://unitsofmeasure.org" for q in quantities)
         if category["code"] == "laboratory":
             assert obs["referenceRange"]
             assert obs["interpretation"]
-    assert codes == {"8867-4", "85354-6", "29463-7", "8302-2", "2339-0", "4548-4", "2093-3",
-                     "718-7"}
-    panel = next(o for o in _all(population, "Observation")
-                 if o["code"]["coding"][0]["code"] == "85354-6")
+    assert codes == {
+        "8867-4",
+        "85354-6",
+        "29463-7",
+        "8302-2",
+        "2339-0",
+        "4548-4",
+        "2093-3",
+        "718-7",
+    }
+    panel = next(
+        o for o in _all(population, "Observation") if o["code"]["coding"][0]["code"] == "85354-6"
+    )
     assert {c["code"]["coding"][0]["code"] for c in panel["component"]} == {"8480-6", "8462-4"}
 
 
@@ -218,8 +255,11 @@ def test_medications_use_every_form(population: DemoPopulation) -> None:
     for request in requests:
         assert request["intent"] == "order"
         assert request["dosageInstruction"][0]["text"]
-    concepts = [r["medicationCodeableConcept"] for r in requests + statements
-                if "medicationCodeableConcept" in r]
+    concepts = [
+        r["medicationCodeableConcept"]
+        for r in requests + statements
+        if "medicationCodeableConcept" in r
+    ]
     systems = {c["coding"][0]["system"] for c in concepts}
     assert systems == {"http://www.nlm.nih.gov/research/umls/rxnorm"}
 
@@ -251,12 +291,15 @@ def test_other_kinds_have_their_key_elements(population: DemoPopulation) -> None
 
 def test_some_non_observation_records_are_shared_too(population: DemoPopulation) -> None:
     def key(r: Resource) -> str:
-        return json.dumps({k: v for k, v in r.items() if k not in ("id", "meta", "subject",
-                                                                     "patient")},
-                          sort_keys=True)
+        return json.dumps(
+            {k: v for k, v in r.items() if k not in ("id", "meta", "subject", "patient")},
+            sort_keys=True,
+        )
 
     for kind in ("Condition", "Immunization", "Encounter", "MedicationRequest"):
-        sides = [{key(r) for r in population.upstreams[u] if r["resourceType"] == kind}
-                 for u in UPSTREAMS]
+        sides = [
+            {key(r) for r in population.upstreams[u] if r["resourceType"] == kind}
+            for u in UPSTREAMS
+        ]
         assert sides[0] & sides[1], kind
         assert sides[0] ^ sides[1], kind

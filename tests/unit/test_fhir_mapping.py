@@ -105,8 +105,10 @@ def test_non_object_resource_raises_mapping_error(resource_type: str, junk: Any)
 
 def test_mapping_error_message_holds_no_resource_data() -> None:
     with pytest.raises(mapping.MappingError) as exc:
-        mapping.patient(SRC, {"resourceType": "Patient", "name": [{"family": "Zyxwvut"}],
-                              "birthDate": "1901-02-03"})
+        mapping.patient(
+            SRC,
+            {"resourceType": "Patient", "name": [{"family": "Zyxwvut"}], "birthDate": "1901-02-03"},
+        )
     assert "Zyxwvut" not in str(exc.value)
     assert "1901" not in str(exc.value)
 
@@ -123,8 +125,10 @@ def test_mapping_error_message_holds_no_resource_data() -> None:
         ({"effectivePeriod": {"start": "2024-01-01", "end": "2024-01-03"}}, "2024-01-01"),
         ({"effectivePeriod": {"end": "2024-01-03"}}, "2024-01-03"),
         ({"effectivePeriod": {}}, None),
-        ({"effectiveTiming": {"event": ["2024-02-01T08:00:00Z", "2024-02-02T08:00:00Z"]}},
-         "2024-02-01T08:00:00Z"),
+        (
+            {"effectiveTiming": {"event": ["2024-02-01T08:00:00Z", "2024-02-02T08:00:00Z"]}},
+            "2024-02-01T08:00:00Z",
+        ),
         ({"effectiveTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}}}, None),
         ({"effectiveTiming": {"event": []}}, None),
         ({"effectiveDateTime": ""}, None),
@@ -144,31 +148,54 @@ def test_effective_choice_variants(fields: Resource, expected: str | None) -> No
     [
         pytest.param(
             {"valueQuantity": {"value": 5.4, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"}},
-            Quantity(5.4, "mmol/L", UCUM, "mmol/L"), None, None, id="Quantity",
+            Quantity(5.4, "mmol/L", UCUM, "mmol/L"),
+            None,
+            None,
+            id="Quantity",
         ),
         pytest.param(
             {"valueQuantity": {"value": 120, "system": UCUM, "code": "mg/dL"}},
-            Quantity(120.0, "mg/dL", UCUM, "mg/dL"), None, None, id="Quantity-code-as-unit",
+            Quantity(120.0, "mg/dL", UCUM, "mg/dL"),
+            None,
+            None,
+            id="Quantity-code-as-unit",
         ),
         pytest.param(
             {"valueQuantity": {"value": 0.01, "comparator": "<", "unit": "ng/mL"}},
-            Quantity(0.01, "ng/mL", None, None, "<"), None, None, id="Quantity-comparator",
+            Quantity(0.01, "ng/mL", None, None, "<"),
+            None,
+            None,
+            id="Quantity-comparator",
         ),
         pytest.param(
             {"valueQuantity": {"value": "12", "unit": "kg"}},
-            Quantity(None, "kg"), None, None, id="Quantity-string-value",
+            Quantity(None, "kg"),
+            None,
+            None,
+            id="Quantity-string-value",
         ),
         pytest.param(
-            {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "10828004",
-                                                  "display": "Positive"}], "text": "Pos"}},
-            None, CodeableConcept("Pos", (Coding(SNOMED, "10828004", "Positive"),)), "Pos",
+            {
+                "valueCodeableConcept": {
+                    "coding": [{"system": SNOMED, "code": "10828004", "display": "Positive"}],
+                    "text": "Pos",
+                }
+            },
+            None,
+            CodeableConcept("Pos", (Coding(SNOMED, "10828004", "Positive"),)),
+            "Pos",
             id="CodeableConcept",
         ),
         pytest.param(
-            {"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "260385009",
-                                                  "display": "Negative"}]}},
-            None, CodeableConcept("Negative", (Coding(SNOMED, "260385009", "Negative"),)),
-            "Negative", id="CodeableConcept-text-from-display",
+            {
+                "valueCodeableConcept": {
+                    "coding": [{"system": SNOMED, "code": "260385009", "display": "Negative"}]
+                }
+            },
+            None,
+            CodeableConcept("Negative", (Coding(SNOMED, "260385009", "Negative"),)),
+            "Negative",
+            id="CodeableConcept-text-from-display",
         ),
         pytest.param({"valueString": "REACTIVE"}, None, None, "REACTIVE", id="String"),
         pytest.param({"valueBoolean": True}, None, None, "true", id="Boolean-true"),
@@ -176,26 +203,48 @@ def test_effective_choice_variants(fields: Resource, expected: str | None) -> No
         pytest.param({"valueInteger": 3}, Quantity(3.0, None), None, None, id="Integer"),
         pytest.param({"valueInteger": 0}, Quantity(0.0, None), None, None, id="Integer-zero"),
         pytest.param(
-            {"valueRange": {"low": {"value": 1, "unit": "mg"},
-                            "high": {"value": 2.5, "unit": "mg"}}},
-            None, None, "1 mg-2.5 mg", id="Range",
+            {
+                "valueRange": {
+                    "low": {"value": 1, "unit": "mg"},
+                    "high": {"value": 2.5, "unit": "mg"},
+                }
+            },
+            None,
+            None,
+            "1 mg-2.5 mg",
+            id="Range",
         ),
         pytest.param({"valueRange": {"low": {"value": 7}}}, None, None, "7-", id="Range-open"),
         pytest.param({"valueRange": {}}, None, None, None, id="Range-empty"),
         pytest.param(
             {"valueRatio": {"numerator": {"value": 1}, "denominator": {"value": 128}}},
-            None, None, "1/128", id="Ratio",
+            None,
+            None,
+            "1/128",
+            id="Ratio",
         ),
         pytest.param(
             {"valuePeriod": {"start": "2024-01-01", "end": "2024-02-01"}},
-            None, None, "2024-01-01", id="Period",
+            None,
+            None,
+            "2024-01-01",
+            id="Period",
         ),
         pytest.param({"valueTime": "08:30:00"}, None, None, "08:30:00", id="Time"),
         pytest.param({"valueDateTime": "2024-05-06"}, None, None, "2024-05-06", id="DateTime"),
         pytest.param(
-            {"valueSampledData": {"origin": {"value": 0}, "period": 10, "dimensions": 1,
-                                  "data": "1 2 3"}},
-            None, None, None, id="SampledData-unsupported",
+            {
+                "valueSampledData": {
+                    "origin": {"value": 0},
+                    "period": 10,
+                    "dimensions": 1,
+                    "data": "1 2 3",
+                }
+            },
+            None,
+            None,
+            None,
+            id="SampledData-unsupported",
         ),
         pytest.param({"valueQuantity": "12 kg"}, None, None, None, id="Quantity-not-object"),
         pytest.param({}, None, None, None, id="absent"),
@@ -206,24 +255,31 @@ def test_value_choice_variants(
 ) -> None:
     record = obs(**fields)
     assert (record.value_quantity, record.value_concept, record.value_string) == (
-        quantity, concept, text,
+        quantity,
+        concept,
+        text,
     )
 
 
 def test_component_values_and_junk_components() -> None:
-    record = obs(component=[
-        {"code": {"coding": [{"system": LOINC, "code": "8480-6"}], "text": "Systolic"},
-         "valueQuantity": {"value": 120, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}},
-        None,
-        "diastolic",
-        {"code": {"text": "Finding"}, "valueCodeableConcept": {"text": "normal"}},
-        {"code": {"text": "Note"}, "valueString": "fasting"},
-        {"code": {"text": "Absent"}, "dataAbsentReason": {"text": "unknown"}},
-    ])
+    record = obs(
+        component=[
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8480-6"}], "text": "Systolic"},
+                "valueQuantity": {"value": 120, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"},
+            },
+            None,
+            "diastolic",
+            {"code": {"text": "Finding"}, "valueCodeableConcept": {"text": "normal"}},
+            {"code": {"text": "Note"}, "valueString": "fasting"},
+            {"code": {"text": "Absent"}, "dataAbsentReason": {"text": "unknown"}},
+        ]
+    )
     assert record.components == (
         ObservationComponent(
             CodeableConcept("Systolic", (Coding(LOINC, "8480-6"),)),
-            Quantity(120.0, "mmHg", UCUM, "mm[Hg]"), None,
+            Quantity(120.0, "mmHg", UCUM, "mm[Hg]"),
+            None,
         ),
         ObservationComponent(CodeableConcept("Finding"), None, "normal"),
         ObservationComponent(CodeableConcept("Note"), None, "fasting"),
@@ -241,8 +297,10 @@ def test_component_values_and_junk_components() -> None:
         ({"onsetAge": {"unit": "a"}}, None),
         ({"onsetPeriod": {"start": "2010-01-01", "end": "2011-01-01"}}, "2010-01-01"),
         ({"onsetString": "childhood"}, "childhood"),
-        ({"onsetRange": {"low": {"value": 40, "unit": "a"}, "high": {"value": 50, "unit": "a"}}},
-         "40 a-50 a"),
+        (
+            {"onsetRange": {"low": {"value": 40, "unit": "a"}, "high": {"value": 50, "unit": "a"}}},
+            "40 a-50 a",
+        ),
         ({}, None),
     ],
     ids=lambda v: next(iter(v), "none") if isinstance(v, dict) else None,
@@ -263,16 +321,22 @@ def test_abatement_occurrence_and_performed_choices() -> None:
     assert immunization(SRC, res("Immunization", occurrenceString="fall 2019")).occurrence == (
         "fall 2019"
     )
-    assert immunization(
-        SRC, res("Immunization", occurrenceDateTime="2020-11-19T12:46:57-08:00")
-    ).occurrence == "2020-11-19T12:46:57-08:00"
+    assert (
+        immunization(
+            SRC, res("Immunization", occurrenceDateTime="2020-11-19T12:46:57-08:00")
+        ).occurrence
+        == "2020-11-19T12:46:57-08:00"
+    )
     procedure = mapping.procedure
     assert procedure(SRC, res("Procedure", performedDateTime="2020-01-01")).performed == (
         "2020-01-01"
     )
-    assert procedure(
-        SRC, res("Procedure", performedPeriod={"start": "2012-11-25T23:37:54+00:00"})
-    ).performed == "2012-11-25T23:37:54+00:00"
+    assert (
+        procedure(
+            SRC, res("Procedure", performedPeriod={"start": "2012-11-25T23:37:54+00:00"})
+        ).performed
+        == "2012-11-25T23:37:54+00:00"
+    )
     assert procedure(SRC, res("Procedure", performedString="as a child")).performed == "as a child"
     assert procedure(SRC, res("Procedure", performedAge={"value": 7, "unit": "a"})).performed == (
         "7 a"
@@ -281,8 +345,10 @@ def test_abatement_occurrence_and_performed_choices() -> None:
 
 # ---- medication[x] ------------------------------------------------------------------------
 
-AXID = {"coding": [{"system": RXNORM, "code": "582620", "display": "Nizatidine 15 MG/ML"}],
-        "text": "Nizatidine 15 MG/ML Oral Solution"}
+AXID = {
+    "coding": [{"system": RXNORM, "code": "582620", "display": "Nizatidine 15 MG/ML"}],
+    "text": "Nizatidine 15 MG/ML Oral Solution",
+}
 AXID_CONCEPT = CodeableConcept(
     "Nizatidine 15 MG/ML Oral Solution", (Coding(RXNORM, "582620", "Nizatidine 15 MG/ML"),)
 )
@@ -301,8 +367,10 @@ def test_medication_codeable_concept() -> None:
 
 def test_medication_reference_to_contained_medication_is_resolved() -> None:
     record = med_request(
-        contained=[{"resourceType": "Organization", "id": "med1", "name": "not a medication"},
-                   {"resourceType": "Medication", "id": "med1", "code": AXID}],
+        contained=[
+            {"resourceType": "Organization", "id": "med1", "name": "not a medication"},
+            {"resourceType": "Medication", "id": "med1", "code": AXID},
+        ],
         medicationReference={"reference": "#med1", "display": "Axid"},
     )
     assert record.medication == AXID_CONCEPT
@@ -331,14 +399,20 @@ def test_medication_reference_edge_cases() -> None:
     )
     # A contained Medication with no code (ingredients only) keeps the reference's display.
     record = med_request(
-        contained=[{"resourceType": "Medication", "id": "m", "ingredient": [{"itemCodeableConcept":
-                                                                             {"text": "x"}}]}],
+        contained=[
+            {
+                "resourceType": "Medication",
+                "id": "m",
+                "ingredient": [{"itemCodeableConcept": {"text": "x"}}],
+            }
+        ],
         medicationReference={"reference": "#m", "display": "Compounded cream"},
     )
     assert record.medication == CodeableConcept("Compounded cream")
     # Both variants present (invalid, tolerated): the CodeableConcept wins.
-    record = med_request(medicationCodeableConcept=AXID,
-                         medicationReference={"reference": "#m", "display": "other"})
+    record = med_request(
+        medicationCodeableConcept=AXID, medicationReference={"reference": "#m", "display": "other"}
+    )
     assert record.medication == AXID_CONCEPT
     assert med_request(medicationReference="#m", contained="junk").medication == (
         CodeableConcept(None)
@@ -347,11 +421,14 @@ def test_medication_reference_edge_cases() -> None:
 
 def test_medication_request_details() -> None:
     record = med_request(
-        authoredOn="2008-04-05", requester={"reference": "Practitioner/p1", "display": "Dr Bone"},
+        authoredOn="2008-04-05",
+        requester={"reference": "Practitioner/p1", "display": "Dr Bone"},
         dosageInstruction=[{"text": "10 mL bid"}, None, {"timing": {}}, {"text": ""}],
     )
     assert (record.authored_on, record.requester, record.dosage) == (
-        "2008-04-05", "Dr Bone", ("10 mL bid",),
+        "2008-04-05",
+        "Dr Bone",
+        ("10 mL bid",),
     )
     assert record.effective is None
     no_display = med_request(requester={"reference": "Practitioner/p1"})
@@ -359,50 +436,83 @@ def test_medication_request_details() -> None:
 
 
 def test_medication_statement() -> None:
-    record = mapping.medication_statement(SRC, res(
-        "MedicationStatement", status="active", medicationCodeableConcept=AXID,
-        effectivePeriod={"start": "2020-01-01"}, dateAsserted="2020-02-02",
-        informationSource={"display": "Patient"}, dosage=[{"text": "1 tablet daily"}],
-    ))
+    record = mapping.medication_statement(
+        SRC,
+        res(
+            "MedicationStatement",
+            status="active",
+            medicationCodeableConcept=AXID,
+            effectivePeriod={"start": "2020-01-01"},
+            dateAsserted="2020-02-02",
+            informationSource={"display": "Patient"},
+            dosage=[{"text": "1 tablet daily"}],
+        ),
+    )
     assert record.kind is MedicationKind.STATEMENT
     assert (record.medication, record.status, record.intent) == (AXID_CONCEPT, "active", None)
     assert (record.effective, record.authored_on, record.requester, record.dosage) == (
-        "2020-01-01", "2020-02-02", "Patient", ("1 tablet daily",),
+        "2020-01-01",
+        "2020-02-02",
+        "Patient",
+        ("1 tablet daily",),
     )
 
 
 # ---- extensions, unknown codes, junk ------------------------------------------------------
 
 FULL_OBSERVATION: Resource = res(
-    "Observation", status="final",
-    meta={"versionId": "3", "lastUpdated": "2024-01-01T00:00:00Z",
-          "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                        "code": "HTEST"}]},
-    category=[{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                           "code": "laboratory"}]}],
+    "Observation",
+    status="final",
+    meta={
+        "versionId": "3",
+        "lastUpdated": "2024-01-01T00:00:00Z",
+        "security": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST"}
+        ],
+    },
+    category=[
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "laboratory",
+                }
+            ]
+        }
+    ],
     code={"coding": [{"system": LOINC, "code": "2345-7", "display": "Glucose"}]},
-    effectiveDateTime="2024-01-01", issued="2024-01-01T10:00:00Z",
+    effectiveDateTime="2024-01-01",
+    issued="2024-01-01T10:00:00Z",
     valueQuantity={"value": 95, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
     interpretation=[{"coding": [{"code": "N"}]}],
     referenceRange=[{"low": {"value": 70}, "high": {"value": 99}, "text": "70-99"}],
     component=[{"code": {"text": "c"}, "valueString": "v"}],
 )
 FULL_PATIENT: Resource = res(
-    "Patient", identifier=[{"system": "urn:mrn", "value": "M1"}],
+    "Patient",
+    identifier=[{"system": "urn:mrn", "value": "M1"}],
     name=[{"use": "official", "family": "Shaw", "given": ["Amy", "V."]}],
-    birthDate="1987-02-20", gender="female",
+    birthDate="1987-02-20",
+    gender="female",
 )
 FULL_CONDITION: Resource = res(
-    "Condition", clinicalStatus={"coding": [{"code": "active"}]},
-    code={"text": "Ulcer"}, onsetDateTime="2016-08-10",
+    "Condition",
+    clinicalStatus={"coding": [{"code": "active"}]},
+    code={"text": "Ulcer"},
+    onsetDateTime="2016-08-10",
 )
 
 
 def _with_extensions(value: Any) -> Any:
     """A copy with `extension`/`modifierExtension` on every object and `_x` primitive
     extensions beside every primitive: all must be ignored."""
-    ext = [{"url": "http://example.org/ext", "valueString": "ignored",
-            "extension": [{"url": "nested", "valueInteger": 1}]}]
+    ext = [
+        {
+            "url": "http://example.org/ext",
+            "valueString": "ignored",
+            "extension": [{"url": "nested", "valueInteger": 1}],
+        }
+    ]
     if isinstance(value, dict):
         out: Resource = {}
         for key, item in value.items():
@@ -415,8 +525,9 @@ def _with_extensions(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("resource", [FULL_OBSERVATION, FULL_PATIENT, FULL_CONDITION],
-                         ids=lambda r: r["resourceType"])
+@pytest.mark.parametrize(
+    "resource", [FULL_OBSERVATION, FULL_PATIENT, FULL_CONDITION], ids=lambda r: r["resourceType"]
+)
 def test_extensions_are_ignored(resource: Resource) -> None:
     mapper = mapping.MAPPERS[resource["resourceType"]]
     plain = mapper(SRC, resource)
@@ -427,11 +538,14 @@ def test_extensions_are_ignored(resource: Resource) -> None:
 def test_full_observation() -> None:
     record = mapping.observation(SRC, FULL_OBSERVATION)
     assert record.meta == RecordMeta(
-        "2024-01-01T00:00:00Z", "3",
+        "2024-01-01T00:00:00Z",
+        "3",
         (Coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", "HTEST"),),
     )
     assert (record.status, record.category, record.interpretation) == (
-        "final", ("laboratory",), ("N",),
+        "final",
+        ("laboratory",),
+        ("N",),
     )
     assert record.code == CodeableConcept("Glucose", (Coding(LOINC, "2345-7", "Glucose"),))
     assert record.code.has_code("2345-7")
@@ -452,20 +566,29 @@ def test_unknown_codes_pass_through() -> None:
         interpretation=[{"coding": [{"system": "urn:local:interp", "code": "WEIRD"}]}],
     )
     assert (record.status, record.category, record.interpretation) == (
-        "made-up-status", ("zz-unknown",), ("WEIRD",),
+        "made-up-status",
+        ("zz-unknown",),
+        ("WEIRD",),
     )
     assert record.code == CodeableConcept(None, (Coding("urn:local:codes", "ABC-1"),))
     assert record.value_concept == CodeableConcept(None, (Coding("urn:local:answers", "Q9"),))
 
-    condition = mapping.condition(SRC, res(
-        "Condition", clinicalStatus={"coding": [{"code": "dormant"}]},
-        verificationStatus={"text": "sort of"},
-    ))
+    condition = mapping.condition(
+        SRC,
+        res(
+            "Condition",
+            clinicalStatus={"coding": [{"code": "dormant"}]},
+            verificationStatus={"text": "sort of"},
+        ),
+    )
     assert (condition.clinical_status, condition.verification_status) == ("dormant", "sort of")
-    allergy = mapping.allergy(SRC, res("AllergyIntolerance", criticality="extreme",
-                                       type="quirk", category=["cosmic"]))
+    allergy = mapping.allergy(
+        SRC, res("AllergyIntolerance", criticality="extreme", type="quirk", category=["cosmic"])
+    )
     assert (allergy.criticality, allergy.type, allergy.category) == (
-        "extreme", "quirk", ("cosmic",),
+        "extreme",
+        "quirk",
+        ("cosmic",),
     )
     encounter = mapping.encounter(SRC, {**res("Encounter"), "class": {"code": "SPACE"}})
     assert encounter.class_code == "SPACE"
@@ -488,31 +611,56 @@ def test_non_dict_junk_in_lists_is_ignored() -> None:
     assert record.components == (ObservationComponent(CodeableConcept("c"), None, "v"),)
     assert record.meta.security == (Coding(None, "HTEST"),)
 
-    patient = mapping.patient(SRC, res(
-        "Patient",
-        identifier=[None, "M1", {"system": "urn:mrn"}, {"system": "urn:mrn", "value": "M1"}],
-        name=[None, "Amy Shaw", {"family": "Shaw", "given": ["Amy", None, 3, "", "V."]}],
-    ))
+    patient = mapping.patient(
+        SRC,
+        res(
+            "Patient",
+            identifier=[None, "M1", {"system": "urn:mrn"}, {"system": "urn:mrn", "value": "M1"}],
+            name=[None, "Amy Shaw", {"family": "Shaw", "given": ["Amy", None, 3, "", "V."]}],
+        ),
+    )
     assert patient.identifiers == (Identifier("urn:mrn", "M1"),)
     assert patient.name == HumanName("Shaw", ("Amy", "V."), "Amy V. Shaw")
 
-    report = mapping.diagnostic_report(SRC, res(
-        "DiagnosticReport", result=[None, "Observation/x", {"display": "no reference"},
-                                    {"reference": "Observation/1"}, {"reference": "Observation/2"}],
-    ))
+    report = mapping.diagnostic_report(
+        SRC,
+        res(
+            "DiagnosticReport",
+            result=[
+                None,
+                "Observation/x",
+                {"display": "no reference"},
+                {"reference": "Observation/1"},
+                {"reference": "Observation/2"},
+            ],
+        ),
+    )
     assert report.result_ids == ("Observation/1", "Observation/2")
 
-    allergy = mapping.allergy(SRC, res(
-        "AllergyIntolerance", category=["food", 3, None, {"x": 1}],
-        reaction=[None, {"manifestation": [None, {"text": "hives"}]}, {"manifestation": "rash"}],
-    ))
+    allergy = mapping.allergy(
+        SRC,
+        res(
+            "AllergyIntolerance",
+            category=["food", 3, None, {"x": 1}],
+            reaction=[
+                None,
+                {"manifestation": [None, {"text": "hives"}]},
+                {"manifestation": "rash"},
+            ],
+        ),
+    )
     assert allergy.category == ("food",)
     assert allergy.reactions == (CodeableConcept("hives"),)
 
-    encounter = mapping.encounter(SRC, res(
-        "Encounter", type=[None, {"text": "Visit"}], reasonCode="cough",
-        participant=[None, {"individual": "Dr X"}, {"individual": {"display": "Dr Y"}}],
-    ))
+    encounter = mapping.encounter(
+        SRC,
+        res(
+            "Encounter",
+            type=[None, {"text": "Visit"}],
+            reasonCode="cough",
+            participant=[None, {"individual": "Dr X"}, {"individual": {"display": "Dr Y"}}],
+        ),
+    )
     assert encounter.type == (CodeableConcept("Visit"),)
     assert encounter.reason == ()
     assert encounter.participants == ("Dr Y",)
@@ -521,13 +669,44 @@ def test_non_dict_junk_in_lists_is_ignored() -> None:
 @pytest.mark.parametrize("resource_type", ALL_TYPES)
 def test_wrongly_typed_elements_are_treated_as_absent(resource_type: str) -> None:
     keys = (
-        "meta", "code", "category", "status", "effectivePeriod", "effectiveTiming",
-        "valueQuantity", "valueRange", "valueRatio", "component", "referenceRange",
-        "interpretation", "clinicalStatus", "verificationStatus", "onsetAge", "onsetPeriod",
-        "reaction", "contained", "medicationReference", "medicationCodeableConcept",
-        "dosageInstruction", "dosage", "requester", "vaccineCode", "primarySource", "period",
-        "class", "type", "reasonCode", "participant", "serviceProvider", "result", "identifier",
-        "name", "birthDate", "gender", "performedPeriod", "informationSource",
+        "meta",
+        "code",
+        "category",
+        "status",
+        "effectivePeriod",
+        "effectiveTiming",
+        "valueQuantity",
+        "valueRange",
+        "valueRatio",
+        "component",
+        "referenceRange",
+        "interpretation",
+        "clinicalStatus",
+        "verificationStatus",
+        "onsetAge",
+        "onsetPeriod",
+        "reaction",
+        "contained",
+        "medicationReference",
+        "medicationCodeableConcept",
+        "dosageInstruction",
+        "dosage",
+        "requester",
+        "vaccineCode",
+        "primarySource",
+        "period",
+        "class",
+        "type",
+        "reasonCode",
+        "participant",
+        "serviceProvider",
+        "result",
+        "identifier",
+        "name",
+        "birthDate",
+        "gender",
+        "performedPeriod",
+        "informationSource",
     )
     mapper = mapping.MAPPERS[resource_type]
     for junk in (7, None, [7], "x", True):
@@ -552,10 +731,18 @@ def test_official_name_wins_over_usual_regardless_of_order() -> None:
 
 
 def test_ended_names_are_skipped() -> None:
-    ended_official = {"use": "official", "family": "Shaw", "given": ["Amy"],
-                      "period": {"start": "2016-12-06", "end": "2020-07-22"}}
-    usual = {"use": "usual", "family": "Baxter", "given": ["Amy"],
-             "period": {"start": "2020-07-22"}}
+    ended_official = {
+        "use": "official",
+        "family": "Shaw",
+        "given": ["Amy"],
+        "period": {"start": "2016-12-06", "end": "2020-07-22"},
+    }
+    usual = {
+        "use": "usual",
+        "family": "Baxter",
+        "given": ["Amy"],
+        "period": {"start": "2020-07-22"},
+    }
     assert name_of(ended_official, usual) == HumanName("Baxter", ("Amy",), "Amy Baxter")
     # `use: old` is no longer in use, even without a period.
     assert name_of({"use": "old", "family": "Old"}, {"family": "Current"}) == HumanName(
@@ -583,16 +770,24 @@ def test_name_text_and_parts() -> None:
 
 
 def test_patient_identifiers_and_demographics() -> None:
-    patient = mapping.patient(SRC, res(
-        "Patient", birthDate="1956-08-03", gender="male",
-        identifier=[
-            {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-22-1962",
-             "type": {"coding": [{"code": "SS", "display": "Social Security Number"}]}},
-            {"system": "urn:mrn", "value": "M1", "type": {"text": "MRN"}},
-            {"value": "no-system"},
-            {"system": "urn:empty", "value": ""},
-        ],
-    ))
+    patient = mapping.patient(
+        SRC,
+        res(
+            "Patient",
+            birthDate="1956-08-03",
+            gender="male",
+            identifier=[
+                {
+                    "system": "http://hl7.org/fhir/sid/us-ssn",
+                    "value": "999-22-1962",
+                    "type": {"coding": [{"code": "SS", "display": "Social Security Number"}]},
+                },
+                {"system": "urn:mrn", "value": "M1", "type": {"text": "MRN"}},
+                {"value": "no-system"},
+                {"system": "urn:empty", "value": ""},
+            ],
+        ),
+    )
     assert patient.link == SourceLink(SRC, "r1", "Patient")
     assert (patient.birth_date, patient.gender) == ("1956-08-03", "male")
     assert patient.identifiers == (
@@ -606,17 +801,26 @@ def test_patient_identifiers_and_demographics() -> None:
 
 
 def test_encounter_fields() -> None:
-    record = mapping.encounter(SRC, {
-        **res("Encounter", status="finished"),
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "period": {"start": "2015-11-01T17:00:14-05:00", "end": "2015-11-01T18:00:14-05:00"},
-        "reasonCode": [{"text": "Check-up"}],
-        "serviceProvider": {"reference": "Organization/o1"},
-        "participant": [{"individual": {"reference": "Practitioner/p1", "display": "Dr Bone"}},
-                        {"individual": {"reference": "Practitioner/p2"}}, {"type": []}],
-    })
+    record = mapping.encounter(
+        SRC,
+        {
+            **res("Encounter", status="finished"),
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "period": {"start": "2015-11-01T17:00:14-05:00", "end": "2015-11-01T18:00:14-05:00"},
+            "reasonCode": [{"text": "Check-up"}],
+            "serviceProvider": {"reference": "Organization/o1"},
+            "participant": [
+                {"individual": {"reference": "Practitioner/p1", "display": "Dr Bone"}},
+                {"individual": {"reference": "Practitioner/p2"}},
+                {"type": []},
+            ],
+        },
+    )
     assert (record.status, record.class_code, record.start, record.end) == (
-        "finished", "AMB", "2015-11-01T17:00:14-05:00", "2015-11-01T18:00:14-05:00",
+        "finished",
+        "AMB",
+        "2015-11-01T17:00:14-05:00",
+        "2015-11-01T18:00:14-05:00",
     )
     assert record.reason == (CodeableConcept("Check-up"),)
     assert record.service_provider == "Organization/o1"
@@ -627,32 +831,47 @@ def test_encounter_fields() -> None:
 
 
 def test_condition_and_allergy_statuses() -> None:
-    condition = mapping.condition(SRC, res(
-        "Condition",
-        clinicalStatus={"coding": [{"system": "x", "code": "resolved", "display": "Resolved"}]},
-        verificationStatus={"coding": [{"display": "no code"}], "text": "Confirmed"},
-        category=[{"coding": [{"code": "problem-list-item"}]}], recordedDate="2016-08-17",
-    ))
+    condition = mapping.condition(
+        SRC,
+        res(
+            "Condition",
+            clinicalStatus={"coding": [{"system": "x", "code": "resolved", "display": "Resolved"}]},
+            verificationStatus={"coding": [{"display": "no code"}], "text": "Confirmed"},
+            category=[{"coding": [{"code": "problem-list-item"}]}],
+            recordedDate="2016-08-17",
+        ),
+    )
     assert (condition.clinical_status, condition.verification_status) == ("resolved", "Confirmed")
     assert (condition.category, condition.recorded_date) == (("problem-list-item",), "2016-08-17")
     assert mapping.condition(SRC, res("Condition", clinicalStatus=None)).clinical_status is None
 
-    allergy = mapping.allergy(SRC, res(
-        "AllergyIntolerance", clinicalStatus={"coding": [{"code": "active"}]},
-        criticality="high", type="allergy", recordedDate="2020-01-01",
-        reaction=[{"manifestation": [{"text": "rash"}, {"coding": [{"display": "hives"}]}]},
-                  {"manifestation": [{"text": "wheeze"}]}],
-    ))
+    allergy = mapping.allergy(
+        SRC,
+        res(
+            "AllergyIntolerance",
+            clinicalStatus={"coding": [{"code": "active"}]},
+            criticality="high",
+            type="allergy",
+            recordedDate="2020-01-01",
+            reaction=[
+                {"manifestation": [{"text": "rash"}, {"coding": [{"display": "hives"}]}]},
+                {"manifestation": [{"text": "wheeze"}]},
+            ],
+        ),
+    )
     assert (allergy.clinical_status, allergy.criticality, allergy.type) == (
-        "active", "high", "allergy",
+        "active",
+        "high",
+        "allergy",
     )
     assert [r.text for r in allergy.reactions] == ["rash", "hives", "wheeze"]
 
 
 def test_immunization_primary_source_only_when_boolean() -> None:
     vaccine = {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "140"}]}
-    record = mapping.immunization(SRC, res("Immunization", vaccineCode=vaccine,
-                                           primarySource=False, lotNumber="AAJN11K"))
+    record = mapping.immunization(
+        SRC, res("Immunization", vaccineCode=vaccine, primarySource=False, lotNumber="AAJN11K")
+    )
     assert record.vaccine.has_code("http://hl7.org/fhir/sid/cvx|140")
     assert (record.primary_source, record.lot_number) == (False, "AAJN11K")
     loose = mapping.immunization(SRC, res("Immunization", primarySource="yes"))
@@ -660,12 +879,21 @@ def test_immunization_primary_source_only_when_boolean() -> None:
 
 
 def test_diagnostic_report_fields() -> None:
-    record = mapping.diagnostic_report(SRC, res(
-        "DiagnosticReport", status="final", conclusion="Normal",
-        category=[{"coding": [{"code": "LAB"}]}], issued="2005-07-06T11:45:33Z",
-        result=[{"reference": "Observation/b"}, {"reference": "Observation/a"}],
-    ))
+    record = mapping.diagnostic_report(
+        SRC,
+        res(
+            "DiagnosticReport",
+            status="final",
+            conclusion="Normal",
+            category=[{"coding": [{"code": "LAB"}]}],
+            issued="2005-07-06T11:45:33Z",
+            result=[{"reference": "Observation/b"}, {"reference": "Observation/a"}],
+        ),
+    )
     assert (record.status, record.conclusion, record.category, record.issued) == (
-        "final", "Normal", ("LAB",), "2005-07-06T11:45:33Z",
+        "final",
+        "Normal",
+        ("LAB",),
+        "2005-07-06T11:45:33Z",
     )
     assert record.result_ids == ("Observation/b", "Observation/a")  # order kept

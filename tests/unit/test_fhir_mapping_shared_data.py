@@ -58,28 +58,80 @@ class Group:
 
 
 GROUPS = (
-    Group("synthea-smart", "synthea-smart/*.json", 30, {
-        "Patient": 30, "Observation": 1982, "Condition": 127, "AllergyIntolerance": 23,
-        "MedicationRequest": 74, "Immunization": 303, "Encounter": 385, "Procedure": 148,
-        "DiagnosticReport": 104,
-    }),
-    Group("us-core-examples", f"{US_CORE}/*.json", 230, {
-        "Patient": 4, "Observation": 139, "Condition": 6, "AllergyIntolerance": 4,
-        "MedicationRequest": 4, "Immunization": 1, "Encounter": 3, "Procedure": 2,
-        "DiagnosticReport": 5,
-    }),
-    Group("us-core-transaction", "us-core/us-core-examples.transaction.json", 1, {
-        "Patient": 4, "Observation": 139, "Condition": 6, "AllergyIntolerance": 2,
-        "MedicationRequest": 4, "Immunization": 1, "Encounter": 3, "Procedure": 2,
-        "DiagnosticReport": 5,
-    }),
-    Group("carebundle", "carebundle/*.json", 10, {
-        "Patient": 10, "Observation": 340, "Condition": 18, "AllergyIntolerance": 3,
-        "MedicationRequest": 27, "Encounter": 10, "DiagnosticReport": 50,
-    }, ids_from_full_url=True),
-    Group("medplum-mock", MEDPLUM, 1, {
-        "Patient": 5, "Observation": 8, "Encounter": 1, "DiagnosticReport": 1,
-    }),
+    Group(
+        "synthea-smart",
+        "synthea-smart/*.json",
+        30,
+        {
+            "Patient": 30,
+            "Observation": 1982,
+            "Condition": 127,
+            "AllergyIntolerance": 23,
+            "MedicationRequest": 74,
+            "Immunization": 303,
+            "Encounter": 385,
+            "Procedure": 148,
+            "DiagnosticReport": 104,
+        },
+    ),
+    Group(
+        "us-core-examples",
+        f"{US_CORE}/*.json",
+        230,
+        {
+            "Patient": 4,
+            "Observation": 139,
+            "Condition": 6,
+            "AllergyIntolerance": 4,
+            "MedicationRequest": 4,
+            "Immunization": 1,
+            "Encounter": 3,
+            "Procedure": 2,
+            "DiagnosticReport": 5,
+        },
+    ),
+    Group(
+        "us-core-transaction",
+        "us-core/us-core-examples.transaction.json",
+        1,
+        {
+            "Patient": 4,
+            "Observation": 139,
+            "Condition": 6,
+            "AllergyIntolerance": 2,
+            "MedicationRequest": 4,
+            "Immunization": 1,
+            "Encounter": 3,
+            "Procedure": 2,
+            "DiagnosticReport": 5,
+        },
+    ),
+    Group(
+        "carebundle",
+        "carebundle/*.json",
+        10,
+        {
+            "Patient": 10,
+            "Observation": 340,
+            "Condition": 18,
+            "AllergyIntolerance": 3,
+            "MedicationRequest": 27,
+            "Encounter": 10,
+            "DiagnosticReport": 50,
+        },
+        ids_from_full_url=True,
+    ),
+    Group(
+        "medplum-mock",
+        MEDPLUM,
+        1,
+        {
+            "Patient": 5,
+            "Observation": 8,
+            "Encounter": 1,
+            "DiagnosticReport": 1,
+        },
+    ),
 )
 
 
@@ -103,7 +155,8 @@ def resources(pattern: str, *, ids_from_full_url: bool = False) -> tuple[tuple[s
 def mapped(file: str, resource_type: str, local_id: str, *, ids_from_full_url: bool = False) -> Any:
     """The record mapped from the one resource of that type and id in `file`."""
     matches = [
-        r for _, r in resources(file, ids_from_full_url=ids_from_full_url)
+        r
+        for _, r in resources(file, ids_from_full_url=ids_from_full_url)
         if r.get("resourceType") == resource_type and r.get("id") == local_id
     ]
     assert len(matches) == 1, f"{len(matches)} {resource_type}/{local_id} in {file}"
@@ -164,11 +217,13 @@ def test_carebundle_post_entries_without_id_are_rejected_as_mapping_errors() -> 
 
 def test_us_core_transaction_maps_like_the_example_files() -> None:
     examples = {
-        (r["resourceType"], r["id"]): r for _, r in resources(f"{US_CORE}/*.json")
+        (r["resourceType"], r["id"]): r
+        for _, r in resources(f"{US_CORE}/*.json")
         if r.get("resourceType") in mapping.MAPPERS and "id" in r
     }
     transaction = [
-        r for _, r in resources("us-core/us-core-examples.transaction.json")
+        r
+        for _, r in resources("us-core/us-core-examples.transaction.json")
         if r.get("resourceType") in mapping.MAPPERS
     ]
     assert len(transaction) == 166
@@ -186,10 +241,14 @@ def test_synthea_patient_demographics_and_identifiers() -> None:
     assert patient.name == HumanName("Koepp", ("Abdul",), "Abdul Koepp")
     assert (patient.birth_date, patient.gender) == ("1956-08-03", "male")
     assert Identifier(US_SSN, "999-22-1962", "Social Security Number") in patient.identifiers
-    assert Identifier(
-        "http://hospital.smarthealthit.org", "e925b0f3-8006-43f6-aa31-94bd215e55e7",
-        "Medical Record Number",
-    ) in patient.identifiers
+    assert (
+        Identifier(
+            "http://hospital.smarthealthit.org",
+            "e925b0f3-8006-43f6-aa31-94bd215e55e7",
+            "Medical Record Number",
+        )
+        in patient.identifiers
+    )
     assert len(patient.identifiers) == 5  # synthea, MRN, SSN, driver's licence, passport
 
 
@@ -204,32 +263,42 @@ def test_synthea_observation_quantity() -> None:
     assert record.code.text == "Body Height"
     assert record.value_quantity == Quantity(176.35499866729558, "cm", UCUM, "cm")
     assert (record.effective, record.issued) == (
-        "2011-10-14T23:37:54+00:00", "2011-10-14T23:37:54.530+00:00",
+        "2011-10-14T23:37:54+00:00",
+        "2011-10-14T23:37:54.530+00:00",
     )
     assert (record.status, record.category) == ("final", ("vital-signs",))
     assert record.meta == RecordMeta()  # synthea carries meta.tag only, not security labels
 
 
 def test_us_core_observation_value_codeable_concept() -> None:
-    record = mapped(f"{US_CORE}/observation-pregnancy-status.json", "Observation",
-                    "pregnancy-status")
+    record = mapped(
+        f"{US_CORE}/observation-pregnancy-status.json", "Observation", "pregnancy-status"
+    )
     assert record.code.has_code(f"{LOINC}|82810-3")
     assert record.value_concept is not None
     assert record.value_concept.has_code(f"{SNOMED}|77386006")
     assert (record.value_concept.text, record.value_string, record.value_quantity) == (
-        "Pregnant", "Pregnant", None,
+        "Pregnant",
+        "Pregnant",
+        None,
     )
     assert record.effective == "2022-08-24T10:39:52+00:00"
     assert record.category == ("social-history",)
 
 
 def test_us_core_observation_value_boolean_and_string() -> None:
-    sdoh = mapped(f"{US_CORE}/Observation-simple-observation-sdoh.json", "Observation",
-                  "simple-observation-sdoh")
+    sdoh = mapped(
+        f"{US_CORE}/Observation-simple-observation-sdoh.json",
+        "Observation",
+        "simple-observation-sdoh",
+    )
     assert (sdoh.value_string, sdoh.value_quantity, sdoh.value_concept) == ("true", None, None)
     assert sdoh.category == ("sdoh",)
-    preference = mapped(f"{US_CORE}/Observation-care-experience-preference.json", "Observation",
-                        "care-experience-preference")
+    preference = mapped(
+        f"{US_CORE}/Observation-care-experience-preference.json",
+        "Observation",
+        "care-experience-preference",
+    )
     assert preference.value_string is not None
     assert preference.value_string.endswith("St. Martin in the Fields")
 
@@ -238,34 +307,46 @@ def test_us_core_blood_pressure_components() -> None:
     record = mapped(f"{US_CORE}/blood-pressure.json", "Observation", "blood-pressure")
     assert record.code.has_code(f"{LOINC}|85354-9")
     assert (record.value_quantity, record.value_string, record.effective) == (
-        None, None, "1999-07-02",
+        None,
+        None,
+        "1999-07-02",
     )
     mmhg = {"unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}
     assert record.components == (
         ObservationComponent(
-            CodeableConcept("Systolic blood pressure",
-                            (Coding(LOINC, "8480-6", "Systolic blood pressure"),)),
-            Quantity(109.0, **mmhg), None,
+            CodeableConcept(
+                "Systolic blood pressure", (Coding(LOINC, "8480-6", "Systolic blood pressure"),)
+            ),
+            Quantity(109.0, **mmhg),
+            None,
         ),
         ObservationComponent(
-            CodeableConcept("Diastolic blood pressure",
-                            (Coding(LOINC, "8462-4", "Diastolic blood pressure"),)),
-            Quantity(44.0, **mmhg), None,
+            CodeableConcept(
+                "Diastolic blood pressure", (Coding(LOINC, "8462-4", "Diastolic blood pressure"),)
+            ),
+            Quantity(44.0, **mmhg),
+            None,
         ),
     )
 
 
 def test_us_core_effective_period_uses_its_start() -> None:
-    record = mapped(f"{US_CORE}/Observation-average-blood-pressure.json", "Observation",
-                    "average-blood-pressure")
+    record = mapped(
+        f"{US_CORE}/Observation-average-blood-pressure.json",
+        "Observation",
+        "average-blood-pressure",
+    )
     assert record.effective == "2023-08-03T01:06:52.480Z"
     assert record.components[0].code.has_code(f"{LOINC}|96608-5")
     assert record.components[0].value_quantity == Quantity(109.0, "mm[Hg]", UCUM, "mm[Hg]")
 
 
 def test_us_core_medication_reference_to_contained_medication() -> None:
-    record = mapped(f"{US_CORE}/medicationrequest-contained-oral-axid.json", "MedicationRequest",
-                    "medicationrequest-contained-oral-axid")
+    record = mapped(
+        f"{US_CORE}/medicationrequest-contained-oral-axid.json",
+        "MedicationRequest",
+        "medicationrequest-contained-oral-axid",
+    )
     assert record.kind is MedicationKind.ORDER
     assert record.medication == CodeableConcept(
         "Nizatidine 15 MG/ML Oral Solution [Axid]",
@@ -279,8 +360,11 @@ def test_us_core_medication_reference_elsewhere_keeps_its_display() -> None:
     # The referenced Medication is in the data set too, but references are never dereferenced.
     assert mapping.MAPPERS.get("Medication") is None
     assert any(r.get("id") == "uscore-med2" for _, r in resources(f"{US_CORE}/uscore-med2.json"))
-    record = mapped(f"{US_CORE}/medicationrequest-referenced-oral-axid.json", "MedicationRequest",
-                    "medicationrequest-referenced-oral-axid")
+    record = mapped(
+        f"{US_CORE}/medicationrequest-referenced-oral-axid.json",
+        "MedicationRequest",
+        "medicationrequest-referenced-oral-axid",
+    )
     assert record.medication == CodeableConcept("Nizatidine 15 MG/ML Oral Solution [Axid]")
 
 
@@ -289,7 +373,9 @@ def test_synthea_medication_request_codeable_concept() -> None:
     assert record.medication.has_code(f"{RXNORM}|310965")
     assert record.medication.text == "Ibuprofen 200 MG Oral Tablet"
     assert (record.status, record.intent, record.authored_on) == (
-        "stopped", "order", "2017-03-21T23:37:54+00:00",
+        "stopped",
+        "order",
+        "2017-03-21T23:37:54+00:00",
     )
     assert record.requester == "urn:uuid:6d705d81-8546-43b2-b336-31a282128f2d"
     assert record.dosage == ()  # only asNeededBoolean, no text
@@ -311,7 +397,8 @@ def test_encounter_class_and_period() -> None:
     us_core = mapped(f"{US_CORE}/encounter-example-1.json", "Encounter", "example-1")
     assert (us_core.class_code, us_core.status) == ("AMB", "finished")
     assert (us_core.start, us_core.end) == (
-        "2015-11-01T17:00:14-05:00", "2015-11-01T18:00:14-05:00",
+        "2015-11-01T17:00:14-05:00",
+        "2015-11-01T18:00:14-05:00",
     )
     assert [t.text for t in us_core.type] == ["Office Visit"]
     assert us_core.meta.last_updated == "2024-01-28T16:06:21-08:00"
@@ -325,8 +412,11 @@ def test_encounter_class_and_period() -> None:
 
 
 def test_condition_status_onset_and_abatement() -> None:
-    resolved = mapped(f"{US_CORE}/condition-duodenal-ulcer-resolved.json", "Condition",
-                      "condition-duodenal-ulcer-res")
+    resolved = mapped(
+        f"{US_CORE}/condition-duodenal-ulcer-resolved.json",
+        "Condition",
+        "condition-duodenal-ulcer-res",
+    )
     assert (resolved.clinical_status, resolved.verification_status) == ("resolved", "confirmed")
     assert (resolved.onset, resolved.abatement) == ("2016-08-10", "2016-08-17")
     assert resolved.category == ("problem-list-item",)
@@ -334,7 +424,9 @@ def test_condition_status_onset_and_abatement() -> None:
 
     synthea = mapped(SYNTHEA_ABDUL, "Condition", "e5e50c51-acd9-4716-b4dc-4e245ca9f8c2")
     assert (synthea.clinical_status, synthea.onset, synthea.abatement) == (
-        "active", "1991-06-07T23:37:54+00:00", None,
+        "active",
+        "1991-06-07T23:37:54+00:00",
+        None,
     )
     assert synthea.code.has_code(f"{SNOMED}|162864005")
 
@@ -342,7 +434,9 @@ def test_condition_status_onset_and_abatement() -> None:
 def test_allergy_criticality_and_reaction() -> None:
     record = mapped(f"{US_CORE}/allergyintolerance-example.json", "AllergyIntolerance", "example")
     assert (record.criticality, record.category, record.clinical_status) == (
-        "high", ("medication",), "active",
+        "high",
+        ("medication",),
+        "active",
     )
     assert record.code.text == "sulfonamide antibacterial"
     assert record.code.has_code(f"{SNOMED}|763875007")
@@ -352,12 +446,22 @@ def test_allergy_criticality_and_reaction() -> None:
 def test_diagnostic_report_result_references() -> None:
     cbc = mapped(f"{US_CORE}/diagnosticreport-cbc.json", "DiagnosticReport", "cbc")
     assert cbc.result_ids == tuple(
-        f"Observation/cbc-{name}" for name in
-        ("leukocytes", "erythrocytes", "hemoglobin", "hematocrit", "mcv", "mch", "mchc",
-         "platelets")
+        f"Observation/cbc-{name}"
+        for name in (
+            "leukocytes",
+            "erythrocytes",
+            "hemoglobin",
+            "hematocrit",
+            "mcv",
+            "mch",
+            "mchc",
+            "platelets",
+        )
     )
     assert (cbc.category, cbc.effective, cbc.issued) == (
-        ("LAB",), "2005-07-05", "2005-07-06T11:45:33Z",
+        ("LAB",),
+        "2005-07-05",
+        "2005-07-06T11:45:33Z",
     )
     assert cbc.code.has_code(f"{LOINC}|58410-2")
 
@@ -395,8 +499,12 @@ def test_carebundle_security_labels_reach_every_record() -> None:
         labelled += 1
     assert labelled == 448
 
-    sodium = mapped("carebundle/mixed-42-0005.json", "Observation",
-                    "3cebfe14-39d8-55a3-bc7b-5f219830d55d", ids_from_full_url=True)
+    sodium = mapped(
+        "carebundle/mixed-42-0005.json",
+        "Observation",
+        "3cebfe14-39d8-55a3-bc7b-5f219830d55d",
+        ids_from_full_url=True,
+    )
     assert sodium.code.has_code(f"{LOINC}|2951-2")
     assert sodium.value_quantity == Quantity(141.0, "mmol/L", UCUM, "mmol/L")
     assert sodium.meta.security == (HTEST,)
@@ -416,5 +524,7 @@ def test_medplum_mock_values() -> None:
     assert blinky.name == HumanName(None, ("Blinky",), "Blinky")
     homer = mapped(MEDPLUM, "Patient", "123")
     assert (homer.name, homer.birth_date, homer.gender) == (
-        HumanName("Simpson", ("Homer",), "Homer Simpson"), "1956-05-12", "male",
+        HumanName("Simpson", ("Homer",), "Homer Simpson"),
+        "1956-05-12",
+        "male",
     )

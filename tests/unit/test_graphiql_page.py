@@ -1,20 +1,15 @@
 """The self-hosted GraphiQL page: escaping, same-origin assets, CSP, vendored files.
 
-The last test (marked ``browser``) serves the page on 127.0.0.1 and drives Debian's
-headless Chromium through Playwright; it is skipped where either is missing.
+The page in a real browser (headless Chromium) is tested in tests/e2e/test_graphiql_browser.py.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -282,140 +277,3 @@ def test_page_needs_no_inline_script_or_style() -> None:
     assert all(tag != "style" for tag, _ in parser.tags)
     assert all("style" not in attrs for _, attrs in parser.tags)
     assert all(not name.startswith("on") for _, attrs in parser.tags for name in attrs)
-
-
-# ---------------------------------------------------------------------------------------
-# Real browser: the page renders, talks only to its own host, and trips no CSP violation.
-
-CHROMIUM = Path("/usr/bin/chromium")
-_SCHEMA_SDL = "type Patient { id: ID! name: String }\ntype Query { patient(id: ID!): Patient }"
-_CONTENT_TYPES = {
-    ".js": "text/javascript",
-    ".css": "text/css",
-    ".svg": "image/svg+xml",
-    ".txt": "text/plain",
-}
-
-
-def _make_handler(page: str, seen_auth: list[str | None]) -> type[BaseHTTPRequestHandler]:
-    from graphql import build_schema, graphql_sync
-
-    schema = build_schema(_SCHEMA_SDL)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def _send(self, status: int, body: bytes, content_type: str, csp: bool = False) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            if csp:
-                self.send_header("Content-Security-Policy", GRAPHIQL_CSP)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            path = urlsplit(self.path).path
-            if path == "/":
-                self._send(200, page.encode(), "text/html; charset=utf-8", csp=True)
-                return
-            name = path.removeprefix(PREFIX + "/")
-            file = STATIC_DIR / name
-            if path.startswith(PREFIX + "/") and "/" not in name and file.is_file():
-                self._send(200, file.read_bytes(), _CONTENT_TYPES.get(file.suffix, "text/plain"))
-            else:
-                self._send(404, b"not found", "text/plain")
-
-        def do_POST(self) -> None:
-            if urlsplit(self.path).path != "/graphql":
-                self._send(404, b"not found", "text/plain")
-                return
-            seen_auth.append(self.headers.get("Authorization"))
-            params = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            result = graphql_sync(
-                schema,
-                params["query"],
-                root_value={"patient": lambda _info, id: {"id": id, "name": "Doe"}},
-                variable_values=params.get("variables"),
-                operation_name=params.get("operationName"),
-            )
-            body: dict[str, Any] = {"data": result.data}
-            if result.errors:
-                body["errors"] = [error.formatted for error in result.errors]
-            self._send(200, json.dumps(body).encode(), "application/json")
-
-    return Handler
-
-
-@pytest.mark.browser
-def test_page_renders_in_headless_chromium_without_leaving_the_host() -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    query = QUERY + "# </script><script>alert(1)</script>\n"
-    page_html = _page(query=query)
-    seen_auth: list[str | None] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(page_html, seen_auth))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
-    requests: list[str] = []
-    problems: list[str] = []
-    try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-            )
-            try:
-                tab = browser.new_page(viewport={"width": 1280, "height": 800})
-                tab.on("request", lambda request: requests.append(request.url))
-                tab.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-                tab.on(
-                    "console",
-                    lambda msg: (
-                        problems.append(f"console: {msg.text}") if msg.type == "error" else None
-                    ),
-                )
-                tab.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
-                tab.add_init_script(
-                    "window.__csp = [];"
-                    "document.addEventListener('securitypolicyviolation', e =>"
-                    " window.__csp.push(e.effectiveDirective + ' ' + e.blockedURI));"
-                )
-                tab.goto(origin + "/")
-                tab.wait_for_selector(".graphiql-query-editor .CodeMirror")
-                tab.wait_for_function(
-                    "() => [...document.querySelectorAll('.CodeMirror')]"
-                    ".some(e => e.CodeMirror.getValue().includes('Authorization'))"
-                )
-                texts = tab.locator(".CodeMirror").evaluate_all(
-                    "els => els.map(e => e.CodeMirror.getValue())"
-                )
-                assert query in texts
-                assert any(t and json.loads(t) == HEADERS for t in texts if t.startswith("{"))
-                # the schema arrives (doc explorer), then run the query
-                tab.click(".graphiql-execute-button")
-                tab.wait_for_function(
-                    "() => document.querySelector('.result-window .CodeMirror')"
-                    ".CodeMirror.getValue().includes('\"p1\"')"
-                )
-                tab.get_by_label("Open settings dialog").click()
-                tab.get_by_text("Clear storage").wait_for()
-                tab.keyboard.press("Escape")
-                violations = tab.evaluate("() => window.__csp")
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-    assert violations == []
-    assert problems == []
-    assert requests
-    off_host = [url for url in requests if not url.startswith(origin + "/")]
-    assert off_host == []
-    assert f"{origin}/graphiql/static/graphiql.min.js" in requests
-    # introspection and the user's query both carried the prefilled header
-    assert len(seen_auth) >= 2
-    assert set(seen_auth) == {HEADERS["Authorization"]}

@@ -116,8 +116,16 @@ def _matches(bundle: Json, resource_type: str) -> list[Json]:
         if not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
-        mode = entry.get("search", {}).get("mode", "match") if isinstance(entry.get("search"), dict) else "match"
-        if isinstance(resource, dict) and resource.get("resourceType") == resource_type and mode == "match":
+        mode = (
+            entry.get("search", {}).get("mode", "match")
+            if isinstance(entry.get("search"), dict)
+            else "match"
+        )
+        if (
+            isinstance(resource, dict)
+            and resource.get("resourceType") == resource_type
+            and mode == "match"
+        ):
             out.append(resource)
     return out
 
@@ -125,6 +133,10 @@ def _matches(bundle: Json, resource_type: str) -> list[Json]:
 def _next_link(bundle: Json) -> str | None:
     links = bundle.get("link")
     for item in links if isinstance(links, list) else []:
-        if isinstance(item, dict) and item.get("relation") == "next" and isinstance(item.get("url"), str):
+        if (
+            isinstance(item, dict)
+            and item.get("relation") == "next"
+            and isinstance(item.get("url"), str)
+        ):
             return str(item["url"])
     return None

@@ -100,7 +100,10 @@ def quantity(data: Any) -> Quantity | None:
         return None
     unit = _str(data.get("unit")) or _str(data.get("code"))
     return Quantity(
-        _num(data.get("value")), unit, _str(data.get("system")), _str(data.get("code")),
+        _num(data.get("value")),
+        unit,
+        _str(data.get("system")),
+        _str(data.get("code")),
         _str(data.get("comparator")),
     )
 
@@ -218,7 +221,8 @@ def _range_or_ratio_text(resource: Json) -> str | None:
     if (text := _range_text(resource.get("valueRange"))) is not None:
         return text
     if isinstance(ratio := resource.get("valueRatio"), Mapping):
-        return f"{_qtext(quantity(ratio.get('numerator')))}/{_qtext(quantity(ratio.get('denominator')))}"
+        numerator, denominator = ratio.get("numerator"), ratio.get("denominator")
+        return f"{_qtext(quantity(numerator))}/{_qtext(quantity(denominator))}"
     return None
 
 
@@ -237,7 +241,9 @@ def _qtext(q: Quantity | None) -> str:
 
 
 def _reference_range(data: Json) -> ReferenceRange:
-    return ReferenceRange(quantity(data.get("low")), quantity(data.get("high")), _str(data.get("text")))
+    return ReferenceRange(
+        quantity(data.get("low")), quantity(data.get("high")), _str(data.get("text"))
+    )
 
 
 def _component(data: Json) -> ObservationComponent:
@@ -249,10 +255,16 @@ def observation(source_id: str, r: Json) -> Observation:
     source = link(source_id, r)
     q, cc, text = _value(r)
     return Observation(
-        sources=(source,), meta=meta(r), status=_str(r.get("status")),
-        category=_codes(r.get("category")), code=concept(r.get("code")),
-        effective=choice_time(r, "effective"), issued=_str(r.get("issued")),
-        value_quantity=q, value_concept=cc, value_string=text,
+        sources=(source,),
+        meta=meta(r),
+        status=_str(r.get("status")),
+        category=_codes(r.get("category")),
+        code=concept(r.get("code")),
+        effective=choice_time(r, "effective"),
+        issued=_str(r.get("issued")),
+        value_quantity=q,
+        value_concept=cc,
+        value_string=text,
         interpretation=_codes(r.get("interpretation")),
         reference_range=tuple(_reference_range(x) for x in _objs(r.get("referenceRange"))),
         components=tuple(_component(c) for c in _objs(r.get("component"))),
@@ -261,13 +273,17 @@ def observation(source_id: str, r: Json) -> Observation:
 
 def condition(source_id: str, r: Json) -> Condition:
     return Condition(
-        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
+        sources=(link(source_id, r),),
+        meta=meta(r),
+        code=concept(r.get("code")),
         clinical_status=_status_code(r.get("clinicalStatus")) if "clinicalStatus" in r else None,
         verification_status=(
             _status_code(r.get("verificationStatus")) if "verificationStatus" in r else None
         ),
-        category=_codes(r.get("category")), onset=choice_time(r, "onset"),
-        abatement=choice_time(r, "abatement"), recorded_date=_str(r.get("recordedDate")),
+        category=_codes(r.get("category")),
+        onset=choice_time(r, "onset"),
+        abatement=choice_time(r, "abatement"),
+        recorded_date=_str(r.get("recordedDate")),
     )
 
 
@@ -275,17 +291,24 @@ def allergy(source_id: str, r: Json) -> Allergy:
     source = link(source_id, r)
     category = r.get("category")
     return Allergy(
-        sources=(source,), meta=meta(r), code=concept(r.get("code")),
+        sources=(source,),
+        meta=meta(r),
+        code=concept(r.get("code")),
         clinical_status=_status_code(r.get("clinicalStatus")) if "clinicalStatus" in r else None,
         verification_status=(
             _status_code(r.get("verificationStatus")) if "verificationStatus" in r else None
         ),
         type=_str(r.get("type")),
-        category=tuple(c for c in category if isinstance(c, str)) if isinstance(category, list) else (),
-        criticality=_str(r.get("criticality")), onset=choice_time(r, "onset"),
+        category=tuple(c for c in category if isinstance(c, str))
+        if isinstance(category, list)
+        else (),
+        criticality=_str(r.get("criticality")),
+        onset=choice_time(r, "onset"),
         recorded_date=_str(r.get("recordedDate")),
         reactions=tuple(
-            concept(m) for reaction in _objs(r.get("reaction")) for m in _objs(reaction.get("manifestation"))
+            concept(m)
+            for reaction in _objs(r.get("reaction"))
+            for m in _objs(reaction.get("manifestation"))
         ),
     )
 
@@ -314,19 +337,31 @@ def _dosage_text(r: Json, key: str) -> tuple[str, ...]:
 
 def medication_request(source_id: str, r: Json) -> Medication:
     return Medication(
-        sources=(link(source_id, r),), meta=meta(r), kind=MedicationKind.ORDER,
-        medication=_medication_concept(r), status=_str(r.get("status")),
-        intent=_str(r.get("intent")), authored_on=_str(r.get("authoredOn")), effective=None,
-        dosage=_dosage_text(r, "dosageInstruction"), requester=_reference_text(r.get("requester")),
+        sources=(link(source_id, r),),
+        meta=meta(r),
+        kind=MedicationKind.ORDER,
+        medication=_medication_concept(r),
+        status=_str(r.get("status")),
+        intent=_str(r.get("intent")),
+        authored_on=_str(r.get("authoredOn")),
+        effective=None,
+        dosage=_dosage_text(r, "dosageInstruction"),
+        requester=_reference_text(r.get("requester")),
     )
 
 
 def medication_statement(source_id: str, r: Json) -> Medication:
     return Medication(
-        sources=(link(source_id, r),), meta=meta(r), kind=MedicationKind.STATEMENT,
-        medication=_medication_concept(r), status=_str(r.get("status")), intent=None,
-        authored_on=_str(r.get("dateAsserted")), effective=choice_time(r, "effective"),
-        dosage=_dosage_text(r, "dosage"), requester=_reference_text(r.get("informationSource")),
+        sources=(link(source_id, r),),
+        meta=meta(r),
+        kind=MedicationKind.STATEMENT,
+        medication=_medication_concept(r),
+        status=_str(r.get("status")),
+        intent=None,
+        authored_on=_str(r.get("dateAsserted")),
+        effective=choice_time(r, "effective"),
+        dosage=_dosage_text(r, "dosage"),
+        requester=_reference_text(r.get("informationSource")),
     )
 
 
@@ -334,8 +369,11 @@ def immunization(source_id: str, r: Json) -> Immunization:
     source = link(source_id, r)
     primary = r.get("primarySource")
     return Immunization(
-        sources=(source,), meta=meta(r), vaccine=concept(r.get("vaccineCode")),
-        status=_str(r.get("status")), occurrence=choice_time(r, "occurrence"),
+        sources=(source,),
+        meta=meta(r),
+        vaccine=concept(r.get("vaccineCode")),
+        status=_str(r.get("status")),
+        occurrence=choice_time(r, "occurrence"),
         primary_source=primary if isinstance(primary, bool) else None,
         lot_number=_str(r.get("lotNumber")),
     )
@@ -347,9 +385,13 @@ def encounter(source_id: str, r: Json) -> Encounter:
     klass = r.get("class")
     class_code = _str(_obj(klass).get("code")) if isinstance(klass, Mapping) else None
     return Encounter(
-        sources=(source,), meta=meta(r), status=_str(r.get("status")),
-        class_code=class_code, type=tuple(concept(t) for t in _objs(r.get("type"))),
-        start=_str(period.get("start")), end=_str(period.get("end")),
+        sources=(source,),
+        meta=meta(r),
+        status=_str(r.get("status")),
+        class_code=class_code,
+        type=tuple(concept(t) for t in _objs(r.get("type"))),
+        start=_str(period.get("start")),
+        end=_str(period.get("end")),
         reason=tuple(concept(c) for c in _objs(r.get("reasonCode"))),
         service_provider=_reference_text(r.get("serviceProvider")),
         participants=tuple(
@@ -360,16 +402,23 @@ def encounter(source_id: str, r: Json) -> Encounter:
 
 def procedure(source_id: str, r: Json) -> Procedure:
     return Procedure(
-        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
-        status=_str(r.get("status")), performed=choice_time(r, "performed"),
+        sources=(link(source_id, r),),
+        meta=meta(r),
+        code=concept(r.get("code")),
+        status=_str(r.get("status")),
+        performed=choice_time(r, "performed"),
     )
 
 
 def diagnostic_report(source_id: str, r: Json) -> DiagnosticReport:
     return DiagnosticReport(
-        sources=(link(source_id, r),), meta=meta(r), code=concept(r.get("code")),
-        status=_str(r.get("status")), category=_codes(r.get("category")),
-        effective=choice_time(r, "effective"), issued=_str(r.get("issued")),
+        sources=(link(source_id, r),),
+        meta=meta(r),
+        code=concept(r.get("code")),
+        status=_str(r.get("status")),
+        category=_codes(r.get("category")),
+        effective=choice_time(r, "effective"),
+        issued=_str(r.get("issued")),
         conclusion=_str(r.get("conclusion")),
         result_ids=tuple(t for x in _objs(r.get("result")) if (t := _str(x.get("reference")))),
     )

@@ -151,16 +151,23 @@ class FhirSource:
             return parts[1]
         return None
 
-    def _map_all(self, resource_type: str, mapper: Callable[[str, Json], R], rs: list[Json]) -> list[R]:
+    def _map_all(
+        self, resource_type: str, mapper: Callable[[str, Json], R], rs: list[Json]
+    ) -> list[R]:
         return [m for r in rs if (m := self._map_one(resource_type, mapper, r)) is not None]
 
-    def _map_one(self, resource_type: str, mapper: Callable[[str, Json], R], resource: Json) -> R | None:
+    def _map_one(
+        self, resource_type: str, mapper: Callable[[str, Json], R], resource: Json
+    ) -> R | None:
         try:
             return mapper(self.id, resource)
         except (mapping.MappingError, TypeError, ValueError, AttributeError, KeyError) as exc:
             self.unmapped += 1
             # Resource type and exception class only: the resource itself may hold PHI.
             log.warning(
-                "source %s: skipped a malformed %s (%s)", self.id, resource_type, exc.__class__.__name__
+                "source %s: skipped a malformed %s (%s)",
+                self.id,
+                resource_type,
+                exc.__class__.__name__,
             )
             return None
