@@ -73,9 +73,18 @@ class Patient:
         self,
         root: strawberry.Parent[domain.Patient],
         info: Info,
-        category: str | None = None,
-        code: str | None = None,
-        since: DateTime | None = None,
+        category: Annotated[
+            str | None,
+            strawberry.argument(description="Category token, e.g. `laboratory`, `vital-signs`."),
+        ] = None,
+        code: Annotated[
+            str | None,
+            strawberry.argument(description="Code token: `http://loinc.org|2339-0` or `2339-0`."),
+        ] = None,
+        since: Annotated[
+            DateTime | None,
+            strawberry.argument(description="Only those effective at or after this time."),
+        ] = None,
         first: First = None,
         after: After = None,
     ) -> Page[Any]:

@@ -137,6 +137,13 @@ async def _index_patients(graphql_url: str, admin_token: str) -> list[str]:
     return [node["id"] for node in body["data"]["patients"]["nodes"]]
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Whoever polls for the file (scripts, tests) never reads it half-written."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 async def run_demo(host: str, port: int, tokens_file: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -146,11 +153,11 @@ async def run_demo(host: str, port: int, tokens_file: Path | None) -> None:
         print(f"GraphiQL: {demo.graphql_url}")
         for name, url in demo.upstream_urls.items():
             print(f"Demo FHIR upstream {name}: {url}")
-        print(f"Demo patients: {len(demo.patients)} (the patient token is {demo.patients[0]})")
+        print(f"Demo patients: {len(demo.patients)} (the patient token is {demo.patients[0]}'s)")
         print("Tokens (send as 'Authorization: Bearer <token>'):")
         for role, value in demo.tokens.items():
             print(f"  {role}: {value}")
         if tokens_file is not None:
-            await asyncio.to_thread(tokens_file.write_text, demo.tokens_file_json())
+            await asyncio.to_thread(_write_atomically, tokens_file, demo.tokens_file_json())
         print("Press Ctrl+C to stop.", flush=True)
         await stop.wait()

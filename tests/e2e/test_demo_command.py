@@ -61,10 +61,10 @@ def _read_tokens_file(path: Path, process: subprocess.Popen[bytes], logs: Path) 
                 f"demo exited with {process.returncode} before it was ready:\n"
                 f"{logs.read_text(errors='replace')}"
             )
-        try:
+        if path.exists():
+            # Written whole (write-then-rename), so it parses as soon as it exists.
             return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            time.sleep(0.1)
+        time.sleep(0.05)
     pytest.fail(f"no tokens file after {START_TIMEOUT:.0f} s:\n{logs.read_text(errors='replace')}")
 
 
@@ -113,6 +113,7 @@ def test_demo_serves_until_signalled_then_exits_cleanly(
     base = f"http://127.0.0.1:{api_port}"
 
     # The tokens file: {"graphql_url": str, "tokens": {role: jwt}, "patients": [id, ...]}.
+    assert [p.name for p in tmp_path.iterdir() if "tokens" in p.name] == ["tokens.json"]
     assert set(demo) == {"graphql_url", "tokens", "patients"}
     assert demo["graphql_url"] == f"{base}/graphql"
     assert set(demo["tokens"]) == ROLES

@@ -1,0 +1,112 @@
+"""The `patientgraph` command: schema, check-config, token, jwks (contract section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from app.auth.jwks import KeySet
+from app.auth.signing import private_pem
+from app.auth.tokens import verify_access_token
+from schema.build import sdl
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_schema_prints_sdl() -> None:
+    result = run("schema")
+    assert result.returncode == 0
+    assert result.stdout == sdl()
+
+
+def test_check_config_ok_and_bad(tmp_path: Path) -> None:
+    ok = run("check-config", str(ROOT / "examples" / "patientgraph.toml"))
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "k"\n'
+        '[[sources]]\nid = "x"\nkind = "fhir"\nbase_url = "not a url"\n'
+    )
+    result = run("check-config", str(bad))
+    assert result.returncode == 2
+    assert "sources[0].base_url" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_reports_config_errors_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 'eighty'\n")
+    result = run("serve", "--config", str(bad))
+    assert result.returncode == 2
+    assert "server.port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_and_jwks_round_trip(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(private_pem(key))
+    jwks = run("jwks", "--key", str(pem))
+    assert jwks.returncode == 0
+    (tmp_path / "jwks.json").write_text(jwks.stdout)
+    token = run(
+        "token",
+        "--key",
+        str(pem),
+        "--issuer",
+        "https://i/",
+        "--audience",
+        "pg",
+        "--sub",
+        "dr-who",
+        "--role",
+        "clinician",
+        "--role",
+        "admin",
+        "--scope",
+        "user/*.rs openid",
+        "--patient",
+        "pg-1",
+        "--ttl",
+        "60",
+    )
+    assert token.returncode == 0, token.stderr
+    principal = asyncio.run(
+        verify_access_token(
+            token.stdout.strip(),
+            keyset=KeySet(path=tmp_path / "jwks.json"),
+            issuer="https://i/",
+            audience="pg",
+            algorithms=["ES256"],
+            leeway_seconds=0,
+        )
+    )
+    assert principal.subject == "dr-who"
+    assert principal.roles == {"clinician", "admin"}
+    assert principal.scopes == ("user/*.rs", "openid")
+    assert principal.patient == "pg-1"
+    assert json.loads(jwks.stdout)["keys"][0]["alg"] == "ES256"
+
+
+def test_token_with_unusable_key(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key")
+    result = run("token", "--key", str(junk), "--issuer", "i", "--audience", "a", "--sub", "s")
+    assert result.returncode != 0
+    assert "cannot use key" in result.stderr

@@ -1,0 +1,84 @@
+"""Configuration: the contract's keys, env overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import ConfigError, load_settings, settings_from_mapping
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "patientgraph.toml"
+AUTH = {"issuer": "https://i/", "audience": "a", "jwks_file": "k.json"}
+
+
+def test_example_config_loads() -> None:
+    settings = load_settings(EXAMPLE, environ={})
+    assert [s.id for s in settings.sources] == ["hospital", "clinic", "citylab", "pharmacy"]
+    assert settings.auth.jwks_file == (EXAMPLE.parent / "keys" / "jwks.json").resolve()
+    assert settings.store.url == "sqlite:///./patientgraph.db"
+
+
+def test_env_overrides_sections_and_sources() -> None:
+    settings = load_settings(
+        EXAMPLE,
+        environ={
+            "PATIENTGRAPH_SERVER__PORT": "9001",
+            "PATIENTGRAPH_SERVER__GRAPHIQL": "false",
+            "PATIENTGRAPH_AUTH__AUDIENCE": "other",
+            "PATIENTGRAPH_SOURCES__HOSPITAL__TIMEOUT_SECONDS": "2.5",
+            "UNRELATED": "x",
+        },
+    )
+    assert settings.server.port == 9001
+    assert settings.server.graphiql is False
+    assert settings.auth.audience == "other"
+    assert settings.sources[0].timeout_seconds == 2.5  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"auth": AUTH, "server": {"port": 70000}}, "server.port"),
+        ({"auth": AUTH, "server": {"prot": 1}}, "server.prot"),
+        ({"auth": {**AUTH, "jwks_url": "https://x/j"}}, "auth"),
+        ({"auth": {**AUTH, "algorithms": ["HS256"]}}, "auth.algorithms"),
+        ({"auth": AUTH, "store": {"url": "mysql://x"}}, "store.url"),
+        (
+            {"auth": AUTH, "sources": [{"id": "h", "kind": "fhir", "base_url": "ftp://x"}]},
+            "sources[0].base_url",
+        ),
+        ({"auth": AUTH, "sources": [{"id": "h", "kind": "fhir"}]}, "sources[0].base_url"),
+        ({"auth": AUTH, "sources": [{"id": "h", "kind": "smoke-signals"}]}, "sources[0]"),
+        (
+            {
+                "auth": AUTH,
+                "sources": [
+                    {"id": "h", "kind": "fhir", "base_url": "http://a"},
+                    {"id": "h", "kind": "fhir", "base_url": "http://b"},
+                ],
+            },
+            "sources",
+        ),
+        ({}, "auth"),
+    ],
+)
+def test_errors_name_the_key(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        settings_from_mapping(data, environ={})
+    assert f"\n  {key}" in str(raised.value), str(raised.value)
+    assert "Traceback" not in str(raised.value)
+
+
+def test_unknown_env_source_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="no source with id 'nope'"):
+        settings_from_mapping({"auth": AUTH}, environ={"PATIENTGRAPH_SOURCES__NOPE__X": "1"})
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\nport = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken)

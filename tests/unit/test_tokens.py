@@ -1,0 +1,150 @@
+"""verify_access_token: the checks issue 2 asks for (the full attack suite is issue 4's)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwt
+
+from app.auth.jwks import KeySet
+from app.auth.signing import issue_token, key_id, public_jwk
+from app.auth.tokens import AuthenticationError, verify_access_token
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+KID = key_id(KEY)
+
+
+@pytest.fixture
+def keyset(tmp_path: Path) -> KeySet:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [public_jwk(KEY, KID)]}))
+    return KeySet(path=path)
+
+
+async def verify(token: str, keyset: KeySet) -> Any:
+    return await verify_access_token(
+        token,
+        keyset=keyset,
+        issuer="https://i/",
+        audience="pg",
+        algorithms=["RS256"],
+        leeway_seconds=30,
+    )
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def good(**overrides: Any) -> str:
+    args: dict[str, Any] = {"issuer": "https://i/", "audience": "pg", "subject": "s", "kid": KID}
+    args.update(overrides)
+    return issue_token(KEY, **args)
+
+
+async def test_valid_token(keyset: KeySet) -> None:
+    principal = await verify(good(roles=["clinician"], scope="user/*.rs"), keyset)
+    assert principal.subject == "s"
+    assert principal.roles == {"clinician"}
+
+
+def forged(header: dict[str, Any], claims: dict[str, Any] | None = None, sig: str = "x") -> str:
+    now = int(time.time())
+    body = claims or {"iss": "https://i/", "aud": "pg", "sub": "s", "exp": now + 60}
+    return f"{b64(header)}.{b64(body)}.{sig}"
+
+
+def public_pem() -> bytes:
+    return KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def hmac_signed_with_public_key() -> str:
+    """The RS/HS confusion attack: an HS256 token whose secret is the RSA public key."""
+    unsigned = forged({"alg": "HS256", "kid": KID}).rsplit(".", 1)[0]
+    mac = hmac.new(public_pem(), unsigned.encode(), hashlib.sha256).digest()
+    return f"{unsigned}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+@pytest.mark.parametrize(
+    "token_factory",
+    [
+        lambda: forged({"alg": "none", "kid": KID}, sig=""),
+        lambda: forged({"alg": "HS256", "kid": KID}),
+        lambda: hmac_signed_with_public_key(),
+        lambda: good(kid="another-key"),
+        lambda: good(issuer="https://other/"),
+        lambda: good(audience="other"),
+        lambda: good(ttl_seconds=-3600),
+        lambda: forged({"alg": "RS256", "kid": KID, "jku": "https://evil/jwks"}),
+        lambda: forged({"alg": "RS256", "kid": KID, "crit": ["exp"]}),
+        lambda: "a.b.c.d.e",  # JWE compact form
+        lambda: "x" * 20_000,
+        lambda: "not-a-token",
+    ],
+    ids=[
+        "alg-none",
+        "hs256-forged",
+        "hs256-public-key",
+        "unknown-kid",
+        "issuer",
+        "audience",
+        "expired",
+        "jku",
+        "crit",
+        "jwe",
+        "oversized",
+        "garbage",
+    ],
+)
+async def test_rejected(keyset: KeySet, token_factory: Any) -> None:
+    with pytest.raises(AuthenticationError):
+        await verify(token_factory(), keyset)
+
+
+async def test_missing_exp_is_rejected(keyset: KeySet) -> None:
+    token = jwt.encode(
+        {"iss": "https://i/", "aud": "pg", "sub": "s"},
+        KEY.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        algorithm="RS256",
+        headers={"kid": KID},
+    )
+    with pytest.raises(AuthenticationError):
+        await verify(token, keyset)
+
+
+async def test_issued_in_the_future_is_rejected(keyset: KeySet) -> None:
+    now = int(time.time())
+    pem = KEY.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    token = jwt.encode(
+        {"iss": "https://i/", "aud": "pg", "sub": "s", "iat": now + 600, "exp": now + 1200},
+        pem,
+        algorithm="RS256",
+        headers={"kid": KID},
+    )
+    with pytest.raises(AuthenticationError, match="future"):
+        await verify(token, keyset)
+
+
+async def test_messages_never_echo_the_token(keyset: KeySet) -> None:
+    token = good(audience="other")
+    with pytest.raises(AuthenticationError) as raised:
+        await verify(token, keyset)
+    assert token not in str(raised.value)
+    assert token.split(".")[1] not in str(raised.value)
