@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -12,3 +13,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     # httpx logs every request URL at INFO; search URLs can carry identifiers (PHI).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Exception class and stack frames, without the message: messages (ours or a library's)
+    can carry identifiers or URLs, and the operator log must never hold PHI."""
+    frames = [
+        f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+    ]
+    return "\n".join([f"{exc.__class__.__module__}.{exc.__class__.__qualname__}", *frames])

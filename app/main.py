@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from app.graphiql.page import STATIC_DIR
 from app.runtime import open_runtime
 from app.settings import Settings
-from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post
+from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz
 from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 
@@ -42,4 +42,9 @@ def create_app(
         Middleware(SecurityHeadersMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={Exception: internal_error},
+    )

@@ -116,8 +116,8 @@ class Upstream:
         return f"{self.root}/fhir/R4"
 
     async def set_delay(self, seconds: float) -> None:
-        (await self.control.put(f"{self.root}{CONTROL}/delay", json={"seconds": seconds}))\
-            .raise_for_status()
+        response = await self.control.put(f"{self.root}{CONTROL}/delay", json={"seconds": seconds})
+        response.raise_for_status()
 
     async def take_requests(self) -> list[str]:
         response = await self.control.post(f"{self.root}{CONTROL}/requests")
@@ -425,9 +425,11 @@ async def memory_index(real: PatientIndex, sources: Sequence[MemorySource]) -> M
                                for p, i in zip(patients, ids, strict=True)}, links)
 
 
-# Baseline: the committed SDL in bare graphql-core, over plain dicts with default resolvers.
+# Baseline: PatientGraph's own SDL (`schema.build.sdl()`) in bare graphql-core, over plain dicts
+# with default resolvers.
 
-def resolve_connection(parent: Data, info: graphql.GraphQLResolveInfo[Any, Any], first: int | None = None,
+def resolve_connection(parent: Data, info: graphql.GraphQLResolveInfo[Any],
+                       first: int | None = None,
                        **_filters: Any) -> Data:
     """The one non-default resolver: slice a pre-merged list like `paginate` does."""
     items = parent[info.field_name]

@@ -37,6 +37,7 @@ patient_identifiers = sa.Table(
     sa.Column("patient_id", sa.String(64), nullable=False, index=True),
 )
 
+LINK_ATTEMPTS = 3
 PATIENT_ID = re.compile(r"pg-[0-9a-f]{24}")
 
 
@@ -70,10 +71,22 @@ class PatientIndex:
         ]
 
     async def link(self, patients: Sequence[SourcePatient]) -> list[str]:
-        """The PatientGraph id of each source patient (same order), creating links as needed."""
+        """The PatientGraph id of each source patient (same order), creating links as needed.
+
+        Another process may insert the same link first; the unique keys then reject our insert
+        and a retry reads what it wrote, so every worker agrees on one id."""
         if not patients:
             return []
-        async with self._lock, self._engine.begin() as conn:
+        async with self._lock:
+            for _ in range(LINK_ATTEMPTS - 1):
+                try:
+                    return await self._link_once(patients)
+                except sa.exc.IntegrityError:
+                    continue
+            return await self._link_once(patients)
+
+    async def _link_once(self, patients: Sequence[SourcePatient]) -> list[str]:
+        async with self._engine.begin() as conn:
             known = await self._known_links(conn, [p.link for p in patients])
             all_keys = {k for p in patients for k in self._link_keys(p)}
             by_key = await self._known_keys(conn, all_keys)

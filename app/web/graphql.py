@@ -18,12 +18,13 @@ from strawberry.types.graphql import OperationType
 
 from app.auth.tokens import AuthenticationError
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
+from app.logging import describe_exception
 from app.runtime import Runtime
 from app.web.auth import authenticate
 from app.web.examples import DASHBOARD_QUERY
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
-from schema.errors import format_errors, is_request_error, simple_error
+from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, simple_error
 
 log = logging.getLogger(__name__)
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -37,6 +38,12 @@ def json_response(
     return Response(
         orjson.dumps(payload), status, {**NO_STORE, **(headers or {})}, "application/json"
     )
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Last resort: a coded JSON 500, the details only in the operator log (no PHI there)."""
+    log.error("unhandled error on %s: %s", request.url.path, describe_exception(exc))
+    return json_response(simple_error(INTERNAL_MESSAGE, "INTERNAL"), 500)
 
 
 async def graphql_get(request: Request) -> Response:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import ApiFactory, Upstream, closed_port_url, fhir_source
+from app.demo.serving import serving
+from app.main import create_app
+
+from tests.conftest import (
+    ApiFactory,
+    Signer,
+    Upstream,
+    closed_port_url,
+    fhir_source,
+    make_settings,
+)
 
 QUERY = """{ patients(first: 50) { totalCount nodes { id sources { sourceId }
   observations(first: 100) { totalCount nodes { sources { sourceId } } }
@@ -121,3 +133,29 @@ async def test_all_sources_down_is_still_a_clean_answer(api_factory: ApiFactory)
     assert response.status_code == 200
     assert body["data"]["patients"] == {"totalCount": 0, "nodes": []}
     assert sorted(e["extensions"]["source"] for e in source_errors(body)) == ["clinic", "hospital"]
+
+
+class ExplodingTransport(httpx.AsyncBaseTransport):
+    """A bug below the source seam: not a SourceError, so it must surface as INTERNAL."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("secret detail: Patient 999-00-0001 at http://10.0.0.1/")
+
+
+async def test_unexpected_errors_are_masked(
+    tmp_path: Path, signer: Signer, upstreams: dict[str, Upstream], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path, signer, [fhir_source(u) for u in upstreams.values()])
+    app = create_app(settings, transports={"clinic": ExplodingTransport()})
+    async with serving(app) as base, httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{base}/graphql", json={"query": QUERY}, headers=signer.headers()
+        )
+    body = response.json()
+    assert response.status_code == 200
+    assert body["data"] is None or body["data"]["patients"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["INTERNAL"]
+    assert body["errors"][0]["message"] == "Internal server error"
+    assert "999-00-0001" not in response.text
+    assert "999-00-0001" not in caplog.text  # the log names the exception class, not its text
+    assert "RuntimeError" in caplog.text

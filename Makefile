@@ -1,0 +1,48 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit schema bench docker-lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/patientgraph demo
+
+# The whole suite: lint, strict typing, then every test (unit, integration, e2e).
+test: $(VENV)/.installed-test lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check app schema resolvers tests benchmarks
+	$(BIN)/ruff format --check app schema resolvers tests benchmarks
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/unit
+
+schema: $(VENV)/.installed
+	$(BIN)/patientgraph schema > schema/schema.graphql
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/dashboard.py
+
+docker-lint: $(VENV)/.installed-test
+	$(BIN)/hadolint docker/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

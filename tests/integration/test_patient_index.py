@@ -1,0 +1,133 @@
+"""PatientIndex on both stores: embedded SQLite and real PostgreSQL (127.0.0.1:5432, db test)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.domain.common import Identifier, SourceLink
+from app.domain.patients import SourcePatient
+from app.identity.index import PatientIndex, is_patient_id, metadata
+from app.store import create_engine
+
+SSN = "http://hl7.org/fhir/sid/us-ssn"
+POSTGRES_URL = os.environ.get(
+    "PATIENTGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def person(source: str, local: str, ssn: str | None, mrn: str = "M1") -> SourcePatient:
+    idents = [Identifier("urn:mrn", mrn)]
+    if ssn:
+        idents.append(Identifier(SSN, ssn))
+    return SourcePatient(SourceLink(source, local, "Patient"), tuple(idents), None, None, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'index.db'}"
+        return
+    engine = create_engine(POSTGRES_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        await engine.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+    await engine.dispose()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+async def index(store_url: str) -> AsyncIterator[PatientIndex]:
+    engine = create_engine(store_url)
+    idx = PatientIndex(engine, [SSN], "test-key")
+    await idx.create_tables()
+    yield idx
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+    await engine.dispose()
+
+
+async def test_links_patients_sharing_an_identifier(index: PatientIndex) -> None:
+    ids = await index.link(
+        [
+            person("hospital", "h1", "999-00-0001"),
+            person("clinic", "c9", "999-00-0001", mrn="other"),
+            person("hospital", "h2", "999-00-0002"),
+            person("clinic", "c3", None),
+        ]
+    )
+    assert ids[0] == ids[1]
+    assert len({ids[0], ids[2], ids[3]}) == 3
+    assert all(is_patient_id(i) for i in ids)
+    links = await index.links_for([ids[0]])
+    assert {(x.source_id, x.local_id) for x in links[ids[0]]} == {
+        ("hospital", "h1"),
+        ("clinic", "c9"),
+    }
+
+
+async def test_ids_are_stable_across_calls_and_restarts(
+    index: PatientIndex, store_url: str
+) -> None:
+    first = await index.link([person("hospital", "h1", "999-00-0001")])
+    again = await index.link([person("hospital", "h1", "999-00-0001")])
+    later = await index.link([person("clinic", "c1", "999-00-0001")])
+    assert first == again == later
+    engine = create_engine(store_url)
+    try:
+        reopened = PatientIndex(engine, [SSN], "test-key")
+        assert await reopened.link([person("hospital", "h1", None)]) == first
+    finally:
+        await engine.dispose()
+
+
+async def test_identifier_values_are_not_stored_in_clear(
+    index: PatientIndex, store_url: str
+) -> None:
+    await index.link([person("hospital", "h1", "999-00-0001")])
+    engine = create_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.text("SELECT system, value_hash FROM patient_identifiers"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert rows
+    assert all("999-00-0001" not in row.value_hash for row in rows)
+
+
+async def test_unknown_and_malformed_ids(index: PatientIndex) -> None:
+    assert (
+        await index.links_for(["pg-000000000000000000000000", "nope", "'; DROP TABLE x;--"]) == {}
+    )
+
+
+async def test_concurrent_linking_agrees(index: PatientIndex) -> None:
+    batches = [[person("hospital", f"h{i}", f"999-00-{i:04d}")] for i in range(20)]
+    batches += [[person("clinic", f"c{i}", f"999-00-{i:04d}")] for i in range(20)]
+    results = await asyncio.gather(*(index.link(b) for b in batches))
+    assert [r[0] for r in results[:20]] == [r[0] for r in results[20:]]
+
+
+async def test_two_workers_racing_agree_on_one_id(index: PatientIndex, store_url: str) -> None:
+    """Two indexes with their own engines (as two worker processes have) link the same people
+    at once; unique keys plus retry make them agree."""
+    engine = create_engine(store_url)
+    try:
+        other = PatientIndex(engine, [SSN], "test-key")
+        people = [person("hospital", f"h{i}", f"999-01-{i:04d}") for i in range(30)]
+        mine, theirs = await asyncio.gather(index.link(people), other.link(people))
+    finally:
+        await engine.dispose()
+    assert mine == theirs
