@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -12,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.jwks import KeySet
 from app.identity.index import PatientIndex
-from app.settings import Settings
+from app.settings import DEFAULT_HASH_KEY, Settings
 from app.sources.registry import SourceRegistry, build_sources
 from app.store import create_engine
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
 from schema.build import build_schema
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ async def open_runtime(
             engine, settings.identity.link_identifier_systems, settings.identity.hash_key
         )
         await index.create_tables()
+        if settings.identity.hash_key == DEFAULT_HASH_KEY:
+            log.warning("identity.hash_key is the built-in default: set a secret of your own")
         auth = settings.auth
         keyset = KeySet(
             path=auth.jwks_file, url=auth.jwks_url, cache_seconds=auth.jwks_cache_seconds

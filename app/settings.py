@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "PATIENTGRAPH_"
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+DEFAULT_HASH_KEY = "patientgraph-default-index-key"
 
 
 class ConfigError(Exception):
@@ -100,7 +101,7 @@ class StoreSettings(_Section):
 class IdentitySettings(_Section):
     link_identifier_systems: tuple[str, ...] = (SSN_SYSTEM,)
     # Identifier values are stored in the patient index only as keyed hashes.
-    hash_key: str = "patientgraph-default-index-key"
+    hash_key: str = DEFAULT_HASH_KEY
 
 
 class FhirSourceSettings(_Section):

@@ -46,6 +46,24 @@ async def _page(
     return paginate(records, first, after, ctx.services.page_limits)
 
 
+def _collection(kind: RecordKind[Any], node: type, description: str) -> Any:
+    """A paged collection field of Patient (arguments `first`, `after`) for one record kind."""
+
+    async def resolve(
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
+    ) -> Page[Any]:
+        return await _page(info, root, kind, first, after)
+
+    return strawberry.field(
+        resolver=resolve,
+        graphql_type=Connection[node],  # type: ignore[valid-type]  # node is a Strawberry type
+        description=description,
+    )
+
+
 @strawberry.type(description="A patient: one person, linked across every upstream system.")
 class Patient:
     id: strawberry.ID = strawberry.field(
@@ -91,78 +109,14 @@ class Patient:
         filters = RecordQuery("", category or None, code or None, since)
         return await _page(info, root, kinds.OBSERVATIONS, first, after, filters)
 
-    @strawberry.field(graphql_type=Connection[Condition], description="Problems and diagnoses.")
-    async def conditions(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.CONDITIONS, first, after)
-
-    @strawberry.field(graphql_type=Connection[Allergy], description="Allergies and intolerances.")
-    async def allergies(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.ALLERGIES, first, after)
-
-    @strawberry.field(
-        graphql_type=Connection[Medication],
-        description="Medication orders and statements, newest first.",
+    conditions = _collection(kinds.CONDITIONS, Condition, "Problems and diagnoses.")
+    allergies = _collection(kinds.ALLERGIES, Allergy, "Allergies and intolerances.")
+    medications = _collection(
+        kinds.MEDICATIONS, Medication, "Medication orders and statements, newest first."
     )
-    async def medications(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.MEDICATIONS, first, after)
-
-    @strawberry.field(graphql_type=Connection[Immunization], description="Immunizations.")
-    async def immunizations(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.IMMUNIZATIONS, first, after)
-
-    @strawberry.field(graphql_type=Connection[Encounter], description="Visits and admissions.")
-    async def encounters(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.ENCOUNTERS, first, after)
-
-    @strawberry.field(graphql_type=Connection[Procedure], description="Procedures performed.")
-    async def procedures(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.PROCEDURES, first, after)
-
-    @strawberry.field(
-        graphql_type=Connection[DiagnosticReport],
-        description="Diagnostic reports (lab panels, imaging).",
+    immunizations = _collection(kinds.IMMUNIZATIONS, Immunization, "Immunizations.")
+    encounters = _collection(kinds.ENCOUNTERS, Encounter, "Visits and admissions.")
+    procedures = _collection(kinds.PROCEDURES, Procedure, "Procedures performed.")
+    diagnostic_reports = _collection(
+        kinds.DIAGNOSTIC_REPORTS, DiagnosticReport, "Diagnostic reports (lab panels, imaging)."
     )
-    async def diagnostic_reports(
-        self,
-        root: strawberry.Parent[domain.Patient],
-        info: Info,
-        first: First = None,
-        after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.DIAGNOSTIC_REPORTS, first, after)

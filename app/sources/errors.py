@@ -11,6 +11,7 @@ class SourceError(Exception):
 
     code = "SOURCE_UNAVAILABLE"
     reason = "is unavailable"
+    state = "unavailable"  # short word for /readyz
 
     def __init__(self, source_id: str, detail: str = "") -> None:
         self.source_id = source_id
@@ -26,15 +27,18 @@ class SourceUnavailable(SourceError):
 class SourceTimeout(SourceError):
     code = "SOURCE_TIMEOUT"
     reason = "did not answer in time"
+    state = "timeout"
 
 
 class SourceRejected(SourceError):
     """The upstream refused our request (4xx): a bug or a configuration problem on our side."""
 
     reason = "rejected the request"
+    state = "rejected"
 
 
 class SourceDataError(SourceError):
     """The upstream answered with something we cannot read (not JSON, not a Bundle, ...)."""
 
     reason = "sent data that could not be read"
+    state = "unreadable"

@@ -73,7 +73,7 @@ class FhirSource:
         try:
             await self._client.get_json(f"{self._client.base_url}/Patient", {"_count": "1"})
         except errors.SourceError as exc:
-            return SourceHealth(self.id, self.kind, False, exc.reason)
+            return SourceHealth(self.id, self.kind, False, exc.state)
         return SourceHealth(self.id, self.kind, True, "ok")
 
     async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
