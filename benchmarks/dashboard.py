@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -341,6 +341,14 @@ async def latency_runs(api: Api, first: int, iterations: int) -> list[LatencyRun
     return runs
 
 
+async def http_runs(api: Api, first: int, iterations: int) -> tuple[list[float], float]:
+    """Wall seconds per HTTP query at zero injected latency, and this process's CPU seconds per
+    query (the API plus the client driving it; warm-up queries included in that average)."""
+    cpu = process_time()
+    seconds = await time_interleaved({"http": lambda: api.dashboard(first)}, iterations)
+    return seconds["http"], (process_time() - cpu) / (WARMUP + iterations)
+
+
 # --- 3. server overhead: in-memory sources vs a bare graphql-core schema -------------------------
 
 class MemorySource:
@@ -596,7 +604,8 @@ def print_latency(runs: Sequence[LatencyRun], latency: float, first: int) -> Non
           + ", ".join(f"{k} in {v} queries" for k, v in sorted(rounds.items())))
 
 
-def print_overhead(overhead: Overhead, e2e: Sequence[float], first: int) -> dict[str, float]:
+def print_overhead(overhead: Overhead, e2e: Sequence[float], cpu: float,
+                   first: int) -> dict[str, float]:
     fields = overhead.fields
     us = {name: statistics.median(s) / fields * 1e6 for name, s in overhead.seconds.items()}
     us["http"] = statistics.median(e2e) / fields * 1e6
@@ -615,6 +624,8 @@ def print_overhead(overhead: Overhead, e2e: Sequence[float], first: int) -> dict
         stats = Stats.of(seconds)
         print(f"   {label:<46} {stats.p50 * 1000:8.2f} {stats.p90 * 1000:8.2f} "
               f"{stats.best * 1000:8.2f} {us[name]:15.1f}")
+    print(f"   CPU of this process per HTTP query (API + its client): {cpu * 1000:.1f} ms; the "
+          "rest of the wall time is waiting (upstream processes, a busy machine's scheduler)")
     return us
 
 
@@ -661,13 +672,12 @@ async def benchmark(args: argparse.Namespace) -> None:
         runs = await latency_runs(api, args.patients, args.iterations)
         for upstream in upstreams:
             await upstream.set_delay(0.0)
-        e2e = await time_interleaved({"http": lambda: api.dashboard(args.patients)},
-                                     args.iterations)
+        e2e, cpu = await http_runs(api, args.patients, args.iterations)
         overhead = await measure_overhead(api.settings, api.workdir, args.patients,
                                           args.iterations)
     print_counts(counts)
     print_latency(runs, latency, args.patients)
-    us = print_overhead(overhead, e2e["http"], args.patients)
+    us = print_overhead(overhead, e2e, cpu, args.patients)
     print_ratios(counts, runs, latency, us)
 
 

@@ -73,7 +73,7 @@ def demo_settings(
                 "jwks_file": str(workdir / "jwks.json"),
             },
             "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
-        "identity": {"hash_key": secrets.token_hex(32)},
+            "identity": {"hash_key": secrets.token_hex(32)},
             "sources": [
                 {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5}
                 for name, url in upstreams.items()

@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -308,7 +308,7 @@ def _stand_in_handler(page: str, seen_auth: list[str | None]) -> type[BaseHTTPRe
 
 
 @contextlib.contextmanager
-def _stand_in_server(page: str, seen_auth: list[str | None]) -> Any:
+def _stand_in_server(page: str, seen_auth: list[str | None]) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _stand_in_handler(page, seen_auth))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -10,7 +10,6 @@ import pytest
 
 from app.demo.serving import serving
 from app.main import create_app
-
 from tests.conftest import (
     ApiFactory,
     Signer,
