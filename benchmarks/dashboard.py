@@ -73,6 +73,7 @@ Data = dict[str, Any]
 
 # --- upstream child process: a demo FHIR server whose request log and delay the parent drives ---
 
+
 def with_controls(fhir: Starlette) -> ASGIApp:
     """`POST /_bench/requests` returns and clears the request log; `PUT /_bench/delay` sets the
     injected latency. The parent needs both across the process boundary."""
@@ -86,10 +87,12 @@ def with_controls(fhir: Starlette) -> ASGIApp:
         fhir.state.delay_seconds = float((await request.json())["seconds"])
         return Response(status_code=204)
 
-    controls = Starlette(routes=[
-        Route(f"{CONTROL}/requests", take_requests, methods=["POST"]),
-        Route(f"{CONTROL}/delay", set_delay, methods=["PUT"]),
-    ])
+    controls = Starlette(
+        routes=[
+            Route(f"{CONTROL}/requests", take_requests, methods=["POST"]),
+            Route(f"{CONTROL}/delay", set_delay, methods=["PUT"]),
+        ]
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         is_control = scope["type"] == "http" and scope["path"].startswith(f"{CONTROL}/")
@@ -128,12 +131,19 @@ class Upstream:
 
 
 @contextlib.asynccontextmanager
-async def upstream_process(name: str, population: int, control: httpx.AsyncClient
-                           ) -> AsyncIterator[Upstream]:
+async def upstream_process(
+    name: str, population: int, control: httpx.AsyncClient
+) -> AsyncIterator[Upstream]:
     """A separate process, so upstream CPU never shares the API's event loop (or GIL)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve-upstream", name, "--population", str(population),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        __file__,
+        "--serve-upstream",
+        name,
+        "--population",
+        str(population),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -152,6 +162,7 @@ async def upstream_process(name: str, population: int, control: httpx.AsyncClien
 
 
 # --- the API, with a transport under each source that times every upstream round trip ---------
+
 
 @dataclass
 class RequestTimer:
@@ -175,8 +186,12 @@ class TimingTransport(httpx.AsyncBaseTransport):
         finally:
             await response.aclose()
         self._timer.spans.append((self._source_id, start, perf_counter()))
-        return httpx.Response(response.status_code, headers=response.headers, content=body,
-                              extensions=response.extensions)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=body,
+            extensions=response.extensions,
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -191,7 +206,8 @@ class Api:
 
     async def dashboard(self, first: int) -> Data:
         response = await self.client.post(
-            "/graphql", json={"query": DASHBOARD_QUERY, "variables": {"first": first}})
+            "/graphql", json={"query": DASHBOARD_QUERY, "variables": {"first": first}}
+        )
         body = response.json()
         if response.status_code != 200 or body.get("errors"):
             raise RuntimeError(f"dashboard query failed: {response.status_code} {body}")
@@ -204,8 +220,15 @@ async def running_api(upstreams: Sequence[Upstream]) -> AsyncIterator[Api]:
     """The API in this process, configured as the demo configures it (`demo_settings`)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = key_id(key)
-    token = issue_token(key, issuer=ISSUER, audience=AUDIENCE, subject="bench-clinician",
-                        roles=["clinician"], scope=ROLE_SCOPES["clinician"], kid=kid)
+    token = issue_token(
+        key,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="bench-clinician",
+        roles=["clinician"],
+        scope=ROLE_SCOPES["clinician"],
+        kid=kid,
+    )
     timer = RequestTimer()
     with tempfile.TemporaryDirectory(prefix="patientgraph-bench-") as tmp:
         workdir = Path(tmp)
@@ -214,13 +237,17 @@ async def running_api(upstreams: Sequence[Upstream]) -> AsyncIterator[Api]:
         settings = demo_settings(workdir, "127.0.0.1", 8000, urls, token)
         transports = {name: TimingTransport(name, timer) for name in urls}
         app = create_app(settings, transports=transports)
-        async with serving(app) as base, httpx.AsyncClient(
-            base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}
-        ) as client:
+        async with (
+            serving(app) as base,
+            httpx.AsyncClient(
+                base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}
+            ) as client,
+        ):
             yield Api(client, settings, workdir, timer)
 
 
 # --- measuring helpers --------------------------------------------------------------------------
+
 
 def count_fields(value: Any) -> int:
     """Resolved fields: every key of every object in `data`, inside list items too."""
@@ -247,8 +274,9 @@ class Stats:
         return cls(statistics.median(values), percentile(values, 0.9), min(values))
 
 
-async def time_interleaved(runs: Mapping[str, Callable[[], Awaitable[object]]],
-                           iterations: int) -> dict[str, list[float]]:
+async def time_interleaved(
+    runs: Mapping[str, Callable[[], Awaitable[object]]], iterations: int
+) -> dict[str, list[float]]:
     """Round-robin the variants so drift in machine load hits all of them alike."""
     settle()
     for _ in range(WARMUP):
@@ -283,6 +311,7 @@ def sequential_rounds(spans: Sequence[tuple[str, float, float]]) -> int:
 
 # --- 1. upstream requests per query -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RequestCount:
     first_pages: Counter[str]  # resource type -> requests without a paging offset
@@ -303,8 +332,9 @@ def classify(log: Sequence[str]) -> RequestCount:
     return RequestCount(first, follow)
 
 
-async def count_requests(api: Api, upstreams: Sequence[Upstream], first: int
-                         ) -> dict[str, RequestCount]:
+async def count_requests(
+    api: Api, upstreams: Sequence[Upstream], first: int
+) -> dict[str, RequestCount]:
     for upstream in upstreams:
         await upstream.take_requests()  # discard earlier traffic
     api.timer.spans.clear()
@@ -317,6 +347,7 @@ async def count_requests(api: Api, upstreams: Sequence[Upstream], first: int
 
 
 # --- 2. latency: total ÷ slowest upstream request ------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LatencyRun:
@@ -351,14 +382,19 @@ async def http_runs(api: Api, first: int, iterations: int) -> tuple[list[float],
 
 # --- 3. server overhead: in-memory sources vs a bare graphql-core schema -------------------------
 
+
 class MemorySource:
     """PatientSource + RecordSource over records captured once from a real FhirSource:
     answers instantly, so timing it measures PatientGraph's own work only."""
 
     kind = "memory"
 
-    def __init__(self, source_id: str, patients: Sequence[SourcePatient],
-                 records: Mapping[str, Mapping[str, Sequence[Any]]]) -> None:
+    def __init__(
+        self,
+        source_id: str,
+        patients: Sequence[SourcePatient],
+        records: Mapping[str, Mapping[str, Sequence[Any]]],
+    ) -> None:
         self._id = source_id
         self._patients = {p.link.local_id: p for p in patients}
         self._records = records  # kind name -> local patient id -> records
@@ -382,8 +418,9 @@ class MemorySource:
         assert criteria.is_empty()
         return list(self._patients.values())
 
-    async def records_for(self, kind: RecordKind[Any], queries: Sequence[RecordQuery]
-                          ) -> Mapping[RecordQuery, Sequence[Any]]:
+    async def records_for(
+        self, kind: RecordKind[Any], queries: Sequence[RecordQuery]
+    ) -> Mapping[RecordQuery, Sequence[Any]]:
         by_patient = self._records[kind.name]
         return {q: by_patient.get(q.patient, ()) for q in queries}
 
@@ -391,16 +428,18 @@ class MemorySource:
 class MemoryPatientIndex(PatientIndex):
     """The patient index as dicts (copied from the real one), to separate SQLite's share."""
 
-    def __init__(self, ids: Mapping[tuple[str, str], str],
-                 links: Mapping[str, tuple[SourceLink, ...]]) -> None:
+    def __init__(
+        self, ids: Mapping[tuple[str, str], str], links: Mapping[str, tuple[SourceLink, ...]]
+    ) -> None:
         self._ids, self._links_by_id = ids, links  # no engine: nothing touches SQLite
 
     async def link(self, patients: Sequence[SourcePatient]) -> list[str]:
         return [self._ids[(p.link.source_id, p.link.local_id)] for p in patients]
 
     async def links_for(self, patient_ids: Sequence[str]) -> Mapping[str, tuple[SourceLink, ...]]:
-        return {i: self._links_by_id[i] for i in dict.fromkeys(patient_ids)
-                if i in self._links_by_id}
+        return {
+            i: self._links_by_id[i] for i in dict.fromkeys(patient_ids) if i in self._links_by_id
+        }
 
 
 async def capture_sources(settings: Settings) -> list[MemorySource]:
@@ -423,11 +462,16 @@ async def capture_sources(settings: Settings) -> list[MemorySource]:
     return captured
 
 
-def services_over(sources: Sequence[MemorySource], index: PatientIndex,
-                  settings: Settings) -> Services:
+def services_over(
+    sources: Sequence[MemorySource], index: PatientIndex, settings: Settings
+) -> Services:
     limits = PageLimits(settings.graphql.default_page_size, settings.graphql.max_page_size)
-    return Services(patient_sources=tuple(sources), record_sources=tuple(sources),
-                    index=index, page_limits=limits)
+    return Services(
+        patient_sources=tuple(sources),
+        record_sources=tuple(sources),
+        index=index,
+        page_limits=limits,
+    )
 
 
 def context_for(services: Services) -> Context:
@@ -440,21 +484,26 @@ async def memory_index(real: PatientIndex, sources: Sequence[MemorySource]) -> M
     patients = [p for s in sources for p in await s.search_patients(PatientCriteria())]
     ids = await real.link(patients)
     links = await real.links_for(ids)
-    return MemoryPatientIndex({(p.link.source_id, p.link.local_id): i
-                               for p, i in zip(patients, ids, strict=True)}, links)
+    return MemoryPatientIndex(
+        {(p.link.source_id, p.link.local_id): i for p, i in zip(patients, ids, strict=True)}, links
+    )
 
 
 # Baseline: PatientGraph's own SDL (`schema.build.sdl()`) in bare graphql-core, over plain dicts
 # with default resolvers.
 
-def resolve_connection(parent: Data, info: graphql.GraphQLResolveInfo[Any],
-                       first: int | None = None,
-                       **_filters: Any) -> Data:
+
+def resolve_connection(
+    parent: Data, info: graphql.GraphQLResolveInfo[Any], first: int | None = None, **_filters: Any
+) -> Data:
     """The one non-default resolver: slice a pre-merged list like `paginate` does."""
     items = parent[info.field_name]
     size = 20 if first is None else first  # the dashboard always passes `first`
-    return {"nodes": items[:size], "totalCount": len(items),
-            "pageInfo": {"hasNextPage": size < len(items), "endCursor": None}}
+    return {
+        "nodes": items[:size],
+        "totalCount": len(items),
+        "pageInfo": {"hasNextPage": size < len(items), "endCursor": None},
+    }
 
 
 def baseline_schema() -> graphql.GraphQLSchema:
@@ -522,13 +571,15 @@ class Overhead:
     same_data: bool
 
 
-async def measure_overhead(settings: Settings, workdir: Path, first: int,
-                           iterations: int) -> Overhead:
+async def measure_overhead(
+    settings: Settings, workdir: Path, first: int, iterations: int
+) -> Overhead:
     sources = await capture_sources(settings)
     # A fresh SQLite index with the API's settings: the embedded default, as deployed.
     engine = create_engine(f"sqlite:///{workdir / 'bench-index.db'}")
-    real_index = PatientIndex(engine, settings.identity.link_identifier_systems,
-                              settings.identity.hash_key)
+    real_index = PatientIndex(
+        engine, settings.identity.link_identifier_systems, settings.identity.hash_key
+    )
     await real_index.create_tables()
     sqlite_services = services_over(sources, real_index, settings)
     memory_services = services_over(sources, await memory_index(real_index, sources), settings)
@@ -537,36 +588,46 @@ async def measure_overhead(settings: Settings, workdir: Path, first: int,
     variables = {"first": first}
 
     async def patientgraph(services: Services) -> Data | None:
-        result = await pg.execute(DASHBOARD_QUERY, variable_values=variables,
-                                  context_value=context_for(services))
+        result = await pg.execute(
+            DASHBOARD_QUERY, variable_values=variables, context_value=context_for(services)
+        )
         assert not result.errors, result.errors
         return result.data
 
     async def bare() -> Data | None:
-        result = await graphql.graphql(gql, DASHBOARD_QUERY, root_value=root,
-                                       variable_values=variables)
+        result = await graphql.graphql(
+            gql, DASHBOARD_QUERY, root_value=root, variable_values=variables
+        )
         assert not result.errors, result.errors
         return result.data
 
     expected, baseline = await patientgraph(memory_services), await bare()
-    seconds = await time_interleaved({
-        "sqlite": lambda: patientgraph(sqlite_services),
-        "memory": lambda: patientgraph(memory_services),
-        "graphql-core": bare,
-    }, iterations)
+    seconds = await time_interleaved(
+        {
+            "sqlite": lambda: patientgraph(sqlite_services),
+            "memory": lambda: patientgraph(memory_services),
+            "graphql-core": bare,
+        },
+        iterations,
+    )
     await engine.dispose()
     return Overhead(count_fields(expected), seconds, expected == baseline)
 
 
 # --- report -------------------------------------------------------------------------------------
 
+
 def print_machine() -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {platform.machine()} {platform.system()} {platform.release()}, "
-          f"nproc {cpus}, load average {load}")
-    print(f"python {platform.python_version()} ({platform.python_implementation()}), "
-          f"strawberry {version('strawberry-graphql')}, graphql-core {graphql.__version__}")
+    print(
+        f"machine: {platform.machine()} {platform.system()} {platform.release()}, "
+        f"nproc {cpus}, load average {load}"
+    )
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}), "
+        f"strawberry {version('strawberry-graphql')}, graphql-core {graphql.__version__}"
+    )
 
 
 def print_counts(counts: Mapping[int, Mapping[str, RequestCount]]) -> None:
@@ -576,13 +637,19 @@ def print_counts(counts: Mapping[int, Mapping[str, RequestCount]]) -> None:
         for name, count in per_upstream.items():
             kinds = sorted(set(count.first_pages) | set(count.follow_ups))
             detail = ", ".join(
-                f"{k} {count.first_pages[k]}" + (f"+{count.follow_ups[k]}" if count.follow_ups[k]
-                                                 else "") for k in kinds)
-            print(f"   {first:>8}  {name:<9} {count.total:>5} "
-                  f"{sum(count.first_pages.values()):>5} {sum(count.follow_ups.values()):>5}  "
-                  f"{detail}")
-    print("   first = searches without a paging offset; next = follow-up `Bundle.link[next]`"
-          " pages (+n in the detail)")
+                f"{k} {count.first_pages[k]}"
+                + (f"+{count.follow_ups[k]}" if count.follow_ups[k] else "")
+                for k in kinds
+            )
+            print(
+                f"   {first:>8}  {name:<9} {count.total:>5} "
+                f"{sum(count.first_pages.values()):>5} {sum(count.follow_ups.values()):>5}  "
+                f"{detail}"
+            )
+    print(
+        "   first = searches without a paging offset; next = follow-up `Bundle.link[next]`"
+        " pages (+n in the detail)"
+    )
 
 
 def print_latency(runs: Sequence[LatencyRun], latency: float, first: int) -> None:
@@ -590,27 +657,41 @@ def print_latency(runs: Sequence[LatencyRun], latency: float, first: int) -> Non
     slowest = Stats.of([r.slowest for r in runs])
     by_slowest = Stats.of([r.wall / r.slowest for r in runs])
     rounds = Counter(r.rounds for r in runs)
-    print(f"\n2. Latency with {latency * 1000:.0f} ms injected per upstream request "
-          f"({first} patients, {len(runs)} queries)")
-    print(f"   query wall time             p50 {wall.p50 * 1000:7.1f} ms   p90 "
-          f"{wall.p90 * 1000:7.1f} ms")
-    print(f"   slowest upstream request    p50 {slowest.p50 * 1000:7.1f} ms   p90 "
-          f"{slowest.p90 * 1000:7.1f} ms  (as the API's client saw it, same query)")
-    print(f"   wall ÷ slowest request      p50 {by_slowest.p50:7.2f}      p90 "
-          f"{by_slowest.p90:7.2f}")
-    print(f"   wall ÷ injected latency     p50 {wall.p50 / latency:7.2f}      p90 "
-          f"{wall.p90 / latency:7.2f}")
-    print("   sequential upstream round trips on the critical path: "
-          + ", ".join(f"{k} in {v} queries" for k, v in sorted(rounds.items())))
+    print(
+        f"\n2. Latency with {latency * 1000:.0f} ms injected per upstream request "
+        f"({first} patients, {len(runs)} queries)"
+    )
+    print(
+        f"   query wall time             p50 {wall.p50 * 1000:7.1f} ms   p90 "
+        f"{wall.p90 * 1000:7.1f} ms"
+    )
+    print(
+        f"   slowest upstream request    p50 {slowest.p50 * 1000:7.1f} ms   p90 "
+        f"{slowest.p90 * 1000:7.1f} ms  (as the API's client saw it, same query)"
+    )
+    print(
+        f"   wall ÷ slowest request      p50 {by_slowest.p50:7.2f}      p90 {by_slowest.p90:7.2f}"
+    )
+    print(
+        f"   wall ÷ injected latency     p50 {wall.p50 / latency:7.2f}      p90 "
+        f"{wall.p90 / latency:7.2f}"
+    )
+    print(
+        "   sequential upstream round trips on the critical path: "
+        + ", ".join(f"{k} in {v} queries" for k, v in sorted(rounds.items()))
+    )
 
 
-def print_overhead(overhead: Overhead, e2e: Sequence[float], cpu: float,
-                   first: int) -> dict[str, float]:
+def print_overhead(
+    overhead: Overhead, e2e: Sequence[float], cpu: float, first: int
+) -> dict[str, float]:
     fields = overhead.fields
     us = {name: statistics.median(s) / fields * 1e6 for name, s in overhead.seconds.items()}
     us["http"] = statistics.median(e2e) / fields * 1e6
-    print(f"\n3. Server overhead: dashboard for {first} patients = {fields} resolved fields "
-          f"(every key of every object in `data`, list items included)")
+    print(
+        f"\n3. Server overhead: dashboard for {first} patients = {fields} resolved fields "
+        f"(every key of every object in `data`, list items included)"
+    )
     same = "identical" if overhead.same_data else "DIFFERENT (the comparison is not like for like)"
     print(f"   PatientGraph and graphql-core returned {same} `data`")
     rows = [
@@ -622,59 +703,80 @@ def print_overhead(overhead: Overhead, e2e: Sequence[float], cpu: float,
     print(f"   {'':<46} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'µs/field (p50)':>15}")
     for name, label, seconds in rows:
         stats = Stats.of(seconds)
-        print(f"   {label:<46} {stats.p50 * 1000:8.2f} {stats.p90 * 1000:8.2f} "
-              f"{stats.best * 1000:8.2f} {us[name]:15.1f}")
-    print(f"   CPU of this process per HTTP query (API + its client): {cpu * 1000:.1f} ms; the "
-          "rest of the wall time is waiting (upstream processes, a busy machine's scheduler)")
+        print(
+            f"   {label:<46} {stats.p50 * 1000:8.2f} {stats.p90 * 1000:8.2f} "
+            f"{stats.best * 1000:8.2f} {us[name]:15.1f}"
+        )
+    print(
+        f"   CPU of this process per HTTP query (API + its client): {cpu * 1000:.1f} ms; the "
+        "rest of the wall time is waiting (upstream processes, a busy machine's scheduler)"
+    )
     return us
 
 
-def print_ratios(counts: Mapping[int, Mapping[str, RequestCount]], runs: Sequence[LatencyRun],
-                 latency: float, us: Mapping[str, float]) -> None:
+def print_ratios(
+    counts: Mapping[int, Mapping[str, RequestCount]],
+    runs: Sequence[LatencyRun],
+    latency: float,
+    us: Mapping[str, float],
+) -> None:
     print("\nRatios measured in this run")
     totals = {n: sum(c.total for c in per.values()) for n, per in counts.items()}
-    firsts = {n: sum(sum(c.first_pages.values()) for c in per.values())
-              for n, per in counts.items()}
+    firsts = {
+        n: sum(sum(c.first_pages.values()) for c in per.values()) for n, per in counts.items()
+    }
     low, high = min(totals), max(totals)
     if low != high:
         label = f"upstream requests, {high} ÷ {low} patients"
-        print(f"   {label:<39}{totals[high] / totals[low]:6.2f}"
-              f"   (first pages only: {firsts[high] / firsts[low]:.2f})")
+        print(
+            f"   {label:<39}{totals[high] / totals[low]:6.2f}"
+            f"   (first pages only: {firsts[high] / firsts[low]:.2f})"
+        )
     wall = statistics.median(r.wall for r in runs)
-    print(f"   wall ÷ slowest upstream request (p50)  "
-          f"{statistics.median(r.wall / r.slowest for r in runs):6.2f}")
+    print(
+        f"   wall ÷ slowest upstream request (p50)  "
+        f"{statistics.median(r.wall / r.slowest for r in runs):6.2f}"
+    )
     print(f"   wall ÷ injected latency (p50)          {wall / latency:6.2f}")
     base = us["graphql-core"]
-    print(f"   PatientGraph ÷ graphql-core per field  {us['memory'] / base:6.2f}"
-          f"   (with SQLite index {us['sqlite'] / base:.2f};"
-          f" HTTP end to end {us['http'] / base:.2f})")
+    print(
+        f"   PatientGraph ÷ graphql-core per field  {us['memory'] / base:6.2f}"
+        f"   (with SQLite index {us['sqlite'] / base:.2f};"
+        f" HTTP end to end {us['http'] / base:.2f})"
+    )
 
 
 # --- orchestration ------------------------------------------------------------------------------
+
 
 async def benchmark(args: argparse.Namespace) -> None:
     print_machine()
     latency = args.latency_ms / 1000
     population = max(DEMO_POPULATION, args.patients, args.compare_patients)
-    print(f"demo population {population} patients in {len(UPSTREAMS)} upstream processes; "
-          f"dashboard first={args.patients}; {args.iterations} timed iterations after {WARMUP} "
-          "warm-up")
+    print(
+        f"demo population {population} patients in {len(UPSTREAMS)} upstream processes; "
+        f"dashboard first={args.patients}; {args.iterations} timed iterations after {WARMUP} "
+        "warm-up"
+    )
     async with contextlib.AsyncExitStack() as stack:
         control = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-        upstreams = [await stack.enter_async_context(upstream_process(n, population, control))
-                     for n in UPSTREAMS]
+        upstreams = [
+            await stack.enter_async_context(upstream_process(n, population, control))
+            for n in UPSTREAMS
+        ]
         api = await stack.enter_async_context(running_api(upstreams))
         await api.dashboard(population)  # links every patient in the index, fills the pools
-        counts = {n: await count_requests(api, upstreams, n)
-                  for n in sorted({args.compare_patients, args.patients})}
+        counts = {
+            n: await count_requests(api, upstreams, n)
+            for n in sorted({args.compare_patients, args.patients})
+        }
         for upstream in upstreams:
             await upstream.set_delay(latency)
         runs = await latency_runs(api, args.patients, args.iterations)
         for upstream in upstreams:
             await upstream.set_delay(0.0)
         e2e, cpu = await http_runs(api, args.patients, args.iterations)
-        overhead = await measure_overhead(api.settings, api.workdir, args.patients,
-                                          args.iterations)
+        overhead = await measure_overhead(api.settings, api.workdir, args.patients, args.iterations)
     print_counts(counts)
     print_latency(runs, latency, args.patients)
     us = print_overhead(overhead, e2e, cpu, args.patients)
@@ -683,13 +785,22 @@ async def benchmark(args: argparse.Namespace) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--latency-ms", type=float, default=50.0,
-                        help="latency injected before every upstream answer (default 50)")
-    parser.add_argument("--iterations", type=int, default=40,
-                        help="timed queries per measurement (default 40)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=50.0,
+        help="latency injected before every upstream answer (default 50)",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=40, help="timed queries per measurement (default 40)"
+    )
     parser.add_argument("--patients", type=int, default=20, help="dashboard page size")
-    parser.add_argument("--compare-patients", type=int, default=5,
-                        help="second page size for the request count (default 5)")
+    parser.add_argument(
+        "--compare-patients",
+        type=int,
+        default=5,
+        help="second page size for the request count (default 5)",
+    )
     parser.add_argument("--serve-upstream", choices=UPSTREAMS, help=argparse.SUPPRESS)
     parser.add_argument("--population", type=int, default=DEMO_POPULATION, help=argparse.SUPPRESS)
     args = parser.parse_args()

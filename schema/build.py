@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules
+from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -35,9 +33,9 @@ class PatientGraphSchema(strawberry.Schema):
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
-    extensions: list[Any] = []  # extension classes or instances, as Strawberry accepts
+    extensions: list[type[SchemaExtension]] = []
     if not introspection:
-        extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        extensions.append(DisableIntrospection)
     return PatientGraphSchema(
         query=Query, extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP)
     )

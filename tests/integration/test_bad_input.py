@@ -187,3 +187,17 @@ async def test_expiry_leeway_is_small(api: Api) -> None:
     )
     assert response.status_code == 200
     assert time.time() > 0
+
+
+async def test_introspection_can_be_disabled(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    sources = [fhir_source(u) for u in upstreams.values()]
+    async with api_factory(sources, server={"introspection": False, "graphiql": False}) as api:
+        introspect = await api.query("{ __schema { types { name } } }")
+        normal = await api.query("{ me { id } }")
+        page = await api.client.get(f"{api.url}/graphql", headers={"accept": "text/html"})
+    assert introspect.status_code == 400
+    assert "introspection" in introspect.json()["errors"][0]["message"]
+    assert normal.status_code == 200
+    assert page.status_code == 405

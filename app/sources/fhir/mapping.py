@@ -42,7 +42,7 @@ class MappingError(ValueError):
 
 
 def _obj(value: Any) -> Json:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def _list(value: Any) -> list[Any]:
@@ -50,7 +50,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _objs(value: Any) -> list[Json]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _str(value: Any) -> str | None:
@@ -58,7 +58,7 @@ def _str(value: Any) -> str | None:
         return value or None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return str(value)
     return None
 
@@ -66,7 +66,7 @@ def _str(value: Any) -> str | None:
 def _num(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    return float(value) if isinstance(value, int | float) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def coding(data: Json) -> Coding:
@@ -81,7 +81,7 @@ def concept(data: Any) -> CodeableConcept:
 
 
 def _concept_or_none(data: Any) -> CodeableConcept | None:
-    return concept(data) if isinstance(data, Mapping) else None
+    return concept(data) if isinstance(data, dict) else None
 
 
 def _codes(data: Any) -> tuple[str, ...]:
@@ -96,7 +96,7 @@ def _status_code(data: Any) -> str | None:
 
 
 def quantity(data: Any) -> Quantity | None:
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         return None
     unit = _str(data.get("unit")) or _str(data.get("code"))
     return Quantity(
@@ -148,7 +148,7 @@ def _reference_text(data: Any) -> str | None:
 def link(source_id: str, resource: Json) -> SourceLink:
     # Every mapper calls this first, so a non-object resource raises MappingError here
     # rather than an AttributeError from the first `.get`.
-    if not isinstance(resource, Mapping):
+    if not isinstance(resource, dict):
         raise MappingError("resource is not a JSON object")
     resource_type, local_id = resource.get("resourceType"), resource.get("id")
     if not isinstance(resource_type, str) or not isinstance(local_id, str) or not local_id:
@@ -220,7 +220,7 @@ def _range_or_ratio_text(resource: Json) -> str | None:
         return _period_start(period)
     if (text := _range_text(resource.get("valueRange"))) is not None:
         return text
-    if isinstance(ratio := resource.get("valueRatio"), Mapping):
+    if isinstance(ratio := resource.get("valueRatio"), dict):
         numerator, denominator = ratio.get("numerator"), ratio.get("denominator")
         return f"{_qtext(quantity(numerator))}/{_qtext(quantity(denominator))}"
     return None
@@ -228,7 +228,7 @@ def _range_or_ratio_text(resource: Json) -> str | None:
 
 def _range_text(rng: Any) -> str | None:
     """A Range as `low-high` (an open end left empty); None when neither end has a value."""
-    if not isinstance(rng, Mapping):
+    if not isinstance(rng, dict):
         return None
     low, high = _qtext(quantity(rng.get("low"))), _qtext(quantity(rng.get("high")))
     return f"{low}-{high}" if low or high else None
@@ -383,7 +383,7 @@ def encounter(source_id: str, r: Json) -> Encounter:
     source = link(source_id, r)
     period = _obj(r.get("period"))
     klass = r.get("class")
-    class_code = _str(_obj(klass).get("code")) if isinstance(klass, Mapping) else None
+    class_code = _str(_obj(klass).get("code")) if isinstance(klass, dict) else None
     return Encounter(
         sources=(source,),
         meta=meta(r),
