@@ -109,7 +109,7 @@ class FhirSourceSettings(_Section):
     kind: Literal["fhir"]
     base_url: str
     timeout_seconds: float = Field(5.0, gt=0, le=120)
-    page_size: int = Field(100, ge=1, le=1000)
+    page_size: int = Field(200, ge=1, le=1000)
     max_batch_size: int = Field(50, ge=1, le=500)
     max_pages: int = Field(50, ge=1)
     bearer_token: str | None = None

@@ -40,6 +40,8 @@ ROLE_SCOPES = {
     "auditor": "openid fhirUser user/AuditEvent.rs",
     "admin": "openid fhirUser user/*.cruds system/*.cruds",
 }
+# Large pages: a dashboard's batched search for 20 patients then needs no follow-up page.
+DEMO_PAGE_SIZE = 500
 INDEX_QUERY = "{ patients(first: 100) { nodes { id identifiers { system value } } } }"
 
 
@@ -75,7 +77,13 @@ def demo_settings(
             "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
             "identity": {"hash_key": secrets.token_hex(32)},
             "sources": [
-                {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5}
+                {
+                    "id": name,
+                    "kind": "fhir",
+                    "base_url": url,
+                    "timeout_seconds": 5,
+                    "page_size": DEMO_PAGE_SIZE,
+                }
                 for name, url in upstreams.items()
             ],
         },
@@ -110,7 +118,7 @@ async def running_demo(
         async with contextlib.AsyncExitStack() as stack:
             upstreams = {
                 name: await stack.enter_async_context(
-                    serving(create_fhir_app(population.upstreams[name]))
+                    serving(create_fhir_app(population.upstreams[name], max_count=DEMO_PAGE_SIZE))
                 )
                 + "/fhir/R4"
                 for name in UPSTREAMS
