@@ -1,16 +1,36 @@
-"""Medications: orders (MedicationRequest) and statements (MedicationStatement)."""
+"""Medications: orders (MedicationRequest), statements (MedicationStatement) and pharmacy
+fills (dispenses, e.g. from NCPDP SCRIPT medication history)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from app.domain.common import CodeableConcept, RecordMeta, Sourced, SourceLink
+from app.domain.common import CodeableConcept, Quantity, RecordMeta, Sourced, SourceLink
 
 
 class MedicationKind(StrEnum):
     ORDER = "order"
     STATEMENT = "statement"
+    DISPENSE = "dispense"  # known only from pharmacy fills
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationDispense(Sourced):
+    """One pharmacy fill of a prescription."""
+
+    sources: tuple[SourceLink, ...]
+    meta: RecordMeta
+    medication: CodeableConcept  # drug description as text, NDC (and RxNorm) as codings
+    quantity: Quantity | None
+    days_supply: int | None
+    written_date: str | None
+    last_fill_date: str | None
+    pharmacy: str | None  # business name
+    pharmacy_id: str | None  # NCPDP id or NPI
+    prescriber: str | None  # name as text
+    prescriber_npi: str | None
+    sig: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +45,4 @@ class Medication(Sourced):
     effective: str | None
     dosage: tuple[str, ...]
     requester: str | None
+    fills: tuple[MedicationDispense, ...] = ()  # pharmacy fills matched to this medication

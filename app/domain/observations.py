@@ -36,3 +36,4 @@ class Observation(Sourced):
     interpretation: tuple[str, ...]
     reference_range: tuple[ReferenceRange, ...]
     components: tuple[ObservationComponent, ...]
+    notes: tuple[str, ...] = ()  # comments (FHIR Observation.note, HL7 v2 NTE)

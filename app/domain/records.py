@@ -14,7 +14,7 @@ from app.domain.conditions import Condition
 from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.encounters import Encounter
 from app.domain.immunizations import Immunization
-from app.domain.medications import Medication
+from app.domain.medications import Medication, MedicationDispense
 from app.domain.observations import Observation
 from app.domain.procedures import Procedure
 
@@ -34,6 +34,7 @@ IMMUNIZATIONS: RecordKind[Immunization] = RecordKind("immunizations")
 ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters")
 PROCEDURES: RecordKind[Procedure] = RecordKind("procedures")
 DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind("diagnostic_reports")
+DISPENSES: RecordKind[MedicationDispense] = RecordKind("dispenses")
 
 ALL_KINDS: tuple[RecordKind[Any], ...] = (
     OBSERVATIONS,
@@ -45,6 +46,19 @@ ALL_KINDS: tuple[RecordKind[Any], ...] = (
     PROCEDURES,
     DIAGNOSTIC_REPORTS,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PersonQuery:
+    """A person described by demographics, for upstreams that have no id of ours (a pharmacy
+    answering NCPDP medication history matches on name, birth date and gender)."""
+
+    patient_id: str  # PatientGraph id: keys the answer, never sent upstream
+    family: str
+    given: tuple[str, ...]
+    birth_date: str
+    gender: str | None = None
+    postal_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

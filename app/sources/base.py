@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
 from app.domain.patients import PatientCriteria, SourcePatient
-from app.domain.records import RecordKind, RecordQuery
+from app.domain.records import PersonQuery, RecordKind, RecordQuery
 
 R = TypeVar("R")
 
@@ -65,4 +65,21 @@ class RecordSource(Source, Protocol):
         self, kind: RecordKind[R], queries: Sequence[RecordQuery]
     ) -> Mapping[RecordQuery, Sequence[R]]:
         """One batch: the records of `kind` for each query's patient."""
+        ...
+
+
+@runtime_checkable
+class PersonRecordSource(Source, Protocol):
+    """An upstream that finds records by who the person is rather than by a linked id
+    (pharmacy medication history). Queried for every patient, never linked in the index."""
+
+    @property
+    def record_kinds(self) -> frozenset[str]:
+        """Names of the `RecordKind`s this source can serve."""
+        ...
+
+    async def records_for_people(
+        self, kind: RecordKind[R], people: Sequence[PersonQuery]
+    ) -> Mapping[PersonQuery, Sequence[R]]:
+        """One batch: the records of `kind` for each person (missing key: none found)."""
         ...
