@@ -38,12 +38,13 @@ async def open_runtime(
     settings: Settings, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
 ) -> AsyncIterator[Runtime]:
     engine = create_engine(settings.store.url)
-    registry = build_sources(settings.sources, transports)
+    index = PatientIndex(
+        engine, settings.identity.link_identifier_systems, settings.identity.hash_key
+    )
+    registry = build_sources(settings.sources, engine=engine, index=index, transports=transports)
     try:
-        index = PatientIndex(
-            engine, settings.identity.link_identifier_systems, settings.identity.hash_key
-        )
         await index.create_tables()
+        await registry.start()
         if settings.identity.hash_key == DEFAULT_HASH_KEY:
             log.warning("identity.hash_key is the built-in default: set a secret of your own")
         auth = settings.auth
@@ -53,6 +54,7 @@ async def open_runtime(
         services = Services(
             patient_sources=registry.patient_sources,
             record_sources=registry.record_sources,
+            person_sources=registry.person_sources,
             index=index,
             page_limits=PageLimits(
                 settings.graphql.default_page_size, settings.graphql.max_page_size

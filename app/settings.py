@@ -123,7 +123,25 @@ class FhirSourceSettings(_Section):
 class Hl7v2SourceSettings(_Section):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     kind: Literal["hl7v2"]
-    listen: str = "127.0.0.1:2575"
+    listen: str = "127.0.0.1:2575"  # MLLP listener for ORU^R01, host:port
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    idle_timeout_seconds: float = Field(300, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:2575")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 class NcpdpSourceSettings(_Section):
@@ -131,6 +149,11 @@ class NcpdpSourceSettings(_Section):
     kind: Literal["ncpdp"]
     base_url: str
     timeout_seconds: float = Field(5.0, gt=0, le=120)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _require_http_url(value).rstrip("/")
 
 
 SourceSettings = Annotated[

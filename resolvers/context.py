@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from app.auth.principal import Principal
 from app.identity.index import PatientIndex
-from app.sources.base import PatientSource, RecordSource
+from app.sources.base import PatientSource, PersonRecordSource, RecordSource
 from app.sources.errors import SourceError
 from resolvers.loaders import RequestLoaders
 from resolvers.pagination import PageLimits
@@ -19,6 +19,7 @@ class Services:
 
     patient_sources: tuple[PatientSource, ...]
     record_sources: tuple[RecordSource, ...]
+    person_sources: tuple[PersonRecordSource, ...]
     index: PatientIndex
     page_limits: PageLimits
 

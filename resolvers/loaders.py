@@ -14,9 +14,9 @@ from aiodataloader import DataLoader
 
 from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
-from app.domain.records import RecordKind, RecordQuery
+from app.domain.records import PersonQuery, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
-from app.sources.base import PatientSource, RecordSource
+from app.sources.base import PatientSource, PersonRecordSource, RecordSource
 
 
 class RequestLoaders:
@@ -25,6 +25,7 @@ class RequestLoaders:
         self._links: DataLoader[str, tuple[SourceLink, ...]] | None = None
         self._patients: dict[str, DataLoader[str, SourcePatient | None]] = {}
         self._records: dict[tuple[str, str], DataLoader[RecordQuery, Sequence[Any]]] = {}
+        self._people: dict[tuple[str, str], DataLoader[PersonQuery, Sequence[Any]]] = {}
 
     @property
     def links(self) -> DataLoader[str, tuple[SourceLink, ...]]:
@@ -63,4 +64,18 @@ class RequestLoaders:
                 return [found.get(q, ()) for q in queries]
 
             loader = self._records[(source.id, kind.name)] = DataLoader(load)
+        return loader
+
+    def people(
+        self, source: PersonRecordSource, kind: RecordKind[Any]
+    ) -> DataLoader[PersonQuery, Sequence[Any]]:
+        """PersonQuery -> records of `kind` from a source that matches on demographics."""
+        loader = self._people.get((source.id, kind.name))
+        if loader is None:
+
+            async def load(people: list[PersonQuery]) -> list[Sequence[Any]]:
+                found = await source.records_for_people(kind, people)
+                return [found.get(p, ()) for p in people]
+
+            loader = self._people[(source.id, kind.name)] = DataLoader(load)
         return loader

@@ -1,20 +1,50 @@
-"""How records from several sources become one view.
+"""How records from several sources become one view: every merge and de-duplication rule
+lives here, so clinicians and reviewers can read them in one place.
 
-Patients: one `Patient` per PatientGraph id; demographics come from the first source (in
-configured priority order) that has them; identifiers are the union. Clinical records: the
-union of every linked source's records, newest first (records without a date last).
-De-duplication of the same fact reported by several sources arrives with issue 3.
+Patients
+  One `Patient` per PatientGraph id. Demographics come from the first source (configured
+  priority order) that has them; identifiers are the union of all linked records.
+
+Observations (`merged: true`, the default)
+  Two observations are the same fact when they share a code (the LOINC code when either has
+  one, else the first coding's system and code), the same effective instant (compared in UTC,
+  to the second) and the same value: the same number (to 6 significant digits) in the same
+  unit (case-insensitive), the same set of codes, or the same text (case- and space-
+  insensitive). The fact appears once: the record of the highest-priority source, with every
+  reporting source in `sources`. An observation without code, time or value is never merged.
+
+Medications (`merged: true`, the default)
+  Drug identity: any shared RxNorm or NDC code, else the same normalized name (lower case,
+  punctuation and repeated spaces removed). An order (or statement) reported by several
+  sources is one entry when drug, kind and date (day of `authoredOn`/`effective`) agree.
+  Each pharmacy fill is attached (`fills`) to the latest entry of the same drug dated on or
+  before the fill's written date (else the latest entry of that drug); fills of a drug with no
+  order or statement become one entry of kind DISPENSE.
+
+`merged: false` returns every source's records as they came (fills as their own DISPENSE
+entries), for clinicians who need to see each system's version.
+
+Order: newest first by each kind's date; records without a date last.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from app.domain.common import SourceLink
+from app.domain.common import CodeableConcept, SourceLink
+from app.domain.medications import Medication, MedicationDispense, MedicationKind
+from app.domain.observations import Observation
 from app.domain.patients import Patient, SourcePatient
 
 R = TypeVar("R")
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+NDC = "http://hl7.org/fhir/sid/ndc"
 
 
 def merge_patient(
@@ -32,6 +62,20 @@ def merge_patient(
     )
 
 
+# ---- time ------------------------------------------------------------------------------------
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """ISO 8601 date or dateTime as an aware datetime (dates and naive times taken as UTC)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value if len(value) > 7 else f"{value}-01-01"[:10])
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 # The date each kind of record is ordered by (ISO 8601 strings sort chronologically).
 RECORD_DATES: Mapping[str, Callable[[Any], str | None]] = {
     "observations": lambda r: r.effective or r.issued,
@@ -42,13 +86,194 @@ RECORD_DATES: Mapping[str, Callable[[Any], str | None]] = {
     "encounters": lambda r: r.start,
     "procedures": lambda r: r.performed,
     "diagnostic_reports": lambda r: r.effective or r.issued,
+    "dispenses": lambda r: r.last_fill_date or r.written_date,
 }
 
 
-def combine_records(kind_name: str, per_source: Iterable[Sequence[R]]) -> list[R]:
+def newest_first(kind_name: str, records: Iterable[R]) -> list[R]:
     date_of = RECORD_DATES[kind_name]
-    combined = [record for records in per_source for record in records]
-    dated = [r for r in combined if date_of(r)]
-    undated = [r for r in combined if not date_of(r)]
+    dated = [r for r in records if date_of(r)]
+    undated = [r for r in records if not date_of(r)]
     dated.sort(key=lambda r: date_of(r) or "", reverse=True)
     return dated + undated
+
+
+def combine_records(kind_name: str, per_source: Iterable[Sequence[R]]) -> list[R]:
+    """Every source's records (sources in priority order), newest first, not de-duplicated."""
+    return newest_first(kind_name, [record for records in per_source for record in records])
+
+
+# ---- observations ----------------------------------------------------------------------------
+
+
+def observation_key(obs: Observation) -> tuple[Any, ...] | None:
+    code, when, value = _code_key(obs.code), parse_instant(obs.effective), _value_key(obs)
+    if code is None or when is None or value is None:
+        return None
+    return (code, when.astimezone(UTC).replace(microsecond=0), value)
+
+
+def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
+    """`records` in source-priority order; the first of each fact keeps its place."""
+    out: list[Observation] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    for obs in records:
+        key = observation_key(obs)
+        if key is None:
+            out.append(obs)
+        elif key in seen:
+            first = out[seen[key]]
+            out[seen[key]] = dataclasses.replace(first, sources=_union(first.sources, obs.sources))
+        else:
+            seen[key] = len(out)
+            out.append(obs)
+    return out
+
+
+def _code_key(concept: CodeableConcept) -> tuple[str, str] | None:
+    loinc = next((c.code for c in concept.coding if c.system == LOINC and c.code), None)
+    if loinc:
+        return (LOINC, loinc)
+    first = next((c for c in concept.coding if c.system and c.code), None)
+    return (first.system, first.code) if first and first.system and first.code else None
+
+
+def _value_key(obs: Observation) -> tuple[Any, ...] | None:
+    q = obs.value_quantity
+    if q is not None and q.value is not None and math.isfinite(q.value):
+        return (
+            "quantity",
+            float(f"{q.value:.6g}"),
+            (q.unit or q.code or "").strip().lower(),
+            q.comparator or "",
+        )
+    if obs.value_concept is not None and obs.value_concept.coding:
+        return ("concept", frozenset((c.system, c.code) for c in obs.value_concept.coding))
+    if obs.value_string:
+        return ("text", " ".join(obs.value_string.lower().split()))
+    return None
+
+
+def _union(a: tuple[SourceLink, ...], b: tuple[SourceLink, ...]) -> tuple[SourceLink, ...]:
+    return a + tuple(link for link in b if link not in a)
+
+
+# ---- medications -----------------------------------------------------------------------------
+
+
+def drug_keys(concept: CodeableConcept) -> frozenset[tuple[str, str]]:
+    keys = {(c.system, c.code) for c in concept.coding if c.system in (RXNORM, NDC) and c.code}
+    name = _normalized_name(concept.text)
+    if name:
+        keys.add(("name", name))
+    return frozenset((s or "", c or "") for s, c in keys)
+
+
+def merge_medications(
+    medications: Sequence[Medication], dispenses: Sequence[MedicationDispense]
+) -> list[Medication]:
+    """`medications` in source-priority order; see the module docstring for the rules."""
+    entries = _DrugIndex()
+    for med in medications:
+        entries.add_or_merge(med)
+    fills: dict[int, list[MedicationDispense]] = {}
+    orphans = _DrugIndex()
+    for fill in dispenses:
+        target = entries.entry_for_fill(fill)
+        if target is None:
+            orphans.group_fill(fill)
+        else:
+            fills.setdefault(target, []).append(fill)
+    merged = [
+        dataclasses.replace(entry, fills=tuple(newest_first("dispenses", fills[i])))
+        if i in fills
+        else entry
+        for i, entry in enumerate(entries.items)
+    ]
+    return newest_first("medications", merged + [_dispense_entry(g) for g in orphans.groups])
+
+
+def unmerged_medications(
+    medications: Sequence[Medication], dispenses: Sequence[MedicationDispense]
+) -> list[Medication]:
+    singles = [_dispense_entry([fill]) for fill in dispenses]
+    return newest_first("medications", [*medications, *singles])
+
+
+def _medication_date(med: Medication) -> str:
+    return (med.authored_on or med.effective or "")[:10]
+
+
+class _DrugIndex:
+    """Entries (or groups of fills) findable by any of their drug keys in O(1) per key, so
+    merging stays linear in the number of records."""
+
+    def __init__(self) -> None:
+        self.items: list[Medication] = []
+        self.groups: list[list[MedicationDispense]] = []
+        self._by_key: dict[tuple[str, str], list[int]] = {}
+
+    def _candidates(self, keys: frozenset[tuple[str, str]]) -> list[int]:
+        return sorted({i for key in keys for i in self._by_key.get(key, ())})
+
+    def _index(self, position: int, keys: frozenset[tuple[str, str]]) -> None:
+        for key in keys:
+            self._by_key.setdefault(key, []).append(position)
+
+    def add_or_merge(self, med: Medication) -> None:
+        keys, day = drug_keys(med.medication), _medication_date(med)
+        for i in self._candidates(keys):
+            entry = self.items[i]
+            if day and entry.kind == med.kind and _medication_date(entry) == day:
+                self.items[i] = dataclasses.replace(
+                    entry, sources=_union(entry.sources, med.sources)
+                )
+                return
+        self._index(len(self.items), keys)
+        self.items.append(med)
+
+    def entry_for_fill(self, fill: MedicationDispense) -> int | None:
+        same_drug = self._candidates(drug_keys(fill.medication))
+        if not same_drug:
+            return None
+        written = (fill.written_date or fill.last_fill_date or "")[:10]
+        dates = {i: _medication_date(self.items[i]) for i in same_drug}
+        before = [i for i in same_drug if written and dates[i] <= written]
+        return max(before or same_drug, key=lambda i: dates[i])
+
+    def group_fill(self, fill: MedicationDispense) -> None:
+        keys = drug_keys(fill.medication)
+        existing = self._candidates(keys)
+        if existing:
+            self.groups[existing[0]].append(fill)
+        else:
+            self._index(len(self.groups), keys)
+            self.groups.append([fill])
+
+
+def _dispense_entry(fills: Sequence[MedicationDispense]) -> Medication:
+    ordered = newest_first("dispenses", fills)
+    latest = ordered[0]
+    sources: tuple[SourceLink, ...] = ()
+    for fill in ordered:
+        sources = _union(sources, fill.sources)
+    return Medication(
+        sources=sources,
+        meta=latest.meta,
+        kind=MedicationKind.DISPENSE,
+        medication=latest.medication,
+        status=None,
+        intent=None,
+        authored_on=latest.written_date,
+        effective=latest.last_fill_date,
+        dosage=(latest.sig,) if latest.sig else (),
+        requester=latest.prescriber,
+        fills=tuple(ordered),
+    )
+
+
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
+def _normalized_name(text: str | None) -> str:
+    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split()) if text else ""

@@ -1,15 +1,25 @@
-"""A patient's clinical records of one kind, from every linked source that serves it."""
+"""A patient's clinical records of one kind, from every linked source that serves it (and,
+for medications, every pharmacy that knows the person), combined by `resolvers.merge`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar, cast
 
+from app.domain.medications import Medication, MedicationDispense
 from app.domain.observations import Observation
 from app.domain.patients import Patient
-from app.domain.records import OBSERVATIONS, RecordKind, RecordQuery
+from app.domain.records import (
+    DISPENSES,
+    MEDICATIONS,
+    OBSERVATIONS,
+    PersonQuery,
+    RecordKind,
+    RecordQuery,
+)
+from resolvers import merge
 from resolvers.context import Context
-from resolvers.merge import combine_records
 from resolvers.outcomes import gather_sources
 
 R = TypeVar("R")
@@ -17,41 +27,80 @@ Path = tuple[str | int, ...] | None
 
 
 async def records_of(
-    ctx: Context, patient: Patient, kind: RecordKind[R], filters: RecordQuery, path: Path = None
+    ctx: Context,
+    patient: Patient,
+    kind: RecordKind[R],
+    filters: RecordQuery,
+    path: Path = None,
+    *,
+    merged: bool = True,
 ) -> list[R]:
     """`filters.patient` is ignored: each linked source record supplies its own local id."""
-    calls = []
+    if kind is MEDICATIONS:
+        return cast(list[R], await _medications(ctx, patient, path, merged=merged))
+    per_source = await _linked_records(ctx, patient, kind, filters, path)
+    if kind is not OBSERVATIONS:
+        return merge.combine_records(kind.name, per_source)
+    observations = [cast(Observation, r) for records in per_source for r in records]
+    if filters.category or filters.code or filters.since:
+        # Also filter here: a lenient upstream may ignore a search parameter it does not know.
+        observations = [o for o in observations if _observation_matches(o, filters)]
+    if merged:
+        observations = merge.dedupe_observations(observations)
+    return cast(list[R], merge.newest_first(kind.name, observations))
+
+
+async def _linked_records(
+    ctx: Context, patient: Patient, kind: RecordKind[R], filters: RecordQuery, path: Path
+) -> list[Sequence[R]]:
+    """Each linked source's records of `kind`, in source-priority order."""
+    calls: list[Awaitable[Sequence[R]]] = []
     for link in patient.sources:
         source = ctx.services.record_source(link.source_id)
         if source is not None and kind.name in source.record_kinds:
             query = RecordQuery(link.local_id, filters.category, filters.code, filters.since)
             calls.append(ctx.loaders.records(source, kind).load(query))
     results, _ = await gather_sources(calls, ctx.problems, path)
-    combined = combine_records(kind.name, results.values())
-    if kind is OBSERVATIONS and (filters.category or filters.code or filters.since):
-        # Also filter here: a lenient upstream may ignore a search parameter it does not know.
-        return [r for r in combined if _observation_matches(r, filters)]
-    return combined
+    return [results[i] for i in sorted(results)]
 
 
-def _observation_matches(record: Any, filters: RecordQuery) -> bool:
-    assert isinstance(record, Observation)
+async def _medications(
+    ctx: Context, patient: Patient, path: Path, *, merged: bool
+) -> list[Medication]:
+    orders, fills = await asyncio.gather(
+        _linked_records(ctx, patient, MEDICATIONS, RecordQuery(""), path),
+        _dispenses(ctx, patient, path),
+    )
+    medications = [m for records in orders for m in records]
+    combine = merge.merge_medications if merged else merge.unmerged_medications
+    return combine(medications, fills)
+
+
+async def _dispenses(ctx: Context, patient: Patient, path: Path) -> list[MedicationDispense]:
+    """Fills from pharmacies, asked by demographics (they hold no id of ours)."""
+    person = person_query(patient)
+    sources = [s for s in ctx.services.person_sources if DISPENSES.name in s.record_kinds]
+    if person is None or not sources:
+        return []
+    calls = [ctx.loaders.people(source, DISPENSES).load(person) for source in sources]
+    results, _ = await gather_sources(calls, ctx.problems, path)
+    return [fill for i in sorted(results) for fill in results[i]]
+
+
+def person_query(patient: Patient) -> PersonQuery | None:
+    name = patient.name
+    if name is None or not name.family or not name.given or not patient.birth_date:
+        return None  # too little to match on: asking would risk another person's records
+    return PersonQuery(patient.id, name.family, name.given, patient.birth_date, patient.gender)
+
+
+def _observation_matches(record: Observation, filters: RecordQuery) -> bool:
     if filters.category and filters.category.rpartition("|")[2] not in record.category:
         return False
     if filters.code and not record.code.has_code(filters.code):
         return False
     if filters.since:
-        when = parse_instant(record.effective)
-        return when is not None and when >= parse_instant(filters.since)  # type: ignore[operator]
+        when = merge.parse_instant(record.effective)
+        since = merge.parse_instant(filters.since)
+        return when is not None and since is not None and when >= since
     return True
-
-
-def parse_instant(value: str | None) -> datetime | None:
-    """ISO 8601 date or dateTime as an aware datetime (dates and naive times taken as UTC)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value if len(value) > 7 else f"{value}-01-01"[:10])
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

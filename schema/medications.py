@@ -6,7 +6,7 @@ from enum import Enum
 
 import strawberry
 
-from schema.common import CodeableConcept
+from schema.common import CodeableConcept, Quantity
 from schema.records import Record
 
 
@@ -16,6 +16,25 @@ class MedicationKind(Enum):
     STATEMENT = strawberry.enum_value(
         "statement", description="A record that the patient takes it (MedicationStatement)."
     )
+    DISPENSE = strawberry.enum_value(
+        "dispense", description="Known only from pharmacy fills (no order or statement found)."
+    )
+
+
+@strawberry.type(description="One pharmacy fill (e.g. from NCPDP SCRIPT medication history).")
+class MedicationDispense(Record):
+    medication: CodeableConcept = strawberry.field(
+        description="The drug dispensed: description as text, NDC (and RxNorm) codes."
+    )
+    quantity: Quantity | None = strawberry.field(description="Quantity dispensed.")
+    days_supply: int | None = strawberry.field(description="Days the fill should last.")
+    written_date: str | None = strawberry.field(description="When the prescription was written.")
+    last_fill_date: str | None = strawberry.field(description="When it was (last) filled.")
+    pharmacy: str | None = strawberry.field(description="Pharmacy name.")
+    pharmacy_id: str | None = strawberry.field(description="Pharmacy NCPDP id or NPI.")
+    prescriber: str | None = strawberry.field(description="Prescriber name.")
+    prescriber_npi: str | None = strawberry.field(description="Prescriber NPI.")
+    sig: str | None = strawberry.field(description="Directions for use, as written.")
 
 
 @strawberry.type(description="A medication ordered for, or taken by, the patient.")
@@ -34,3 +53,6 @@ class Medication(Record):
     effective: str | None = strawberry.field(description="For statements: when it was taken.")
     dosage: list[str] = strawberry.field(description="Dosage instructions as text.")
     requester: str | None = strawberry.field(description="Who ordered it (display text).")
+    fills: list[MedicationDispense] = strawberry.field(
+        description="Pharmacy fills of this medication, newest first (see `merged`)."
+    )

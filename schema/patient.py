@@ -30,7 +30,27 @@ After = Annotated[
     str | None,
     strawberry.argument(description="Cursor from a previous page's `pageInfo.endCursor`."),
 ]
+Category = Annotated[
+    str | None,
+    strawberry.argument(description="Category token, e.g. `laboratory`, `vital-signs`."),
+]
+Code = Annotated[
+    str | None,
+    strawberry.argument(description="Code token: `http://loinc.org|2339-0` or `2339-0`."),
+]
+Since = Annotated[
+    DateTime | None,
+    strawberry.argument(description="Only those effective at or after this time."),
+]
+Merged = Annotated[
+    bool,
+    strawberry.argument(
+        description="true (default): the same fact reported by several sources appears once, "
+        "with every source in `sources`; false: each source's record separately."
+    ),
+]
 NO_FILTER = RecordQuery(patient="")
+LABORATORY = "laboratory"
 
 
 async def _page(
@@ -40,9 +60,11 @@ async def _page(
     first: int | None,
     after: str | None,
     filters: RecordQuery = NO_FILTER,
+    *,
+    merged: bool = True,
 ) -> Page[Any]:
     ctx = info.context
-    records = await records_of(ctx, root, kind, filters, path_of(info))
+    records = await records_of(ctx, root, kind, filters, path_of(info), merged=merged)
     return paginate(records, first, after, ctx.services.page_limits)
 
 
@@ -91,29 +113,53 @@ class Patient:
         self,
         root: strawberry.Parent[domain.Patient],
         info: Info,
-        category: Annotated[
-            str | None,
-            strawberry.argument(description="Category token, e.g. `laboratory`, `vital-signs`."),
-        ] = None,
-        code: Annotated[
-            str | None,
-            strawberry.argument(description="Code token: `http://loinc.org|2339-0` or `2339-0`."),
-        ] = None,
-        since: Annotated[
-            DateTime | None,
-            strawberry.argument(description="Only those effective at or after this time."),
-        ] = None,
+        category: Category = None,
+        code: Code = None,
+        since: Since = None,
         first: First = None,
         after: After = None,
+        merged: Merged = True,
     ) -> Page[Any]:
         filters = RecordQuery("", category or None, code or None, since)
-        return await _page(info, root, kinds.OBSERVATIONS, first, after, filters)
+        return await _page(info, root, kinds.OBSERVATIONS, first, after, filters, merged=merged)
+
+    @strawberry.field(
+        graphql_type=Connection[Observation],
+        description="Laboratory results from every source (EHRs and lab feeds): the same as "
+        '`observations(category: "laboratory")`, newest first.',
+    )
+    async def lab_results(
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        code: Code = None,
+        since: Since = None,
+        first: First = None,
+        after: After = None,
+        merged: Merged = True,
+    ) -> Page[Any]:
+        filters = RecordQuery("", LABORATORY, code or None, since)
+        return await _page(info, root, kinds.OBSERVATIONS, first, after, filters, merged=merged)
 
     conditions = _collection(kinds.CONDITIONS, Condition, "Problems and diagnoses.")
     allergies = _collection(kinds.ALLERGIES, Allergy, "Allergies and intolerances.")
-    medications = _collection(
-        kinds.MEDICATIONS, Medication, "Medication orders and statements, newest first."
+
+    @strawberry.field(
+        graphql_type=Connection[Medication],
+        description="Medications from every source: EHR orders and statements, with pharmacy "
+        "fills attached (`fills`); drugs known only from fills appear as kind DISPENSE. Newest "
+        "first. With `merged: false`, every source's entry separately.",
     )
+    async def medications(
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: First = None,
+        after: After = None,
+        merged: Merged = True,
+    ) -> Page[Any]:
+        return await _page(info, root, kinds.MEDICATIONS, first, after, merged=merged)
+
     immunizations = _collection(kinds.IMMUNIZATIONS, Immunization, "Immunizations.")
     encounters = _collection(kinds.ENCOUNTERS, Encounter, "Visits and admissions.")
     procedures = _collection(kinds.PROCEDURES, Procedure, "Procedures performed.")

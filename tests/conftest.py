@@ -3,11 +3,9 @@ the API itself served by uvicorn."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.auth.signing import issue_token, key_id, public_jwk
 from app.demo.fhir_server import create_fhir_app
 from app.demo.generator import DemoPopulation, generate_population
-from app.demo.serving import serving
+from app.demo.serving import child_server, serving
 from app.main import create_app
+from app.runtime import Runtime
 from app.settings import Settings, settings_from_mapping
 from tests.fakes.faults import FaultInjector
 
@@ -101,30 +101,13 @@ async def upstreams(population: DemoPopulation) -> AsyncIterator[dict[str, Upstr
 @contextlib.asynccontextmanager
 async def upstream_process(name: str, delay: float = 0.0) -> AsyncIterator[str]:
     """A demo upstream in a child process; yields its FHIR base URL."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.fakes.upstream_process",
-        "--name",
-        name,
-        "--delay",
-        str(delay),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        assert line.startswith("READY "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}/fhir/R4"
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    args = ("-m", "tests.fakes.upstream_process", "--name", name, "--delay", str(delay))
+    async with child_server(*args) as base:
+        yield f"{base}/fhir/R4"
+
+
+def lab_source(source_id: str = "citylab") -> dict[str, Any]:
+    return {"id": source_id, "kind": "hl7v2", "listen": "127.0.0.1:0"}
 
 
 def closed_port_url() -> str:
@@ -164,6 +147,16 @@ class Api:
     url: str
     client: httpx.AsyncClient
     signer: Signer
+    app: Starlette
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    def lab_port(self, source_id: str = "citylab") -> int:
+        (lab,) = [s for s in self.runtime.registry.lab_sources if s.id == source_id]
+        return lab.port
 
     async def query(
         self,
@@ -181,8 +174,9 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings, signer: Signer) -> AsyncIterator[Api]:
-    async with serving(create_app(settings)) as base, httpx.AsyncClient(timeout=30) as client:
-        yield Api(base, client, signer)
+    app = create_app(settings)
+    async with serving(app) as base, httpx.AsyncClient(timeout=30) as client:
+        yield Api(base, client, signer, app)
 
 
 ApiFactory = Callable[..., contextlib.AbstractAsyncContextManager[Api]]

@@ -19,13 +19,18 @@ from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
 
 from app.auth.signing import issue_token, key_id, public_jwk
 from app.demo.fhir_server import create_fhir_app
-from app.demo.generator import UPSTREAMS, generate_population
+from app.demo.generator import UPSTREAMS, DemoPopulation, generate_population
+from app.demo.lab_feed import lab_messages
+from app.demo.pharmacy_data import pharmacy_fills
+from app.demo.pharmacy_server import create_pharmacy_app
 from app.demo.serving import serving
 from app.main import create_app
 from app.settings import Settings, settings_from_mapping
+from app.sources.hl7v2.mllp import MllpClient
 
 ISSUER = "https://auth.demo.patientgraph.invalid/"
 AUDIENCE = "patientgraph"
@@ -42,6 +47,8 @@ ROLE_SCOPES = {
 }
 # Large pages: a dashboard's batched search for 20 patients then needs no follow-up page.
 DEMO_PAGE_SIZE = 500
+LAB = "citylab"
+PHARMACY = "pharmacy"
 INDEX_QUERY = "{ patients(first: 100) { nodes { id identifiers { system value } } } }"
 
 
@@ -50,7 +57,8 @@ class DemoHandle:
     graphql_url: str
     tokens: dict[str, str]
     patients: list[str]
-    upstream_urls: dict[str, str]
+    upstreams: DemoUpstreams
+    lab: LabDelivery
 
     def tokens_file_json(self) -> str:
         return json.dumps(
@@ -60,8 +68,25 @@ class DemoHandle:
 
 
 def demo_settings(
-    workdir: Path, host: str, port: int, upstreams: dict[str, str], graphiql_token: str
+    workdir: Path, host: str, port: int, upstreams: DemoUpstreams, graphiql_token: str
 ) -> Settings:
+    fhir = [
+        {
+            "id": name,
+            "kind": "fhir",
+            "base_url": url,
+            "timeout_seconds": 5,
+            "page_size": DEMO_PAGE_SIZE,
+        }
+        for name, url in upstreams.fhir.items()
+    ]
+    lab = {"id": LAB, "kind": "hl7v2", "listen": "127.0.0.1:0"}  # any free port on loopback
+    pharmacy = {
+        "id": PHARMACY,
+        "kind": "ncpdp",
+        "base_url": upstreams.pharmacy,
+        "timeout_seconds": 5,
+    }
     return settings_from_mapping(
         {
             "server": {
@@ -76,19 +101,51 @@ def demo_settings(
             },
             "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
             "identity": {"hash_key": secrets.token_hex(32)},
-            "sources": [
-                {
-                    "id": name,
-                    "kind": "fhir",
-                    "base_url": url,
-                    "timeout_seconds": 5,
-                    "page_size": DEMO_PAGE_SIZE,
-                }
-                for name, url in upstreams.items()
-            ],
+            "sources": [*fhir, lab, pharmacy],
         },
         environ={},
     )
+
+
+@dataclass(frozen=True)
+class DemoUpstreams:
+    fhir: dict[str, str]  # name -> FHIR base URL
+    pharmacy: str  # NCPDP SCRIPT endpoint
+
+
+@contextlib.asynccontextmanager
+async def demo_upstreams(population: DemoPopulation) -> AsyncIterator[DemoUpstreams]:
+    """The demo's own upstreams on loopback: two FHIR servers and a pharmacy."""
+    async with contextlib.AsyncExitStack() as stack:
+        fhir = {
+            name: await stack.enter_async_context(
+                serving(create_fhir_app(population.upstreams[name], max_count=DEMO_PAGE_SIZE))
+            )
+            + "/fhir/R4"
+            for name in UPSTREAMS
+        }
+        pharmacy_app = create_pharmacy_app(pharmacy_fills(population))
+        pharmacy = await stack.enter_async_context(serving(pharmacy_app)) + "/script"
+        yield DemoUpstreams(fhir, pharmacy)
+
+
+@dataclass(frozen=True)
+class LabDelivery:
+    port: int  # PatientGraph's MLLP listener
+    sent: int
+    accepted: int
+
+
+async def send_lab_feed(app: Starlette, population: DemoPopulation) -> LabDelivery:
+    """The demo lab: deliver every result message over MLLP, as a lab system would."""
+    (lab,) = app.state.runtime.registry.lab_sources
+    messages = lab_messages(population, source_id=LAB)
+    accepted = 0
+    async with MllpClient("127.0.0.1", lab.port) as client:
+        for message in messages:
+            ack = await client.send(message.encode())
+            accepted += b"MSA|AA|" in ack
+    return LabDelivery(lab.port, len(messages), accepted)
 
 
 @contextlib.asynccontextmanager
@@ -115,21 +172,16 @@ async def running_demo(
     with tempfile.TemporaryDirectory(prefix="patientgraph-demo-") as tmp:
         workdir = Path(tmp)
         (workdir / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
-        async with contextlib.AsyncExitStack() as stack:
-            upstreams = {
-                name: await stack.enter_async_context(
-                    serving(create_fhir_app(population.upstreams[name], max_count=DEMO_PAGE_SIZE))
-                )
-                + "/fhir/R4"
-                for name in UPSTREAMS
-            }
+        async with demo_upstreams(population) as upstreams:
             tokens = {role: token(role) for role in ROLES if role != "patient"}
             settings = demo_settings(workdir, host, port, upstreams, tokens["clinician"])
-            base = await stack.enter_async_context(serving(create_app(settings), host, port))
-            graphql_url = f"{base}/graphql"
-            patient_ids = await _index_patients(graphql_url, tokens["admin"])
-            tokens = {"patient": token("patient", patient_ids[0]), **tokens}
-            yield DemoHandle(graphql_url, tokens, patient_ids, upstreams)
+            app = create_app(settings)
+            async with serving(app, host, port) as base:
+                lab = await send_lab_feed(app, population)
+                graphql_url = f"{base}/graphql"
+                patient_ids = await _index_patients(graphql_url, tokens["admin"])
+                tokens = {"patient": token("patient", patient_ids[0]), **tokens}
+                yield DemoHandle(graphql_url, tokens, patient_ids, upstreams, lab)
 
 
 async def _index_patients(graphql_url: str, admin_token: str) -> list[str]:
@@ -161,8 +213,13 @@ async def run_demo(host: str, port: int, tokens_file: Path | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with running_demo(host, port) as demo:
         print(f"GraphiQL: {demo.graphql_url}")
-        for name, url in demo.upstream_urls.items():
+        for name, url in demo.upstreams.fhir.items():
             print(f"Demo FHIR upstream {name}: {url}")
+        print(f"Demo pharmacy upstream {PHARMACY}: {demo.upstreams.pharmacy} (NCPDP SCRIPT)")
+        print(
+            f"Demo lab {LAB}: sent {demo.lab.sent} ORU^R01 messages over MLLP to "
+            f"127.0.0.1:{demo.lab.port}, {demo.lab.accepted} acknowledged AA"
+        )
         print(f"Demo patients: {len(demo.patients)} (the patient token is {demo.patients[0]}'s)")
         print("Tokens (send as 'Authorization: Bearer <token>'):")
         for role, value in demo.tokens.items():

@@ -1,7 +1,8 @@
-"""Run an ASGI app with uvicorn on loopback inside the current event loop.
+"""Run an ASGI app with uvicorn on loopback inside the current event loop, or in a child process.
 
-Used by the demo (several upstreams in one process) and by integration tests that need real
-HTTP over a real socket.
+Used by the demo (several upstreams in one process), by integration tests that need real HTTP
+over a real socket, and (`child_server`) by timing tests and benchmarks whose upstreams must not
+share the caller's event loop or GIL.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
+
+READY = "READY"  # first stdout line of a child server: `READY http://127.0.0.1:port`
+CHILD_START_SECONDS = 60
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -57,3 +62,35 @@ async def serving(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+
+
+async def serve_until_stdin_closes(app: ASGIApp) -> None:
+    """The child's side of `child_server`: serve `app` on a free loopback port, announce its
+    base URL on stdout, and stop once the parent closes our stdin."""
+    async with serving(app) as base:
+        print(f"{READY} {base}", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+
+
+@contextlib.asynccontextmanager
+async def child_server(*args: str) -> AsyncIterator[str]:
+    """Run `python *args` (a script calling `serve_until_stdin_closes`) in a child process until
+    the block exits; yields the child's base URL (`http://127.0.0.1:port`)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), CHILD_START_SECONDS)).decode()
+        ready, _, base = line.strip().partition(" ")
+        if ready != READY or not base:
+            raise RuntimeError(f"child server {args} did not start: {line!r}")
+        yield base
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

@@ -1,24 +1,27 @@
-"""Builds source adapters from configuration, in configured (priority) order."""
+"""Builds source adapters from configuration, in configured (priority) order, and owns their
+lifecycle (listeners started at start-up, clients closed at shutdown)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.settings import FhirSourceSettings, SourceSettings
-from app.sources.base import PatientSource, RecordSource, Source
+from app.identity.index import PatientIndex
+from app.settings import FhirSourceSettings, Hl7v2SourceSettings, SourceSettings
+from app.sources.base import PatientSource, PersonRecordSource, RecordSource, Source
 from app.sources.fhir.source import FhirSource
-
-log = logging.getLogger(__name__)
+from app.sources.hl7v2.source import Hl7v2Source
+from app.sources.hl7v2.store import LabStore
+from app.sources.ncpdp.source import NcpdpSource
 
 
 @dataclass(frozen=True)
 class SourceRegistry:
     sources: tuple[Source, ...]
-    inactive: tuple[tuple[str, str], ...]  # (id, kind) configured but not served yet
+    lab_store: LabStore | None
 
     @property
     def patient_sources(self) -> tuple[PatientSource, ...]:
@@ -28,6 +31,20 @@ class SourceRegistry:
     def record_sources(self) -> tuple[RecordSource, ...]:
         return tuple(s for s in self.sources if isinstance(s, RecordSource))
 
+    @property
+    def person_sources(self) -> tuple[PersonRecordSource, ...]:
+        return tuple(s for s in self.sources if isinstance(s, PersonRecordSource))
+
+    @property
+    def lab_sources(self) -> tuple[Hl7v2Source, ...]:
+        return tuple(s for s in self.sources if isinstance(s, Hl7v2Source))
+
+    async def start(self) -> None:
+        if self.lab_store is not None:
+            await self.lab_store.create_tables()
+        for source in self.lab_sources:
+            await source.start()
+
     async def aclose(self) -> None:
         for source in self.sources:
             await source.aclose()
@@ -35,17 +52,21 @@ class SourceRegistry:
 
 def build_sources(
     configured: Sequence[SourceSettings],
+    *,
+    engine: AsyncEngine,
+    index: PatientIndex,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> SourceRegistry:
     """`transports` lets tests put an httpx transport under a source (fakes, fault injection)."""
     transports = transports or {}
-    active: list[Source] = []
-    inactive: list[tuple[str, str]] = []
+    lab_store = LabStore(engine) if any(s.kind == "hl7v2" for s in configured) else None
+    sources: list[Source] = []
     for settings in configured:
         if isinstance(settings, FhirSourceSettings):
-            active.append(FhirSource(settings, transports.get(settings.id)))
+            sources.append(FhirSource(settings, transports.get(settings.id)))
+        elif isinstance(settings, Hl7v2SourceSettings):
+            assert lab_store is not None
+            sources.append(Hl7v2Source(settings, lab_store, index))
         else:
-            # HL7 v2 and NCPDP adapters arrive with issue 3; the config is accepted now.
-            log.warning("source %s: kind %s is not served yet", settings.id, settings.kind)
-            inactive.append((settings.id, settings.kind))
-    return SourceRegistry(tuple(active), tuple(inactive))
+            sources.append(NcpdpSource(settings, transports.get(settings.id)))
+    return SourceRegistry(tuple(sources), lab_store)

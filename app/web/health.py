@@ -35,12 +35,14 @@ async def readyz(request: Request) -> Response:
         "status": status,
         "store": "ok" if store_ok else "unavailable",
         "sources": [
-            {"id": s.source_id, "kind": s.kind, "state": "ok" if s.ok else s.detail}
-            for s in sources
-        ]
-        + [
-            {"id": source_id, "kind": kind, "state": "not served yet"}
-            for source_id, kind in runtime.registry.inactive
+            {
+                "id": health.source_id,
+                "kind": health.kind,
+                "state": "ok" if health.ok else health.detail,
+                # Upstream entries that could not be mapped since start-up (never silent).
+                "unmapped": source.unmapped,
+            }
+            for health, source in zip(sources, runtime.registry.sources, strict=True)
         ],
     }
     return json_response(body, 200 if ready else 503)

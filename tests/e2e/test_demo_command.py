@@ -26,7 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
-UPSTREAM_LINE = re.compile(r"^Demo FHIR upstream (\S+): (http://127\.0\.0\.1:(\d+)/\S*)$", re.M)
+UPSTREAM_LINE = re.compile(
+    r"^Demo (?:FHIR|pharmacy) upstream (\S+): (http://127\.0\.0\.1:(\d+)/\S*)", re.M
+)
+LAB_LINE = re.compile(
+    r"^Demo lab \S+: sent (\d+) .* to 127\.0\.0\.1:(\d+), (\d+) acknowledged AA$", re.M
+)
 
 
 def _free_port() -> int:
@@ -172,9 +177,11 @@ def test_demo_serves_until_signalled_then_exits_cleanly(
     printed = dict(re.findall(r"^  ([a-z-]+): (\S+)$", stdout, re.M))
     assert printed == demo["tokens"]
     upstreams = {name: (url, int(port)) for name, url, port in UPSTREAM_LINE.findall(stdout)}
-    assert len(upstreams) >= 2, stdout
+    assert len(upstreams) >= 3, stdout  # two FHIR servers and a pharmacy
+    ((sent, lab_port, accepted),) = LAB_LINE.findall(stdout)
+    assert int(sent) == int(accepted) > 0
 
-    # Everything it listened on is released: the API port and every upstream's.
-    ports = [api_port, *(port for _url, port in upstreams.values())]
+    # Everything it listened on is released: the API port, every upstream's, the MLLP listener.
+    ports = [api_port, int(lab_port), *(port for _url, port in upstreams.values())]
     busy = [port for port in ports if not _port_is_free(port)]
     assert busy == [], f"ports still taken after exit: {busy}"

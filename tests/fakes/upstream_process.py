@@ -2,18 +2,17 @@
 event loop (or the GIL) with the API under test, as a real upstream would not.
 
     python -m tests.fakes.upstream_process --name hospital --delay 0.2
-prints `READY <port>` once listening and serves until stdin closes.
+prints `READY <base url>` once listening and serves until stdin closes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from app.demo.fhir_server import create_fhir_app
 from app.demo.generator import generate_population
-from app.demo.serving import serving
+from app.demo.serving import serve_until_stdin_closes
 
 
 async def main() -> None:
@@ -24,9 +23,7 @@ async def main() -> None:
     args = parser.parse_args()
     app = create_fhir_app(generate_population().upstreams[args.name], max_count=args.max_count)
     app.state.delay_seconds = args.delay
-    async with serving(app) as base:
-        print(f"READY {base.rsplit(':', 1)[1]}", flush=True)
-        await asyncio.to_thread(sys.stdin.read)  # until the parent closes our stdin
+    await serve_until_stdin_closes(app)
 
 
 if __name__ == "__main__":

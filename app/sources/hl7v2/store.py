@@ -1,0 +1,289 @@
+"""LabStore: HL7 v2 lab results, durably stored as they arrive, read back by patient.
+
+Every accepted message is kept (raw, for history and audit) and each report and result is
+versioned by its stable key: a redelivered message (same MSH-10) changes nothing, a correction
+(OBX-11 = C) or any later result with the same key becomes the current version while earlier
+versions stay in the table. A result whose latest status is D/W (deleted/wrong) is no longer
+current. `ingest` commits before it returns, so an ACK sent after it is an honest AA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from app.sources.hl7v2.mapping import LabMessage
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain.codec import from_data, to_data
+from app.domain.diagnostic_reports import DiagnosticReport
+from app.domain.observations import Observation
+from app.domain.patients import PatientCriteria, SourcePatient
+
+metadata = sa.MetaData()
+lab_messages = sa.Table(
+    "lab_messages",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("control_id", sa.String(200), primary_key=True),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("message_type", sa.String(40), nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("skipped", sa.Integer, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),
+)
+lab_patients = sa.Table(
+    "lab_patients",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("local_id", sa.String(64), primary_key=True),
+    sa.Column("family", sa.String(200), index=True),  # lower-cased, for prefix search
+    sa.Column("given", sa.String(200)),
+    sa.Column("birth_date", sa.String(10)),
+    sa.Column("payload", sa.Text, nullable=False),
+)
+lab_identifiers = sa.Table(
+    "lab_patient_identifiers",
+    metadata,
+    sa.Column("source_id", sa.String(64), primary_key=True),
+    sa.Column("system", sa.String(255), primary_key=True),
+    sa.Column("value", sa.String(200), primary_key=True),
+    sa.Column("local_id", sa.String(64), primary_key=True),
+)
+lab_results = sa.Table(
+    "lab_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # observation | report
+    sa.Column("local_id", sa.String(64), nullable=False),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("current", sa.Boolean, nullable=False),
+    sa.Column("control_id", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.UniqueConstraint("source_id", "kind", "local_id", "version"),
+    sa.Index("ix_lab_results_current", "source_id", "kind", "patient_id", "current"),
+)
+RETIRED_STATUSES = frozenset({"D", "W"})  # OBX-11: deleted, post original as wrong
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    duplicate: bool  # same MSH-10 seen before: nothing changed
+    results: int  # result versions written
+    skipped: int
+
+
+class LabStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create_tables(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def ingest(self, source_id: str, message: LabMessage, raw: str) -> IngestOutcome:
+        """Store one parsed message in one transaction (idempotent on MSH-10)."""
+        async with self._engine.begin() as conn:
+            if await _seen(conn, source_id, message.control_id):
+                return IngestOutcome(True, 0, message.skipped)
+            patient = message.patient
+            await conn.execute(
+                lab_messages.insert().values(
+                    source_id=source_id,
+                    control_id=message.control_id,
+                    received_at=_now(),
+                    message_type=message.message_type,
+                    patient_id=patient.link.local_id,
+                    skipped=message.skipped,
+                    raw=raw,
+                )
+            )
+            await _upsert_patient(conn, source_id, patient)
+            rows = [
+                ("report", r.report.sources[0].local_id, r.report.status or "", r.report)
+                for r in message.reports
+            ] + [
+                ("observation", res.observation.sources[0].local_id, res.status, res.observation)
+                for r in message.reports
+                for res in r.results
+            ]
+            for kind, local_id, status, record in rows:
+                await _add_version(
+                    conn,
+                    source_id,
+                    kind,
+                    local_id,
+                    patient.link.local_id,
+                    status,
+                    message.control_id,
+                    record,
+                )
+        return IngestOutcome(False, len(rows), message.skipped)
+
+    async def observations(
+        self, source_id: str, patients: Sequence[str]
+    ) -> dict[str, list[Observation]]:
+        return await self._current(source_id, "observation", patients, Observation)
+
+    async def reports(
+        self, source_id: str, patients: Sequence[str]
+    ) -> dict[str, list[DiagnosticReport]]:
+        return await self._current(source_id, "report", patients, DiagnosticReport)
+
+    async def history(self, source_id: str, local_id: str) -> list[tuple[int, str, bool]]:
+        """(version, status, current) of every stored version of one result, oldest first."""
+        query = (
+            sa.select(lab_results.c.version, lab_results.c.status, lab_results.c.current)
+            .where(lab_results.c.source_id == source_id, lab_results.c.local_id == local_id)
+            .order_by(lab_results.c.version)
+        )
+        async with self._engine.connect() as conn:
+            return [(r.version, r.status, r.current) for r in (await conn.execute(query)).all()]
+
+    async def patients_by_id(
+        self, source_id: str, local_ids: Sequence[str]
+    ) -> dict[str, SourcePatient]:
+        query = sa.select(lab_patients.c.local_id, lab_patients.c.payload).where(
+            lab_patients.c.source_id == source_id, lab_patients.c.local_id.in_(list(local_ids))
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.local_id: _patient(r.payload) for r in rows}
+
+    async def search_patients(
+        self, source_id: str, criteria: PatientCriteria
+    ) -> list[SourcePatient]:
+        query = sa.select(lab_patients.c.payload).where(lab_patients.c.source_id == source_id)
+        if criteria.family:
+            query = query.where(
+                lab_patients.c.family.startswith(criteria.family.lower(), autoescape=True)
+            )
+        if criteria.given:
+            query = query.where(
+                lab_patients.c.given.startswith(criteria.given.lower(), autoescape=True)
+            )
+        if criteria.birth_date:
+            query = query.where(lab_patients.c.birth_date == criteria.birth_date)
+        if criteria.identifier:
+            query = query.where(
+                lab_patients.c.local_id.in_(_identifier_match(source_id, criteria.identifier))
+            )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(lab_patients.c.local_id))).all()
+        return [_patient(r.payload) for r in rows]
+
+    async def _current(
+        self, source_id: str, kind: str, patients: Sequence[str], cls: type[Any]
+    ) -> dict[str, list[Any]]:
+        if not patients:
+            return {}
+        query = (
+            sa.select(lab_results.c.patient_id, lab_results.c.payload)
+            .where(
+                lab_results.c.source_id == source_id,
+                lab_results.c.kind == kind,
+                lab_results.c.patient_id.in_(list(dict.fromkeys(patients))),
+                lab_results.c.current.is_(True),
+            )
+            .order_by(lab_results.c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        out: dict[str, list[Any]] = defaultdict(list)
+        for row in rows:
+            out[row.patient_id].append(from_data(cls, orjson.loads(row.payload)))
+        return out
+
+
+async def _seen(conn: AsyncConnection, source_id: str, control_id: str) -> bool:
+    query = sa.select(sa.literal(1)).where(
+        lab_messages.c.source_id == source_id, lab_messages.c.control_id == control_id
+    )
+    return (await conn.execute(query)).first() is not None
+
+
+async def _upsert_patient(conn: AsyncConnection, source_id: str, patient: SourcePatient) -> None:
+    """Latest demographics win (a lab sends the current PID with every message)."""
+    local_id = patient.link.local_id
+    key = (lab_patients.c.source_id == source_id) & (lab_patients.c.local_id == local_id)
+    await conn.execute(lab_patients.delete().where(key))
+    name = patient.name
+    await conn.execute(
+        lab_patients.insert().values(
+            source_id=source_id,
+            local_id=local_id,
+            family=(name.family or "").lower() if name else "",
+            given=" ".join(name.given).lower() if name else "",
+            birth_date=patient.birth_date,
+            payload=orjson.dumps(to_data(patient)).decode(),
+        )
+    )
+    ident_key = (lab_identifiers.c.source_id == source_id) & (
+        lab_identifiers.c.local_id == local_id
+    )
+    await conn.execute(lab_identifiers.delete().where(ident_key))
+    idents = {(i.system or "", i.value) for i in patient.identifiers}
+    if idents:
+        await conn.execute(
+            lab_identifiers.insert(),
+            [
+                {"source_id": source_id, "system": s, "value": v, "local_id": local_id}
+                for s, v in idents
+            ],
+        )
+
+
+async def _add_version(
+    conn: AsyncConnection,
+    source_id: str,
+    kind: str,
+    local_id: str,
+    patient_id: str,
+    status: str,
+    control_id: str,
+    record: Any,
+) -> None:
+    key = (
+        (lab_results.c.source_id == source_id)
+        & (lab_results.c.kind == kind)
+        & (lab_results.c.local_id == local_id)
+    )
+    latest = (await conn.execute(sa.select(sa.func.max(lab_results.c.version)).where(key))).scalar()
+    await conn.execute(lab_results.update().where(key).values(current=False))
+    await conn.execute(
+        lab_results.insert().values(
+            source_id=source_id,
+            kind=kind,
+            local_id=local_id,
+            patient_id=patient_id,
+            version=(latest or 0) + 1,
+            status=status[:8],
+            current=status not in RETIRED_STATUSES,
+            control_id=control_id,
+            payload=orjson.dumps(to_data(record)).decode(),
+        )
+    )
+
+
+def _identifier_match(source_id: str, token: str) -> sa.Select[tuple[str]]:
+    system, bar, value = token.rpartition("|")
+    query = sa.select(lab_identifiers.c.local_id).where(
+        lab_identifiers.c.source_id == source_id, lab_identifiers.c.value == value
+    )
+    return query.where(lab_identifiers.c.system == system) if bar and system else query
+
+
+def _patient(payload: str) -> SourcePatient:
+    return from_data(SourcePatient, orjson.loads(payload))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,247 @@
+"""NcpdpSource: a person's pharmacy fills through NCPDP SCRIPT medication history over HTTP.
+
+SCRIPT has no batch form: one `RxHistoryRequest` per person, POSTed as `application/xml` to the
+configured endpoint, concurrently over one pooled client with a bound on requests in flight.
+Every failure becomes a `SourceError`, as in the FHIR client: connection errors and 5xx
+`SourceUnavailable`, timeouts `SourceTimeout`, 4xx `SourceRejected`, and anything unreadable
+(oversized, malformed, an XML bomb, the wrong root or transaction, an answer to another
+request) `SourceDataError`. A `Denied` "patient not found" means no fills, not an error.
+
+Nothing here logs a message body or any patient data: counts, codes and exception classes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Final, TypeVar, cast
+
+import httpx
+
+from app.domain.medications import MedicationDispense
+from app.domain.records import DISPENSES, PersonQuery, RecordKind
+from app.settings import NcpdpSourceSettings
+from app.sources import errors
+from app.sources.base import SourceHealth
+from app.sources.ncpdp.mapping import map_dispensed
+from app.sources.ncpdp.messages import (
+    SERVICE_REQUESTER,
+    Requester,
+    RxHistory,
+    ScriptError,
+    build_rx_history_request,
+    parse_rx_history_response,
+)
+from app.sources.ncpdp.xml import DEFAULT_MAX_BYTES
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+XML_MEDIA_TYPE: Final = "application/xml"
+# Denial ReasonCode AA, "patient unknown to the provider" (SCRIPT ReasonCode list), is how a
+# pharmacy says it has no such patient; some answer with only the text.
+NOT_FOUND_CODES: Final = frozenset({"AA"})
+NOT_FOUND_TEXT: Final = "patient not found"
+# NCPDP Error codes 600 (communication problem, try later), 601 (receiver unable to process)
+# and 602 (receiver system error) are the peer's trouble; 900 (transaction rejected) is ours.
+UNAVAILABLE_ERROR_CODES: Final = frozenset({"600", "601", "602"})
+
+
+class NcpdpSource:
+    kind = "ncpdp"
+    record_kinds = frozenset({DISPENSES.name})
+
+    def __init__(
+        self,
+        settings: NcpdpSourceSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        max_concurrency: int = 8,
+        max_response_bytes: int = DEFAULT_MAX_BYTES,
+        history_days: int | None = None,
+        sender_id: str = "PATIENTGRAPH",
+        receiver_id: str | None = None,
+        requester: Requester = SERVICE_REQUESTER,
+        not_found_codes: Collection[str] = NOT_FOUND_CODES,
+    ) -> None:
+        if max_concurrency < 1 or max_response_bytes < 1:
+            raise ValueError("max_concurrency and max_response_bytes must be positive")
+        self._settings = settings
+        self._timeout = settings.timeout_seconds
+        self._max_bytes = max_response_bytes
+        self._history_days = history_days
+        self._sender_id = sender_id
+        self._receiver_id = receiver_id or settings.id
+        self._requester = requester
+        self._not_found_codes = frozenset(not_found_codes)
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._http = httpx.AsyncClient(
+            headers={"Accept": XML_MEDIA_TYPE},
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
+            follow_redirects=False,  # a redirect could leave the configured endpoint
+            transport=transport,
+        )
+        self.unmapped = 0  # MedicationDispensed elements that could not be mapped
+        self.unaskable = 0  # people we cannot describe (no first name, partial birth date)
+
+    @property
+    def id(self) -> str:
+        return self._settings.id
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def health(self) -> SourceHealth:
+        """Reachability: SCRIPT has no ping, so any answer below 500 to a GET of the endpoint
+        (a POST-only endpoint answers 405) counts as up. No patient is ever asked about."""
+        try:
+            async with self._exchange():
+                response = await self._http.get(self._settings.base_url)
+            if response.status_code >= 500:
+                raise errors.SourceUnavailable(self.id, f"HTTP {response.status_code}")
+        except errors.SourceError as exc:
+            return SourceHealth(self.id, self.kind, False, exc.state)
+        return SourceHealth(self.id, self.kind, True, "ok")
+
+    async def records_for_people(
+        self, kind: RecordKind[R], people: Sequence[PersonQuery]
+    ) -> Mapping[PersonQuery, Sequence[R]]:
+        """Fills per person; a person the pharmacy does not know (or we cannot describe) is
+        left out. Any other failure fails the whole batch with a SourceError."""
+        if kind.name not in self.record_kinds:
+            return {}
+        unique = list(dict.fromkeys(people))
+        histories = await self._all(unique)
+        found = {p: h for p, h in zip(unique, histories, strict=True) if h is not None}
+        log.info(
+            "source %s: medication history for %d people: %d known, %d fills, "
+            "%d unmapped and %d unaskable so far",
+            self.id,
+            len(unique),
+            len(found),
+            sum(len(h) for h in found.values()),
+            self.unmapped,
+            self.unaskable,
+        )
+        return cast(Mapping[PersonQuery, Sequence[R]], found)
+
+    async def _all(self, people: list[PersonQuery]) -> list[list[MedicationDispense] | None]:
+        """Every person's history concurrently; the first failure cancels the rest."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._history(p)) for p in people]
+        except ExceptionGroup as failed:
+            first = failed.exceptions[0]
+            if isinstance(first, errors.SourceError):
+                raise first from first.__cause__
+            raise
+        return [task.result() for task in tasks]
+
+    async def _history(self, person: PersonQuery) -> list[MedicationDispense] | None:
+        message_id = uuid.uuid4().hex
+        now = datetime.now(UTC)
+        try:
+            body = build_rx_history_request(
+                person,
+                message_id=message_id,
+                sent_time=now,
+                from_id=self._sender_id,
+                to_id=self._receiver_id,
+                since=self._since(now.date()),
+                requester=self._requester,
+            )
+        except ValueError:
+            self.unaskable += 1
+            return None
+        history = self._read(await self._post(body), message_id)
+        if history.status == "denied":
+            if self._is_not_found(history):
+                return None
+            raise errors.SourceRejected(self.id, f"denied ({history.reason_code or 'no code'})")
+        mapped = map_dispensed(self.id, history.dispensed)
+        if mapped.skipped:
+            self.unmapped += mapped.skipped
+            log.warning("source %s: skipped %d unmappable fills", self.id, mapped.skipped)
+        return mapped.records
+
+    def _since(self, today: date) -> date | None:
+        return None if self._history_days is None else today - timedelta(self._history_days)
+
+    def _is_not_found(self, history: RxHistory) -> bool:
+        return history.reason_code in self._not_found_codes or NOT_FOUND_TEXT in (
+            (history.reason_text or "").casefold()
+        )
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exchange(self) -> AsyncIterator[None]:
+        """One bounded exchange: transport failures become SourceErrors (`from` the cause)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise errors.SourceTimeout(self.id, exc.__class__.__name__) from exc
+        except httpx.DecodingError as exc:  # a broken gzip body is bad data, not an outage
+            raise errors.SourceDataError(self.id, exc.__class__.__name__) from exc
+        except httpx.HTTPError as exc:
+            raise errors.SourceUnavailable(self.id, exc.__class__.__name__) from exc
+
+    async def _post(self, body: bytes) -> bytes:
+        async with (
+            self._slots,  # waiting for a slot is not part of the request's timeout
+            self._exchange(),
+            self._http.stream(
+                "POST",
+                self._settings.base_url,
+                content=body,
+                headers={"Content-Type": XML_MEDIA_TYPE},
+            ) as response,
+        ):
+            _raise_for_status(self.id, response.status_code)
+            return await self._read_body(response)
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The (decoded) body, refused as soon as it passes the size limit: never buffered
+        whole first, so a huge or endless answer costs at most the limit."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise errors.SourceDataError(self.id, "response exceeds the size limit")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise errors.SourceDataError(self.id, "response exceeds the size limit")
+        return bytes(body)
+
+    def _read(self, raw: bytes, message_id: str) -> RxHistory:
+        try:
+            history = parse_rx_history_response(raw, max_bytes=self._max_bytes)
+        except ScriptError as exc:
+            unavailable = exc.code in UNAVAILABLE_ERROR_CODES
+            error = errors.SourceUnavailable if unavailable else errors.SourceRejected
+            raise error(self.id, f"NCPDP Error {exc.code}") from exc
+        except ValueError as exc:  # XmlError (unsafe, malformed, too big) or MessageError
+            raise errors.SourceDataError(self.id, str(exc)) from exc
+        if history.relates_to != message_id:
+            # Possibly another patient's answer: never use it.
+            raise errors.SourceDataError(self.id, "response does not relate to the request")
+        return history
+
+
+def _raise_for_status(source_id: str, status: int) -> None:
+    """Same rules as the FHIR client: 4xx rejected (but 408/429 unavailable), 5xx unavailable."""
+    if status < 300:
+        return
+    error: type[errors.SourceError] = (
+        errors.SourceRejected if 400 <= status < 500 else errors.SourceUnavailable
+    )
+    if status in (408, 429):
+        error = errors.SourceUnavailable
+    raise error(source_id, f"HTTP {status}")

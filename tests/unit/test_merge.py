@@ -1,0 +1,218 @@
+"""The merge and de-duplication rules of resolvers/merge.py, one rule per test."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from app.domain.common import CodeableConcept, Coding, Quantity, RecordMeta, SourceLink
+from app.domain.medications import Medication, MedicationDispense, MedicationKind
+from app.domain.observations import Observation
+from resolvers.merge import (
+    LOINC,
+    NDC,
+    RXNORM,
+    dedupe_observations,
+    drug_keys,
+    merge_medications,
+    unmerged_medications,
+)
+
+GLUCOSE = CodeableConcept("Glucose", (Coding(LOINC, "2339-0", "Glucose"),))
+
+
+def obs(source: str, local: str, **changes: Any) -> Observation:
+    base = Observation(
+        sources=(SourceLink(source, local, "Observation"),),
+        meta=RecordMeta(),
+        status="final",
+        category=("laboratory",),
+        code=GLUCOSE,
+        effective="2025-03-01T08:00:00Z",
+        issued=None,
+        value_quantity=Quantity(105.0, "mg/dL"),
+        value_concept=None,
+        value_string=None,
+        interpretation=(),
+        reference_range=(),
+        components=(),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_same_fact_from_three_sources_appears_once_with_every_source() -> None:
+    merged = dedupe_observations(
+        [
+            obs("hospital", "h1"),
+            obs("clinic", "c1", effective="2025-03-01T03:00:00-05:00"),  # same instant, other zone
+            obs(
+                "citylab",
+                "l1",
+                value_quantity=Quantity(105.0000001, "MG/DL"),
+                code=CodeableConcept("GLU", (Coding("urn:local", "G"), Coding(LOINC, "2339-0"))),
+            ),
+        ]
+    )
+    assert len(merged) == 1
+    assert [s.source_id for s in merged[0].sources] == ["hospital", "clinic", "citylab"]
+    assert merged[0].sources[0].local_id == "h1"  # the highest-priority source's record
+
+
+def test_different_value_time_or_code_stay_apart() -> None:
+    merged = dedupe_observations(
+        [
+            obs("hospital", "h1"),
+            obs("clinic", "c1", value_quantity=Quantity(106.0, "mg/dL")),
+            obs("clinic", "c2", value_quantity=Quantity(105.0, "mmol/L")),
+            obs("clinic", "c3", effective="2025-03-01T08:00:01Z"),
+            obs("clinic", "c4", code=CodeableConcept("HbA1c", (Coding(LOINC, "4548-4"),))),
+        ]
+    )
+    assert len(merged) == 5
+
+
+def test_records_missing_code_time_or_value_are_never_merged() -> None:
+    records = [
+        obs("hospital", "h1", effective=None),
+        obs("clinic", "c1", effective=None),
+        obs("hospital", "h2", value_quantity=None),
+        obs("clinic", "c2", value_quantity=None),
+        obs("hospital", "h3", code=CodeableConcept("free text")),
+        obs("clinic", "c3", code=CodeableConcept("free text")),
+    ]
+    assert len(dedupe_observations(records)) == 6
+
+
+def test_text_and_coded_values_compare_normalized() -> None:
+    text = [
+        obs("a", "1", value_quantity=None, value_string="Negative  "),
+        obs("b", "2", value_quantity=None, value_string="negative"),
+    ]
+    concept = CodeableConcept("Pos", (Coding("http://snomed.info/sct", "10828004"),))
+    coded = [
+        obs("a", "3", value_quantity=None, value_concept=concept),
+        obs("b", "4", value_quantity=None, value_concept=dataclasses.replace(concept, text="+")),
+    ]
+    assert len(dedupe_observations(text)) == 1
+    assert len(dedupe_observations(coded)) == 1
+
+
+METFORMIN = CodeableConcept(
+    "Metformin hydrochloride 500 MG Oral Tablet", (Coding(RXNORM, "860975"),)
+)
+
+
+def med(
+    source: str,
+    local: str,
+    *,
+    kind: MedicationKind = MedicationKind.ORDER,
+    drug: CodeableConcept = METFORMIN,
+    authored: str | None = "2024-01-10",
+) -> Medication:
+    return Medication(
+        sources=(SourceLink(source, local, "MedicationRequest"),),
+        meta=RecordMeta(),
+        kind=kind,
+        medication=drug,
+        status="active",
+        intent="order",
+        authored_on=authored,
+        effective=None,
+        dosage=(),
+        requester=None,
+    )
+
+
+def fill(local: str, *, drug: CodeableConcept, written: str, filled: str) -> MedicationDispense:
+    return MedicationDispense(
+        sources=(SourceLink("pharmacy", local, "MedicationDispense"),),
+        meta=RecordMeta(),
+        medication=drug,
+        quantity=Quantity(60, "tablet"),
+        days_supply=30,
+        written_date=written,
+        last_fill_date=filled,
+        pharmacy="Main St Pharmacy",
+        pharmacy_id="1234567",
+        prescriber="Dr A",
+        prescriber_npi=None,
+        sig="1 tab twice daily",
+    )
+
+
+METFORMIN_FILL = CodeableConcept(
+    "METFORMIN HCL 500 MG TABLET", (Coding(NDC, "00093-1048-01"), Coding(RXNORM, "860975"))
+)
+
+
+def test_the_same_order_from_two_ehrs_is_one_entry() -> None:
+    merged = merge_medications([med("hospital", "h1"), med("clinic", "c1")], [])
+    assert len(merged) == 1
+    assert [s.source_id for s in merged[0].sources] == ["hospital", "clinic"]
+
+
+def test_orders_on_different_days_or_of_other_kinds_stay_apart() -> None:
+    merged = merge_medications(
+        [
+            med("hospital", "h1"),
+            med("hospital", "h2", authored="2025-06-01"),
+            med("clinic", "c1", kind=MedicationKind.STATEMENT),
+        ],
+        [],
+    )
+    assert len(merged) == 3
+
+
+def test_fills_attach_to_the_latest_order_written_before_them() -> None:
+    merged = merge_medications(
+        [
+            med("hospital", "old", authored="2023-01-05"),
+            med("hospital", "new", authored="2024-01-10"),
+        ],
+        [
+            fill("f1", drug=METFORMIN_FILL, written="2024-01-10", filled="2024-01-11"),
+            fill("f2", drug=METFORMIN_FILL, written="2024-01-10", filled="2024-02-10"),
+            fill("f0", drug=METFORMIN_FILL, written="2023-01-05", filled="2023-01-06"),
+        ],
+    )
+    by_id = {m.sources[0].local_id: m for m in merged}
+    assert [f.sources[0].local_id for f in by_id["new"].fills] == ["f2", "f1"]  # newest first
+    assert [f.sources[0].local_id for f in by_id["old"].fills] == ["f0"]
+
+
+def test_drugs_match_by_normalized_name_without_codes() -> None:
+    plain = CodeableConcept("Lisinopril 10 MG Oral Tablet")
+    shouting = CodeableConcept("LISINOPRIL 10 mg, oral tablet")
+    assert drug_keys(plain) & drug_keys(shouting)
+    merged = merge_medications(
+        [med("hospital", "h1", drug=plain)],
+        [fill("f1", drug=shouting, written="2024-02-01", filled="2024-02-02")],
+    )
+    assert len(merged) == 1
+    assert len(merged[0].fills) == 1
+
+
+def test_pharmacy_only_drugs_become_dispense_entries() -> None:
+    atorvastatin = CodeableConcept("Atorvastatin 20 MG", (Coding(NDC, "0071-0155-23"),))
+    merged = merge_medications(
+        [med("hospital", "h1")],
+        [
+            fill("f1", drug=atorvastatin, written="2024-03-01", filled="2024-03-02"),
+            fill("f2", drug=atorvastatin, written="2024-03-01", filled="2024-04-02"),
+        ],
+    )
+    dispense = [m for m in merged if m.kind is MedicationKind.DISPENSE]
+    assert len(dispense) == 1
+    assert [f.sources[0].local_id for f in dispense[0].fills] == ["f2", "f1"]
+    assert {s.local_id for s in dispense[0].sources} == {"f1", "f2"}
+    assert dispense[0].effective == "2024-04-02"
+
+
+def test_unmerged_view_keeps_everything_apart() -> None:
+    meds = [med("hospital", "h1"), med("clinic", "c1")]
+    fills = [fill("f1", drug=METFORMIN_FILL, written="2024-01-10", filled="2024-01-11")]
+    view = unmerged_medications(meds, fills)
+    assert len(view) == 3
+    assert sum(m.kind is MedicationKind.DISPENSE for m in view) == 1
+    assert all(not m.fills for m in view if m.kind is not MedicationKind.DISPENSE)
