@@ -23,11 +23,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
-from app.sources.hl7v2.ack import build_ack
 
 from app.identity.index import PatientIndex
 from app.identity.index import metadata as index_metadata
 from app.settings import Hl7v2SourceSettings
+from app.sources.hl7v2.ack import build_ack
 from app.sources.hl7v2.mllp import MllpClient, MllpServer
 from app.sources.hl7v2.source import Hl7v2Source
 from app.sources.hl7v2.store import LabStore

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
 
 from app.auth.signing import issue_token, key_id, public_jwk
 from app.demo.fhir_server import create_fhir_app

@@ -11,8 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from app.sources.hl7v2.ack import build_ack
-from app.sources.hl7v2.mapping import MessageRejected, parse_message
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.domain.patients import PatientCriteria, SourcePatient
@@ -22,6 +20,8 @@ from app.logging import describe_exception
 from app.settings import Hl7v2SourceSettings
 from app.sources.base import SourceHealth
 from app.sources.errors import SourceUnavailable
+from app.sources.hl7v2.ack import build_ack
+from app.sources.hl7v2.mapping import MessageRejected, parse_message
 from app.sources.hl7v2.mllp import MllpServer
 from app.sources.hl7v2.store import LabStore
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from app.sources.hl7v2.mapping import LabMessage
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.codec import from_data, to_data
 from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.observations import Observation
 from app.domain.patients import PatientCriteria, SourcePatient
+from app.sources.hl7v2.mapping import LabMessage
 
 metadata = sa.MetaData()
 lab_messages = sa.Table(
