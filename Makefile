@@ -39,6 +39,8 @@ schema: $(VENV)/.installed
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/dashboard.py
+	$(BIN)/python benchmarks/merge.py
+	$(BIN)/python benchmarks/mllp_ingest.py
 
 docker-lint: $(VENV)/.installed-test
 	$(BIN)/hadolint docker/Dockerfile
