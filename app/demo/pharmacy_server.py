@@ -121,6 +121,11 @@ def _coded(parent: Element, tag: str, code: str, qualifier: str) -> None:
     add(element, "Qualifier", qualifier)
 
 
+def _decimal(value: float) -> str:
+    """SCRIPT decimals: plain digits, never an exponent (`30`, `10.6`)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _dispensed(parent: Element, fill: Fill) -> None:
     """One MedicationDispensed (SCRIPT 2017071 element order)."""
     med = add(parent, "MedicationDispensed")
@@ -129,7 +134,7 @@ def _dispensed(parent: Element, fill: Fill) -> None:
     _coded(coded, "ProductCode", str(fill["ndc"]), "ND")
     _coded(coded, "DrugDBCode", str(fill["rxnorm"]), str(fill["rxnorm_qualifier"]))
     quantity = add(med, "Quantity")
-    add(quantity, "Value", f"{float(fill['quantity']):g}")
+    add(quantity, "Value", _decimal(float(fill["quantity"])))
     add(quantity, "CodeListQualifier", "38")  # 38: original quantity
     add(add(quantity, "QuantityUnitOfMeasure"), "Code", str(fill["quantity_unit"]))
     add(med, "DaysSupply", str(fill["days_supply"]))

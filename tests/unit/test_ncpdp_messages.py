@@ -192,7 +192,8 @@ def test_hostile_names_are_escaped_and_round_trip() -> None:
         "p", "O'Brien & <Sons>", ('Jo "The" </Name><x>', "&amp;"), "1990-01-02", None, "<55>"
     )
     raw = build(person)
-    assert b"<Sons>" not in raw and b"<x>" not in raw
+    assert b"<Sons>" not in raw
+    assert b"<x>" not in raw
     assert b"O'Brien &amp; &lt;Sons&gt;" in raw
     parsed = parse_rx_history_request(raw)
     assert parsed.last_name == "O'Brien & <Sons>"
@@ -219,7 +220,7 @@ def test_control_characters_are_dropped_not_sent() -> None:
     ],
 )
 def test_people_who_cannot_be_described_are_refused(person: PersonQuery) -> None:
-    with pytest.raises(ValueError, match="needs|day is out of range"):
+    with pytest.raises(ValueError, match=r"needs|day is out of range"):
         build(person)
 
 

@@ -78,13 +78,17 @@ def test_refills_and_sane_dates() -> None:
 def test_realistic_identifiers_that_cannot_be_real() -> None:
     for person_fills in fills().values():
         for fill in person_fills:
-            assert len(fill["ndc"]) == 11 and fill["ndc"].startswith("00000")
-            assert len(fill["pharmacy_ncpdpid"]) == 7 and fill["pharmacy_ncpdpid"].isdigit()
+            assert len(fill["ndc"]) == 11
+            assert fill["ndc"].startswith("00000")
+            assert len(fill["pharmacy_ncpdpid"]) == 7
+            assert fill["pharmacy_ncpdpid"].isdigit()
             npi = fill["prescriber_npi"]
-            assert len(npi) == 10 and npi[0] == "1"
+            assert len(npi) == 10
+            assert npi[0] == "1"
             assert npi_check_digit(npi[:9]) != int(npi[9])  # fails the NPI Luhn check
             assert fill["quantity_unit"] in {"C48542", "C48480", "C48155"}
-            assert fill["days_supply"] > 0 and fill["quantity"] > 0
+            assert fill["days_supply"] > 0
+            assert fill["quantity"] > 0
 
 
 def test_npi_check_digit_matches_the_cms_example() -> None:

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from app.demo.pharmacy_server import create_pharmacy_app
 from app.domain.records import PersonQuery
+from app.sources.ncpdp import xml
 from app.sources.ncpdp.messages import (
     ScriptError,
     build_rx_history_request,
@@ -72,6 +73,9 @@ async def test_a_match_is_approved_with_every_fill(client: httpx.AsyncClient) ->
     history = parse_rx_history_response(answer.content)
     assert (history.status, history.relates_to) == ("approved", "Q-1")
     assert len(history.dispensed) == 2
+    first = history.dispensed[0]
+    assert xml.text(first, "Pharmacy", "BusinessName") == "Riverbend & Sons <Pharmacy>"
+    assert xml.text(first, "Quantity", "Value") == "30"
 
 
 async def test_requested_dates_filter_the_fills(client: httpx.AsyncClient) -> None:

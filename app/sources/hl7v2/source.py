@@ -11,8 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from cachetools import LRUCache
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.domain.common import Identifier
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import DIAGNOSTIC_REPORTS, OBSERVATIONS, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
@@ -26,6 +28,7 @@ from app.sources.hl7v2.mllp import MllpServer
 from app.sources.hl7v2.store import LabStore
 
 log = logging.getLogger(__name__)
+LINK_CACHE_SIZE = 10_000
 R = TypeVar("R")
 T = TypeVar("T")
 IngestListener = Callable[[str], Awaitable[None]]  # PatientGraph id whose data changed
@@ -47,6 +50,8 @@ class Hl7v2Source:
             idle_timeout=settings.idle_timeout_seconds,
         )
         self.listeners: list[IngestListener] = []
+        # Links never change once made, so remembering them is safe across workers.
+        self._linked: LRUCache[str, tuple[str, tuple[Identifier, ...]]] = LRUCache(LINK_CACHE_SIZE)
         self.unmapped = 0
 
     @property
@@ -91,9 +96,15 @@ class Hl7v2Source:
         return build_ack(raw, "AA")
 
     async def _after_ingest(self, patient: SourcePatient) -> None:
-        """Link the patient now (best effort: a search links them later otherwise)."""
+        """Link the patient now (best effort: a search links them later otherwise). A lab sends
+        the same patients all day: identical PIDs reuse the id found last time."""
         try:
-            (patient_id,) = await self._index.link([patient])
+            known = self._linked.get(patient.link.local_id)
+            if known is not None and known[1] == patient.identifiers:
+                patient_id = known[0]
+            else:
+                (patient_id,) = await self._index.link([patient])
+                self._linked[patient.link.local_id] = (patient_id, patient.identifiers)
             for listener in self.listeners:
                 await listener(patient_id)
         except Exception as exc:

@@ -115,17 +115,7 @@ class LabStore:
                 for r in message.reports
                 for res in r.results
             ]
-            for kind, local_id, status, record in rows:
-                await _add_version(
-                    conn,
-                    source_id,
-                    kind,
-                    local_id,
-                    patient.link.local_id,
-                    status,
-                    message.control_id,
-                    record,
-                )
+            await _add_versions(conn, source_id, patient.link.local_id, message.control_id, rows)
         return IngestOutcome(False, len(rows), message.skipped)
 
     async def observations(
@@ -214,6 +204,10 @@ async def _upsert_patient(conn: AsyncConnection, source_id: str, patient: Source
     """Latest demographics win (a lab sends the current PID with every message)."""
     local_id = patient.link.local_id
     key = (lab_patients.c.source_id == source_id) & (lab_patients.c.local_id == local_id)
+    payload = orjson.dumps(to_data(patient)).decode()
+    stored = (await conn.execute(sa.select(lab_patients.c.payload).where(key))).scalar()
+    if stored == payload:
+        return  # the usual case: the same PID as last time, nothing to write
     await conn.execute(lab_patients.delete().where(key))
     name = patient.name
     await conn.execute(
@@ -223,7 +217,7 @@ async def _upsert_patient(conn: AsyncConnection, source_id: str, patient: Source
             family=(name.family or "").lower() if name else "",
             given=" ".join(name.given).lower() if name else "",
             birth_date=patient.birth_date,
-            payload=orjson.dumps(to_data(patient)).decode(),
+            payload=payload,
         )
     )
     ident_key = (lab_identifiers.c.source_id == source_id) & (
@@ -241,35 +235,43 @@ async def _upsert_patient(conn: AsyncConnection, source_id: str, patient: Source
         )
 
 
-async def _add_version(
+async def _add_versions(
     conn: AsyncConnection,
     source_id: str,
-    kind: str,
-    local_id: str,
     patient_id: str,
-    status: str,
     control_id: str,
-    record: Any,
+    rows: list[tuple[str, str, str, Any]],
 ) -> None:
-    key = (
-        (lab_results.c.source_id == source_id)
-        & (lab_results.c.kind == kind)
-        & (lab_results.c.local_id == local_id)
+    """Each (kind, local id, status, record) becomes the next version of its result; earlier
+    versions stay but are no longer current. Three statements whatever the number of rows."""
+    if not rows:
+        return
+    local_ids = sorted({local_id for _, local_id, _, _ in rows})
+    mine = (lab_results.c.source_id == source_id) & lab_results.c.local_id.in_(local_ids)
+    latest_query = (
+        sa.select(lab_results.c.kind, lab_results.c.local_id, sa.func.max(lab_results.c.version))
+        .where(mine)
+        .group_by(lab_results.c.kind, lab_results.c.local_id)
     )
-    latest = (await conn.execute(sa.select(sa.func.max(lab_results.c.version)).where(key))).scalar()
-    await conn.execute(lab_results.update().where(key).values(current=False))
+    latest = {(k, lid): v for k, lid, v in (await conn.execute(latest_query)).all()}
+    if latest:
+        await conn.execute(lab_results.update().where(mine).values(current=False))
     await conn.execute(
-        lab_results.insert().values(
-            source_id=source_id,
-            kind=kind,
-            local_id=local_id,
-            patient_id=patient_id,
-            version=(latest or 0) + 1,
-            status=status[:8],
-            current=status not in RETIRED_STATUSES,
-            control_id=control_id,
-            payload=orjson.dumps(to_data(record)).decode(),
-        )
+        lab_results.insert(),
+        [
+            {
+                "source_id": source_id,
+                "kind": kind,
+                "local_id": local_id,
+                "patient_id": patient_id,
+                "version": latest.get((kind, local_id), 0) + 1,
+                "status": status[:8],
+                "current": status not in RETIRED_STATUSES,
+                "control_id": control_id,
+                "payload": orjson.dumps(to_data(record)).decode(),
+            }
+            for kind, local_id, status, record in rows
+        ],
     )
 
 

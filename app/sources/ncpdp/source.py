@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +49,7 @@ NOT_FOUND_TEXT: Final = "patient not found"
 # NCPDP Error codes 600 (communication problem, try later), 601 (receiver unable to process)
 # and 602 (receiver system error) are the peer's trouble; 900 (transaction rejected) is ours.
 UNAVAILABLE_ERROR_CODES: Final = frozenset({"600", "601", "602"})
+_CODE: Final = re.compile(r"[A-Z0-9]{1,4}")
 
 
 class NcpdpSource:
@@ -163,7 +165,7 @@ class NcpdpSource:
         if history.status == "denied":
             if self._is_not_found(history):
                 return None
-            raise errors.SourceRejected(self.id, f"denied ({history.reason_code or 'no code'})")
+            raise errors.SourceRejected(self.id, f"denied ({_code(history.reason_code)})")
         mapped = map_dispensed(self.id, history.dispensed)
         if mapped.skipped:
             self.unmapped += mapped.skipped
@@ -226,13 +228,18 @@ class NcpdpSource:
         except ScriptError as exc:
             unavailable = exc.code in UNAVAILABLE_ERROR_CODES
             error = errors.SourceUnavailable if unavailable else errors.SourceRejected
-            raise error(self.id, f"NCPDP Error {exc.code}") from exc
+            raise error(self.id, f"NCPDP Error {_code(exc.code)}") from exc
         except ValueError as exc:  # XmlError (unsafe, malformed, too big) or MessageError
             raise errors.SourceDataError(self.id, str(exc)) from exc
         if history.relates_to != message_id:
             # Possibly another patient's answer: never use it.
             raise errors.SourceDataError(self.id, "response does not relate to the request")
         return history
+
+
+def _code(value: str | None) -> str:
+    """A peer's code as it may appear in an operator's log: a short code or nothing of it."""
+    return value if value is not None and _CODE.fullmatch(value) else "no readable code"
 
 
 def _raise_for_status(source_id: str, status: int) -> None:
