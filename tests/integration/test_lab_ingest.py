@@ -164,3 +164,19 @@ async def test_lab_results_join_the_ehr_patient_and_a_lab_store_failure_is_coded
     assert [e["extensions"] for e in broken["errors"]] == [
         {"code": "SOURCE_UNAVAILABLE", "source": "citylab"}
     ]
+
+
+async def test_unmappable_results_are_counted_not_lost(api_factory: ApiFactory) -> None:
+    encapsulated = (
+        oru("MSG-ED")
+        .replace(b"OBX|1|NM|", b"OBX|1|ED|")
+        .replace(b"||182|mg/dL", b"||^application^pdf^Base64^JVBERi0=|")
+    )
+    async with api_factory([lab_source()]) as api:
+        async with MllpClient("127.0.0.1", api.lab_port()) as client:
+            ack = await client.send(encapsulated)
+        ready = (await api.client.get(f"{api.url}/readyz")).json()
+    assert msa(ack)[1] == "AA"
+    (lab,) = ready["sources"]
+    assert lab["id"] == "citylab"
+    assert lab["unmapped"] == 1
