@@ -149,6 +149,11 @@ class NcpdpSourceSettings(_Section):
     kind: Literal["ncpdp"]
     base_url: str
     timeout_seconds: float = Field(5.0, gt=0, le=120)
+    max_concurrency: int = Field(8, ge=1, le=64)  # medication-history requests at once
+    max_response_bytes: int = Field(5_242_880, ge=1024)
+    history_days: int | None = Field(None, ge=1)  # date range asked for; none = all history
+    sender_id: str = "PATIENTGRAPH"  # Header/From
+    receiver_id: str | None = None  # Header/To (default: the source id)
 
     @field_validator("base_url")
     @classmethod

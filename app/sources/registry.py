@@ -68,5 +68,15 @@ def build_sources(
             assert lab_store is not None
             sources.append(Hl7v2Source(settings, lab_store, index))
         else:
-            sources.append(NcpdpSource(settings, transports.get(settings.id)))
+            sources.append(
+                NcpdpSource(
+                    settings,
+                    transports.get(settings.id),
+                    max_concurrency=settings.max_concurrency,
+                    max_response_bytes=settings.max_response_bytes,
+                    history_days=settings.history_days,
+                    sender_id=settings.sender_id,
+                    receiver_id=settings.receiver_id,
+                )
+            )
     return SourceRegistry(tuple(sources), lab_store)
