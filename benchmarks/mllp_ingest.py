@@ -126,9 +126,10 @@ async def main() -> None:
             ("MLLP + ACK only (no store)", transport_only),
             (f"parse + {args.store} commit + link + ACK", lambda m, c: full_pipeline(url, m, c)),
         ]
+        durability = "WAL, synchronous=FULL" if args.store == "sqlite" else "commit per message"
         print(
             f"\n{args.messages} ORU^R01 messages (4 results each), store {args.store} "
-            "(SQLite: WAL, synchronous=FULL)"
+            f"({durability})"
         )
         print(f"   {'pipeline':<42} {'1 connection':>14} {f'{args.connections} connections':>16}")
         rates: dict[str, tuple[float, float]] = {}

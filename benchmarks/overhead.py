@@ -17,9 +17,9 @@ from app.domain.common import SourceLink
 from app.domain.patients import Patient, PatientCriteria, SourcePatient
 from app.domain.records import ALL_KINDS, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
-from app.settings import Settings
-from app.sources.base import PatientSource, RecordSource, SourceHealth
-from app.sources.registry import build_sources
+from app.settings import FhirSourceSettings, Settings
+from app.sources.base import SourceHealth
+from app.sources.fhir.source import FhirSource
 from app.store import create_engine
 from app.web.examples import DASHBOARD_QUERY
 from benchmarks.timing import time_interleaved
@@ -61,6 +61,7 @@ class MemorySource:
         self._patients = {p.link.local_id: p for p in patients}
         self._records = records  # kind name -> local patient id -> records
         self.record_kinds = frozenset(records)
+        self.unmapped = 0
 
     @property
     def id(self) -> str:
@@ -106,21 +107,21 @@ class MemoryPatientIndex(PatientIndex):
 
 async def capture_sources(settings: Settings) -> list[MemorySource]:
     """Every patient and every record kind, fetched once through the real FHIR connector."""
-    registry = build_sources(settings.sources)
+    sources = [FhirSource(s) for s in settings.sources if isinstance(s, FhirSourceSettings)]
     captured = []
     try:
-        for source in registry.sources:
-            assert isinstance(source, PatientSource)
-            assert isinstance(source, RecordSource)
+        for source in sources:
             patients = await source.search_patients(PatientCriteria())
             queries = [RecordQuery(p.link.local_id) for p in patients]
             records: dict[str, dict[str, Sequence[Any]]] = {}
             for kind in ALL_KINDS:
-                found = await source.records_for(kind, queries)
-                records[kind.name] = {q.patient: rs for q, rs in found.items()}
+                if kind.name in source.record_kinds:
+                    found = await source.records_for(kind, queries)
+                    records[kind.name] = {q.patient: rs for q, rs in found.items()}
             captured.append(MemorySource(source.id, patients, records))
     finally:
-        await registry.aclose()
+        for source in sources:
+            await source.aclose()
     return captured
 
 
@@ -131,6 +132,7 @@ def services_over(
     return Services(
         patient_sources=tuple(sources),
         record_sources=tuple(sources),
+        person_sources=(),
         index=index,
         page_limits=limits,
     )

@@ -13,7 +13,7 @@ import json
 import secrets
 import signal
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +68,17 @@ class DemoHandle:
 
 
 def demo_settings(
-    workdir: Path, host: str, port: int, upstreams: DemoUpstreams, graphiql_token: str
+    workdir: Path,
+    host: str,
+    port: int,
+    fhir_urls: Mapping[str, str],
+    graphiql_token: str,
+    *,
+    pharmacy_url: str | None = None,
+    lab: bool = False,
 ) -> Settings:
+    """Settings for the demo's API: the FHIR upstreams, plus the lab listener and the pharmacy
+    when asked for (benchmarks of the FHIR path leave them out)."""
     fhir = [
         {
             "id": name,
@@ -78,15 +87,15 @@ def demo_settings(
             "timeout_seconds": 5,
             "page_size": DEMO_PAGE_SIZE,
         }
-        for name, url in upstreams.fhir.items()
+        for name, url in fhir_urls.items()
     ]
-    lab = {"id": LAB, "kind": "hl7v2", "listen": "127.0.0.1:0"}  # any free port on loopback
-    pharmacy = {
-        "id": PHARMACY,
-        "kind": "ncpdp",
-        "base_url": upstreams.pharmacy,
-        "timeout_seconds": 5,
-    }
+    others: list[dict[str, object]] = []
+    if lab:
+        others.append({"id": LAB, "kind": "hl7v2", "listen": "127.0.0.1:0"})  # a free port
+    if pharmacy_url:
+        others.append(
+            {"id": PHARMACY, "kind": "ncpdp", "base_url": pharmacy_url, "timeout_seconds": 5}
+        )
     return settings_from_mapping(
         {
             "server": {
@@ -101,7 +110,7 @@ def demo_settings(
             },
             "store": {"url": f"sqlite:///{workdir / 'patientgraph.db'}"},
             "identity": {"hash_key": secrets.token_hex(32)},
-            "sources": [*fhir, lab, pharmacy],
+            "sources": [*fhir, *others],
         },
         environ={},
     )
@@ -174,7 +183,15 @@ async def running_demo(
         (workdir / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
         async with demo_upstreams(population) as upstreams:
             tokens = {role: token(role) for role in ROLES if role != "patient"}
-            settings = demo_settings(workdir, host, port, upstreams, tokens["clinician"])
+            settings = demo_settings(
+                workdir,
+                host,
+                port,
+                upstreams.fhir,
+                tokens["clinician"],
+                pharmacy_url=upstreams.pharmacy,
+                lab=True,
+            )
             app = create_app(settings)
             async with serving(app, host, port) as base:
                 lab = await send_lab_feed(app, population)

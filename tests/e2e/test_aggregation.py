@@ -31,7 +31,16 @@ async def demo_api(
     tmp_path: Path, signer: Signer, population: DemoPopulation, pharmacy_down: bool = False
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     async with demo_upstreams(population) as upstreams:
-        data = demo_settings(tmp_path, "127.0.0.1", 0, upstreams, "unused").model_dump(mode="json")
+        settings = demo_settings(
+            tmp_path,
+            "127.0.0.1",
+            0,
+            upstreams.fhir,
+            "unused",
+            pharmacy_url=upstreams.pharmacy,
+            lab=True,
+        )
+        data = settings.model_dump(mode="json")
         data["auth"] = {
             "issuer": "https://issuer.test/",
             "audience": "patientgraph",
