@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.runtime import Runtime
-from app.sources.base import SourceHealth
+from app.sources.base import Source, SourceHealth
 from app.web.graphql import json_response
 
 READY_TIMEOUT_SECONDS = 3.0
@@ -58,15 +58,11 @@ async def _store_ok(runtime: Runtime) -> bool:
 
 
 async def _source_states(runtime: Runtime) -> list[SourceHealth]:
-    async def one(source: object) -> SourceHealth:
-        assert hasattr(source, "health")
+    async def one(source: Source) -> SourceHealth:
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                result: SourceHealth = await source.health()
-                return result
+                return await source.health()
         except TimeoutError:
-            return SourceHealth(
-                getattr(source, "id", "?"), getattr(source, "kind", "?"), False, "timeout"
-            )
+            return SourceHealth(source.id, source.kind, False, "timeout")
 
     return list(await asyncio.gather(*(one(s) for s in runtime.registry.sources)))

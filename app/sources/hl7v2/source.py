@@ -8,7 +8,7 @@ Reads come from the store through the same batched ports as every other source.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from cachetools import LRUCache
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 LINK_CACHE_SIZE = 10_000
 R = TypeVar("R")
 T = TypeVar("T")
-IngestListener = Callable[[str], Awaitable[None]]  # PatientGraph id whose data changed
 
 
 class Hl7v2Source:
@@ -49,9 +48,8 @@ class Hl7v2Source:
             max_message_bytes=settings.max_message_bytes,
             idle_timeout=settings.idle_timeout_seconds,
         )
-        self.listeners: list[IngestListener] = []
         # Links never change once made, so remembering them is safe across workers.
-        self._linked: LRUCache[str, tuple[str, tuple[Identifier, ...]]] = LRUCache(LINK_CACHE_SIZE)
+        self._linked: LRUCache[str, tuple[Identifier, ...]] = LRUCache(LINK_CACHE_SIZE)
         self.unmapped = 0
 
     @property
@@ -97,20 +95,17 @@ class Hl7v2Source:
 
     async def _after_ingest(self, patient: SourcePatient) -> None:
         """Link the patient now (best effort: a search links them later otherwise). A lab sends
-        the same patients all day: identical PIDs reuse the id found last time."""
+        the same patients all day: a PID linked before with the same identifiers is skipped."""
+        if self._linked.get(patient.link.local_id) == patient.identifiers:
+            return
         try:
-            known = self._linked.get(patient.link.local_id)
-            if known is not None and known[1] == patient.identifiers:
-                patient_id = known[0]
-            else:
-                (patient_id,) = await self._index.link([patient])
-                self._linked[patient.link.local_id] = (patient_id, patient.identifiers)
-            for listener in self.listeners:
-                await listener(patient_id)
-        except Exception as exc:
+            await self._index.link([patient])
+        except (SQLAlchemyError, OSError) as exc:
             log.error(
                 "source %s: linking after ingest failed: %s", self.id, describe_exception(exc)
             )
+            return
+        self._linked[patient.link.local_id] = patient.identifiers
 
     async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
         return await self._guard(self._store.patients_by_id(self.id, local_ids))
