@@ -28,14 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from app.demo.generator import (
-    ANCHOR,
-    LOINC_DISPLAY,
-    PANEL_OF,
-    DemoPerson,
-    DemoPopulation,
-)
-from app.sources.hl7v2.mapping import Separators, escape
+from app.demo.catalog import LOINC_DISPLAY, PANEL_OF
+from app.demo.generator import ANCHOR, DemoPerson, DemoPopulation
+from app.sources.hl7v2.syntax import Separators, escape
 
 LAB_AUTHORITY: Final = "CITYLAB"
 LAB_OID: Final = "2.16.840.1.113883.3.1"

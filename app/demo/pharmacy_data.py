@@ -23,7 +23,8 @@ from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from app.demo.generator import ANCHOR, CLINICIANS, RXNORM, UPSTREAMS, DemoPerson, DemoPopulation
+from app.demo.catalog import CLINICIANS, RXNORM
+from app.demo.generator import ANCHOR, UPSTREAMS, DemoPerson, DemoPopulation
 
 FillKey = tuple[str, str, str]  # (family, first given name, birth date)
 

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from app.sources.hl7v2.mapping import (
+from app.sources.hl7v2.syntax import (
     Separators,
     decode_message,
     escape,
