@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.auth.signing import PrivateKey
+    from app.settings import Settings
 
 EXIT_CONFIG = 2
 
@@ -84,12 +85,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.logging import configure_logging
     from app.main import create_app
-    from app.settings import ConfigError, load_settings
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"patientgraph serve: {exc}", file=sys.stderr)
+    settings = _valid_settings(args.config, "patientgraph serve: ")
+    if settings is None:
         return EXIT_CONFIG
     configure_logging()
     uvicorn.run(
@@ -148,15 +146,29 @@ def _schema(_args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from app.settings import ConfigError, load_settings
-
-    try:
-        settings = load_settings(args.path)
-    except ConfigError as exc:
-        print(f"{args.path}: {exc}", file=sys.stderr)
+    settings = _valid_settings(args.path, f"{args.path}: ")
+    if settings is None:
         return EXIT_CONFIG
     print(f"{args.path}: ok ({len(settings.sources)} sources)")
     return 0
+
+
+def _valid_settings(path: Path, prefix: str) -> Settings | None:
+    """The settings, with the access policy they name loaded once to prove it is usable; or
+    None after printing what is wrong (never a traceback)."""
+    from app.auth.policy import PolicyError, load_policy
+    from app.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(path)
+        load_policy(settings.auth.policy_file)
+    except ConfigError as exc:
+        print(f"{prefix}{exc}", file=sys.stderr)
+        return None
+    except PolicyError as exc:
+        print(f"{prefix}auth.policy_file: {exc}", file=sys.stderr)
+        return None
+    return settings
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.jwks import KeySet
+from app.auth.policy import Policy, load_policy
 from app.identity.index import PatientIndex
 from app.settings import DEFAULT_HASH_KEY, Settings
 from app.sources.registry import SourceRegistry, build_sources
@@ -31,6 +32,7 @@ class Runtime:
     engine: AsyncEngine
     registry: SourceRegistry
     services: Services
+    policy: Policy
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +63,8 @@ async def open_runtime(
             ),
         )
         schema = build_schema(introspection=settings.server.introspection)
-        yield Runtime(settings, schema, keyset, engine, registry, services)
+        policy = load_policy(settings.auth.policy_file)
+        yield Runtime(settings, schema, keyset, engine, registry, services, policy)
     finally:
         await registry.aclose()
         await engine.dispose()

@@ -57,6 +57,7 @@ class AuthSettings(_Section):
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(30, ge=0, le=300)
     jwks_cache_seconds: int = Field(300, ge=10)
+    policy_file: Path | None = None  # access policy (TOML); default: the shipped policy
 
     @model_validator(mode="after")
     def _one_key_source(self) -> AuthSettings:
@@ -219,10 +220,11 @@ def settings_from_mapping(
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
-    """`jwks_file` is relative to the config file, as operators expect."""
+    """`jwks_file` and `policy_file` are relative to the config file, as operators expect."""
     auth = data.get("auth")
-    if isinstance(auth, dict) and isinstance(auth.get("jwks_file"), str):
-        auth["jwks_file"] = str((base / auth["jwks_file"]).resolve())
+    for key in ("jwks_file", "policy_file"):
+        if isinstance(auth, dict) and isinstance(auth.get(key), str):
+            auth[key] = str((base / auth[key]).resolve())
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

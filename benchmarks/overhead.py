@@ -11,6 +11,7 @@ from typing import Any
 import graphql
 import strawberry
 
+from app.auth.policy import load_policy
 from app.auth.principal import Principal
 from app.demo.runner import ISSUER, ROLE_SCOPES
 from app.domain.common import SourceLink
@@ -31,6 +32,8 @@ from resolvers.records import records_of
 from schema.build import build_schema, sdl
 
 Data = dict[str, Any]
+
+POLICY = load_policy()
 
 
 def count_fields(value: Any) -> int:
@@ -141,7 +144,8 @@ def services_over(
 def context_for(services: Services) -> Context:
     scopes = tuple(ROLE_SCOPES["clinician"].split())
     principal = Principal("bench-clinician", frozenset({"clinician"}), scopes, None, None, ISSUER)
-    return Context(principal, services, RequestLoaders(services.index))
+    access = POLICY.decide(principal)  # the shipped policy, as the API applies it per request
+    return Context(principal, services, RequestLoaders(services.index), access)
 
 
 async def memory_index(real: PatientIndex, sources: Sequence[MemorySource]) -> MemoryPatientIndex:

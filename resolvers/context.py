@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from app.auth.policy import Access
 from app.auth.principal import Principal
 from app.identity.index import PatientIndex
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource
@@ -51,8 +52,21 @@ class SourceProblems:
 
 
 @dataclass
+class Denials:
+    """What policy kept from this caller, reported as FORBIDDEN errors at their paths: a
+    withheld collection or part of one is never silently empty."""
+
+    items: list[tuple[tuple[str | int, ...] | None, str]] = field(default_factory=list)
+
+    def add(self, path: tuple[str | int, ...] | None, message: str) -> None:
+        self.items.append((path, message))
+
+
+@dataclass
 class Context:
     principal: Principal
     services: Services
     loaders: RequestLoaders
+    access: Access
     problems: SourceProblems = field(default_factory=SourceProblems)
+    denials: Denials = field(default_factory=Denials)

@@ -11,3 +11,9 @@ class ClientError(Exception):
 
 class UserInputError(ClientError):
     code = "BAD_USER_INPUT"
+
+
+class Forbidden(ClientError):
+    """The caller may not see this (the message says what kind of thing, never whose)."""
+
+    code = "FORBIDDEN"

@@ -9,17 +9,23 @@ from app.domain.common import SourceLink
 from app.domain.patients import Patient, PatientCriteria, SourcePatient
 from app.identity.index import is_patient_id
 from resolvers.context import Context
-from resolvers.errors import UserInputError
+from resolvers.errors import Forbidden, UserInputError
 from resolvers.merge import merge_patient
 from resolvers.outcomes import gather_sources
 
 Path = tuple[str | int, ...] | None
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+PATIENT = "Patient"
 
 
 async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Patient | None:
     if not is_patient_id(patient_id):
         raise UserInputError("'id' is not a PatientGraph patient id")
+    if not ctx.access.can_read(PATIENT):
+        raise Forbidden("Not allowed to read patients")
+    if not ctx.access.can_see_patient(patient_id):
+        # Same answer whether or not the patient exists: no enumeration through errors.
+        raise Forbidden("This patient is outside the caller's access")
     links: tuple[SourceLink, ...] = await ctx.loaders.links.load(patient_id)
     if not links:
         return None
@@ -43,13 +49,17 @@ async def search_patients(
     """Search every source concurrently, link what they return, and answer one Patient per
     person, in order of first appearance (sources in priority order)."""
     _validate(criteria)
+    if not ctx.access.can_read(PATIENT):
+        ctx.denials.add(path, "Not allowed to read patients")  # the connection is non-null
+        return []
     sources = ctx.services.patient_sources
     answers, _ = await gather_sources(
         [s.search_patients(criteria) for s in sources], ctx.problems, path
     )
     found = [p for answer in answers.values() for p in answer]
     patient_ids = await ctx.services.index.link(found)
-    order = list(dict.fromkeys(patient_ids))
+    # A patient-context caller finds only themself; nothing more is fetched for anyone else.
+    order = [pid for pid in dict.fromkeys(patient_ids) if ctx.access.can_see_patient(pid)]
     links = await ctx.loaders.links.load_many(order)
     records = {p.link: p for p in found}
     missing = [link for group in links for link in group if link not in records]

@@ -35,9 +35,15 @@ async def records_of(
     *,
     merged: bool = True,
 ) -> list[R]:
-    """`filters.patient` is ignored: each linked source record supplies its own local id."""
+    """`filters.patient` is ignored: each linked source record supplies its own local id.
+    Only record types the caller may read are fetched and returned; what policy withholds is
+    reported as a FORBIDDEN error at `path`."""
+    allowed = _allowed_types(ctx, kind, path)
+    if not allowed:
+        return []
     if kind is MEDICATIONS:
-        return cast(list[R], await _medications(ctx, patient, path, merged=merged))
+        medications = await _medications(ctx, patient, path, allowed, merged=merged)
+        return cast(list[R], medications)
     per_source = await _linked_records(ctx, patient, kind, filters, path)
     if kind is not OBSERVATIONS:
         return merge.combine_records(kind.name, per_source)
@@ -64,14 +70,27 @@ async def _linked_records(
     return [results[i] for i in sorted(results)]
 
 
+def _allowed_types(ctx: Context, kind: RecordKind[R], path: Path) -> frozenset[str]:
+    allowed = frozenset(t for t in kind.resource_types if ctx.access.can_read(t))
+    withheld = sorted(set(kind.resource_types) - allowed)
+    if not allowed:
+        ctx.denials.add(path, f"Not allowed to read {kind.name.replace('_', ' ')}")
+    elif withheld:
+        ctx.denials.add(path, f"Not shown by policy: {', '.join(withheld)}")
+    return allowed
+
+
 async def _medications(
-    ctx: Context, patient: Patient, path: Path, *, merged: bool
+    ctx: Context, patient: Patient, path: Path, allowed: frozenset[str], *, merged: bool
 ) -> list[Medication]:
+    asks_pharmacies = DISPENSES.resource_types[0] in allowed
     orders, fills = await asyncio.gather(
         _linked_records(ctx, patient, MEDICATIONS, RecordQuery(""), path),
-        _dispenses(ctx, patient, path),
+        _dispenses(ctx, patient, path) if asks_pharmacies else _nothing(),
     )
-    medications = [m for records in orders for m in records]
+    medications = [
+        m for records in orders for m in records if m.sources[0].resource_type in allowed
+    ]
     combine = merge.merge_medications if merged else merge.unmerged_medications
     return combine(medications, fills)
 
@@ -85,6 +104,10 @@ async def _dispenses(ctx: Context, patient: Patient, path: Path) -> list[Medicat
     calls = [ctx.loaders.people(source, DISPENSES).load(person) for source in sources]
     results, _ = await gather_sources(calls, ctx.problems, path)
     return [fill for i in sorted(results) for fill in results[i]]
+
+
+async def _nothing() -> list[MedicationDispense]:
+    return []
 
 
 def person_query(patient: Patient) -> PersonQuery | None:

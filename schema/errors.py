@@ -11,7 +11,7 @@ from typing import Any
 from graphql import GraphQLError
 
 from app.sources.errors import SourceError
-from resolvers.context import SourceProblems
+from resolvers.context import Denials, SourceProblems
 from resolvers.errors import ClientError
 
 INTERNAL_MESSAGE = "Internal server error"
@@ -59,9 +59,22 @@ def format_source_problems(problems: SourceProblems) -> list[dict[str, Any]]:
     return out
 
 
-def format_errors(errors: Iterable[GraphQLError], problems: SourceProblems) -> list[dict[str, Any]]:
+def format_denials(denials: Denials) -> list[dict[str, Any]]:
+    return [
+        {
+            "message": message,
+            **({"path": list(path)} if path else {}),
+            "extensions": {"code": "FORBIDDEN"},
+        }
+        for path, message in denials.items
+    ]
+
+
+def format_errors(
+    errors: Iterable[GraphQLError], problems: SourceProblems, denials: Denials
+) -> list[dict[str, Any]]:
     formatted = [format_error(e) for e in errors if not isinstance(e.original_error, SourceError)]
-    return formatted + format_source_problems(problems)
+    return formatted + format_source_problems(problems) + format_denials(denials)
 
 
 def simple_error(message: str, code: str) -> dict[str, Any]:

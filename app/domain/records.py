@@ -24,17 +24,24 @@ R = TypeVar("R")
 @dataclass(frozen=True, slots=True)
 class RecordKind(Generic[R]):
     name: str
+    # The FHIR resource type names its records carry in `SourceLink.resource_type`: what an
+    # access policy names.
+    resource_types: tuple[str, ...]
 
 
-OBSERVATIONS: RecordKind[Observation] = RecordKind("observations")
-CONDITIONS: RecordKind[Condition] = RecordKind("conditions")
-ALLERGIES: RecordKind[Allergy] = RecordKind("allergies")
-MEDICATIONS: RecordKind[Medication] = RecordKind("medications")
-IMMUNIZATIONS: RecordKind[Immunization] = RecordKind("immunizations")
-ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters")
-PROCEDURES: RecordKind[Procedure] = RecordKind("procedures")
-DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind("diagnostic_reports")
-DISPENSES: RecordKind[MedicationDispense] = RecordKind("dispenses")
+OBSERVATIONS: RecordKind[Observation] = RecordKind("observations", ("Observation",))
+CONDITIONS: RecordKind[Condition] = RecordKind("conditions", ("Condition",))
+ALLERGIES: RecordKind[Allergy] = RecordKind("allergies", ("AllergyIntolerance",))
+MEDICATIONS: RecordKind[Medication] = RecordKind(
+    "medications", ("MedicationRequest", "MedicationStatement", "MedicationDispense")
+)
+IMMUNIZATIONS: RecordKind[Immunization] = RecordKind("immunizations", ("Immunization",))
+ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters", ("Encounter",))
+PROCEDURES: RecordKind[Procedure] = RecordKind("procedures", ("Procedure",))
+DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind(
+    "diagnostic_reports", ("DiagnosticReport",)
+)
+DISPENSES: RecordKind[MedicationDispense] = RecordKind("dispenses", ("MedicationDispense",))
 
 ALL_KINDS: tuple[RecordKind[Any], ...] = (
     OBSERVATIONS,

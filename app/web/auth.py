@@ -17,9 +17,13 @@ async def authenticate(request: Request, settings: AuthSettings, keyset: KeySet)
     Authorization header: a URL would put them in proxy and server logs."""
     if any(name in request.query_params for name in URL_TOKEN_PARAMS):
         raise AuthenticationError("Tokens are not accepted in the URL")
-    header = request.headers.get("authorization")
-    if header is None:
+    values = request.headers.getlist("authorization")
+    if not values:
         raise AuthenticationError("Missing bearer token")
+    if len(values) > 1:
+        # Proxies and frameworks disagree on which of several wins: accept none.
+        raise AuthenticationError("Send exactly one Authorization header")
+    header = values[0]
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("Authorization must be 'Bearer <token>'")

@@ -76,7 +76,12 @@ async def graphql_post(request: Request) -> Response:
         query, variables, operation = _parse_body(await request.body(), request)
     except ValueError as exc:
         return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
-    context = Context(principal, runtime.services, RequestLoaders(runtime.services.index))
+    context = Context(
+        principal,
+        runtime.services,
+        RequestLoaders(runtime.services.index),
+        runtime.policy.decide(principal),
+    )
     try:
         result = await runtime.schema.execute(
             query,
@@ -88,7 +93,7 @@ async def graphql_post(request: Request) -> Response:
     except InvalidOperationTypeError:
         return json_response(simple_error("Only queries are served", "BAD_USER_INPUT"), 400)
     payload: dict[str, Any] = {"data": result.data}
-    errors = format_errors(result.errors or [], context.problems)
+    errors = format_errors(result.errors or [], context.problems, context.denials)
     if errors:
         payload["errors"] = errors
     rejected = result.data is None and any(is_request_error(e) for e in result.errors or [])

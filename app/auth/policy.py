@@ -1,0 +1,103 @@
+"""Who may read what: one declarative policy (roles -> resource types) combined with the
+caller's SMART scopes and patient context into an `Access` decision per request.
+
+Scope: resource-type level and patient confinement. Field masking, sensitive-data labels and
+break-the-glass are not decided here yet (issue 4 continues).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from app.auth.principal import Principal
+from app.auth.scopes import Context, parse_scopes
+
+EVERY_TYPE = "*"
+
+
+class PolicyError(Exception):
+    """The policy file is unusable (the message names the problem, never a token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRule:
+    read: frozenset[str]
+    own_record_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    roles: Mapping[str, RoleRule]
+
+    def decide(self, principal: Principal) -> Access:
+        rules = [self.roles[r] for r in principal.roles if r in self.roles]
+        by_roles = frozenset().union(*(rule.read for rule in rules)) if rules else frozenset()
+        scopes = parse_scopes(" ".join(principal.scopes))
+        # Granular (constrained) scopes are not evaluated yet: they grant nothing (fail closed).
+        usable = [s for s in scopes.scopes if not s.constraints and "r" in s.permissions]
+        by_scopes = frozenset(s.resource_type for s in usable)
+        patient_scoped = bool(usable) and all(s.context is Context.PATIENT for s in usable)
+        confined = patient_scoped or any(rule.own_record_only for rule in rules)
+        return Access(
+            roles_read=by_roles,
+            scopes_read=by_scopes,
+            confined_to=(principal.patient or "") if confined else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One caller's read rights for one request."""
+
+    roles_read: frozenset[str]
+    scopes_read: frozenset[str]
+    # PatientGraph id the caller is limited to; "" = limited but no patient context (nothing);
+    # None = not limited to one patient.
+    confined_to: str | None
+
+    def can_read(self, resource_type: str) -> bool:
+        role_ok = EVERY_TYPE in self.roles_read or resource_type in self.roles_read
+        scope_ok = EVERY_TYPE in self.scopes_read or resource_type in self.scopes_read
+        return role_ok and scope_ok
+
+    def can_see_patient(self, patient_id: str) -> bool:
+        return self.confined_to is None or (
+            bool(self.confined_to) and patient_id == self.confined_to
+        )
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy at `path`, or the shipped default."""
+    try:
+        text = (
+            path.read_text(encoding="utf-8")
+            if path is not None
+            else resources.files("app.auth").joinpath("default_policy.toml").read_text("utf-8")
+        )
+        data = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"policy file unreadable: {exc.__class__.__name__}") from None
+    return Policy(_roles(data))
+
+
+def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
+    roles = data.get("roles")
+    if not isinstance(roles, dict) or not roles:
+        raise PolicyError("policy: [roles.<name>] tables are required")
+    out = {}
+    for name, rule in roles.items():
+        if not isinstance(rule, dict) or set(rule) - {"read", "own_record_only"}:
+            raise PolicyError(f"policy: roles.{name} may only set read and own_record_only")
+        read = rule.get("read", [])
+        own = rule.get("own_record_only", False)
+        if not isinstance(read, list) or not all(isinstance(t, str) for t in read):
+            raise PolicyError(f"policy: roles.{name}.read must be a list of resource types")
+        if not isinstance(own, bool):
+            raise PolicyError(f"policy: roles.{name}.own_record_only must be true or false")
+        out[name] = RoleRule(frozenset(read), own)
+    return out
