@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.domain.patients import SSN_SYSTEM
+
 ENV_PREFIX = "PATIENTGRAPH_"
-SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
 DEFAULT_HASH_KEY = "patientgraph-default-index-key"
 
 

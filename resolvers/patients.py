@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Sequence
 
-from app.domain.common import SourceLink
-from app.domain.patients import Patient, PatientCriteria, SourcePatient
+from app.auth.policy import Access
+from app.domain.common import Identifier, SourceLink
+from app.domain.patients import SSN_SYSTEM, Patient, PatientCriteria, SourcePatient
 from app.identity.index import is_patient_id
 from resolvers.context import Context
 from resolvers.errors import Forbidden, UserInputError
@@ -103,3 +105,20 @@ def _validate(criteria: PatientCriteria) -> None:
             raise UserInputError(f"'{name}' must be 1 to 200 characters")
     if criteria.identifier is not None and criteria.identifier.endswith("|"):
         raise UserInputError("'identifier' must be 'system|value' or 'value'")
+
+
+def visible_identifiers(patient: Patient, access: Access) -> list[Identifier]:
+    """The patient's identifiers as this caller may see them: an SSN in full only for roles
+    whose policy says so, else as its last four digits (minimum necessary)."""
+    if access.ssn_in_full:
+        return list(patient.identifiers)
+    return [
+        dataclasses.replace(i, value=f"***-**-{_digits(i.value)[-4:]}")
+        if i.system == SSN_SYSTEM
+        else i
+        for i in patient.identifiers
+    ]
+
+
+def _digits(value: str) -> str:
+    return "".join(c for c in value if c.isdigit())

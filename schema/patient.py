@@ -10,6 +10,7 @@ from app.domain import patients as domain
 from app.domain import records as kinds
 from app.domain.records import RecordKind, RecordQuery
 from resolvers.pagination import Page, paginate
+from resolvers.patients import visible_identifiers
 from resolvers.records import records_of
 from schema.allergies import Allergy
 from schema.common import Connection, HumanName, Identifier, SourceLink
@@ -91,9 +92,15 @@ class Patient:
     id: strawberry.ID = strawberry.field(
         description="PatientGraph id: stable, opaque, one per person."
     )
-    identifiers: list[Identifier] = strawberry.field(
-        description="Identifiers from every linked record (MRNs, SSN, ...), without duplicates."
+
+    @strawberry.field(
+        description="Identifiers from every linked record (MRNs, SSN, ...), without duplicates. "
+        "A US SSN is shown as its last four digits (`***-**-1234`) unless the caller's role "
+        "needs it in full."
     )
+    def identifiers(self, root: strawberry.Parent[domain.Patient], info: Info) -> list[Identifier]:
+        return visible_identifiers(root, info.context.access)  # type: ignore[return-value]
+
     name: HumanName | None = strawberry.field(
         description="Official name, from the highest-priority source that has one."
     )

@@ -1,8 +1,9 @@
 """Who may read what: one declarative policy (roles -> resource types) combined with the
 caller's SMART scopes and patient context into an `Access` decision per request.
 
-Scope: resource-type level and patient confinement. Field masking, sensitive-data labels and
-break-the-glass are not decided here yet (issue 4 continues).
+Decided here: which record types a caller reads, whether it is confined to one patient, and
+whether it sees SSNs in full. Sensitive-data labels and break-the-glass are not decided here
+yet (issue 4 continues).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.auth.principal import Principal
 from app.auth.scopes import Context, parse_scopes
 
 EVERY_TYPE = "*"
+ROLE_KEYS = frozenset({"read", "own_record_only", "ssn"})
 
 
 class PolicyError(Exception):
@@ -28,6 +30,7 @@ class PolicyError(Exception):
 class RoleRule:
     read: frozenset[str]
     own_record_only: bool = False
+    ssn_in_full: bool = False  # else an SSN is shown as its last four digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Policy:
             roles_read=by_roles,
             scopes_read=by_scopes,
             confined_to=(principal.patient or "") if confined else None,
+            ssn_in_full=any(rule.ssn_in_full for rule in rules),
         )
 
 
@@ -59,6 +63,7 @@ class Access:
     # PatientGraph id the caller is limited to; "" = limited but no patient context (nothing);
     # None = not limited to one patient.
     confined_to: str | None
+    ssn_in_full: bool = False
 
     def can_read(self, resource_type: str) -> bool:
         role_ok = EVERY_TYPE in self.roles_read or resource_type in self.roles_read
@@ -91,13 +96,16 @@ def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
         raise PolicyError("policy: [roles.<name>] tables are required")
     out = {}
     for name, rule in roles.items():
-        if not isinstance(rule, dict) or set(rule) - {"read", "own_record_only"}:
-            raise PolicyError(f"policy: roles.{name} may only set read and own_record_only")
+        if not isinstance(rule, dict) or set(rule) - ROLE_KEYS:
+            raise PolicyError(f"policy: roles.{name} may only set {', '.join(sorted(ROLE_KEYS))}")
         read = rule.get("read", [])
         own = rule.get("own_record_only", False)
+        ssn = rule.get("ssn", "last4")
+        if ssn not in ("full", "last4"):
+            raise PolicyError(f'policy: roles.{name}.ssn must be "full" or "last4"')
         if not isinstance(read, list) or not all(isinstance(t, str) for t in read):
             raise PolicyError(f"policy: roles.{name}.read must be a list of resource types")
         if not isinstance(own, bool):
             raise PolicyError(f"policy: roles.{name}.own_record_only must be true or false")
-        out[name] = RoleRule(frozenset(read), own)
+        out[name] = RoleRule(frozenset(read), own, ssn == "full")
     return out

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from app.domain.common import HumanName, Identifier, SourceLink
 
+SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"  # US Social Security number identifiers
+
 
 @dataclass(frozen=True, slots=True)
 class SourcePatient:

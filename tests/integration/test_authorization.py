@@ -171,3 +171,27 @@ async def test_patient_role_without_patient_claim_sees_nothing(api: Api) -> None
     ).json()
     assert me == {"data": {"me": None}}
     assert listed["data"]["patients"]["totalCount"] == 0
+
+
+@pytest.mark.parametrize(
+    ("role", "full"),
+    [("clinician", False), ("care-coordinator", False), ("billing", True), ("admin", True)],
+)
+async def test_ssn_is_shown_in_full_only_to_roles_that_need_it(
+    api: Api, population: DemoPopulation, role: str, full: bool
+) -> None:
+    person = population.people[0]
+    body = (
+        await api.query(
+            "query($i: String) { patients(identifier: $i) { nodes { "
+            "identifiers { system value } } } }",
+            {"i": person.ssn},
+            role=role,
+        )
+    ).json()
+    (patient,) = body["data"]["patients"]["nodes"]
+    ssns = [i["value"] for i in patient["identifiers"] if i["system"].endswith("us-ssn")]
+    mrns = [i["value"] for i in patient["identifiers"] if i["system"].endswith(":mrn")]
+    assert ssns == [person.ssn if full else f"***-**-{person.ssn[-4:]}"]
+    assert len(mrns) == 2  # other identifiers are not masked
+    assert full or person.ssn not in str(body)

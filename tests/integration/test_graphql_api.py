@@ -27,7 +27,8 @@ def first_pages(upstream: Upstream) -> list[str]:
 async def test_patients_are_linked_across_sources(api: Api, population: DemoPopulation) -> None:
     response = await api.query(
         "{ patients(first: 100) { totalCount nodes { id identifiers { system value } "
-        "sources { sourceId localId } } } }"
+        "sources { sourceId localId } } } }",
+        role="admin",  # sees SSNs in full
     )
     body = response.json()
     assert response.status_code == 200, body
