@@ -222,7 +222,7 @@ async def baseline_root(ctx: Context, pg: strawberry.Schema, gql: graphql.GraphQ
     records: dict[str, dict[str, list[Any]]] = {}
     for patient in patients:
         records[patient.id] = {
-            kind.name: await records_of(ctx, patient, kind, RecordQuery(patient=""))
+            kind.name: (await records_of(ctx, patient, kind, RecordQuery(patient=""))).records
             for kind in ALL_KINDS
         }
     patient_type = gql.get_type("Patient")

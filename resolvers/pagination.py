@@ -25,6 +25,7 @@ class Page(Generic[T]):
     nodes: Sequence[T]
     page_info: PageInfo
     total_count: int
+    withheld: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,12 @@ def page_size(first: int | None, limits: PageLimits) -> int:
 
 
 def paginate(
-    items: Sequence[T], first: int | None, after: str | None, limits: PageLimits
+    items: Sequence[T],
+    first: int | None,
+    after: str | None,
+    limits: PageLimits,
+    *,
+    withheld: int = 0,
 ) -> Page[T]:
     size = page_size(first, limits)
     start = decode_cursor(after) + 1 if after else 0
@@ -72,4 +78,5 @@ def paginate(
             end_cursor=encode_cursor(end) if nodes else None,
         ),
         total_count=len(items),
+        withheld=withheld,
     )

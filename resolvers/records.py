@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar, cast
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
 
 from app.domain.medications import Medication, MedicationDispense
 from app.domain.observations import Observation
@@ -26,6 +27,12 @@ R = TypeVar("R")
 Path = tuple[str | int, ...] | None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordSet(Generic[R]):
+    records: list[R]
+    withheld: int  # held back by the sensitivity rules: the caller learns how many, not which
+
+
 async def records_of(
     ctx: Context,
     patient: Patient,
@@ -34,10 +41,25 @@ async def records_of(
     path: Path = None,
     *,
     merged: bool = True,
+) -> RecordSet[R]:
+    """The records of `kind` this caller may see. Record types the caller may not read are
+    neither fetched nor returned (a FORBIDDEN error at `path` says so); sensitive records
+    are counted in `withheld` unless the caller's role may see them."""
+    found = await _readable_records(ctx, patient, kind, filters, path, merged=merged)
+    visible = [r for r in found if not ctx.access.withholds(r)]
+    return RecordSet(visible, len(found) - len(visible))
+
+
+async def _readable_records(
+    ctx: Context,
+    patient: Patient,
+    kind: RecordKind[R],
+    filters: RecordQuery,
+    path: Path,
+    *,
+    merged: bool,
 ) -> list[R]:
-    """`filters.patient` is ignored: each linked source record supplies its own local id.
-    Only record types the caller may read are fetched and returned; what policy withholds is
-    reported as a FORBIDDEN error at `path`."""
+    """`filters.patient` is ignored: each linked source record supplies its own local id."""
     allowed = _allowed_types(ctx, kind, path)
     if not allowed:
         return []

@@ -76,3 +76,7 @@ class Connection(Generic[T]):
     nodes: list[T] = strawberry.field(description="The items on this page, newest first.")
     page_info: PageInfo = strawberry.field(description="Paging position.")
     total_count: int | None = strawberry.field(description="Number of items across all pages.")
+    withheld: int = strawberry.field(
+        description="How many records the caller's access policy holds back as sensitive "
+        "(restricted labels or sensitive codes). Never which: they are not in `totalCount`."
+    )

@@ -65,8 +65,8 @@ async def _page(
     merged: bool = True,
 ) -> Page[Any]:
     ctx = info.context
-    records = await records_of(ctx, root, kind, filters, path_of(info), merged=merged)
-    return paginate(records, first, after, ctx.services.page_limits)
+    found = await records_of(ctx, root, kind, filters, path_of(info), merged=merged)
+    return paginate(found.records, first, after, ctx.services.page_limits, withheld=found.withheld)
 
 
 def _collection(kind: RecordKind[Any], node: type, description: str) -> Any:

@@ -1,9 +1,9 @@
 """Who may read what: one declarative policy (roles -> resource types) combined with the
 caller's SMART scopes and patient context into an `Access` decision per request.
 
-Decided here: which record types a caller reads, whether it is confined to one patient, and
-whether it sees SSNs in full. Sensitive-data labels and break-the-glass are not decided here
-yet (issue 4 continues).
+Decided here: which record types a caller reads, whether it is confined to one patient,
+whether it sees SSNs in full, and whether sensitive records are held back from it.
+Break-the-glass is not decided here yet (issue 4 continues).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from app.auth.principal import Principal
 from app.auth.scopes import Context, parse_scopes
 
 EVERY_TYPE = "*"
-ROLE_KEYS = frozenset({"read", "own_record_only", "ssn"})
+# The attribute holding a record's main code, in the order records use them.
+CODED_ATTRIBUTES = ("code", "medication", "vaccine")
+ROLE_KEYS = frozenset({"read", "own_record_only", "ssn", "sensitive"})
 
 
 class PolicyError(Exception):
@@ -31,11 +33,31 @@ class RoleRule:
     read: frozenset[str]
     own_record_only: bool = False
     ssn_in_full: bool = False  # else an SSN is shown as its last four digits
+    sensitive: bool = False  # may see records the sensitivity rules hold back
+
+
+@dataclass(frozen=True, slots=True)
+class Sensitivity:
+    """What makes a record sensitive: a security label (meta.security code: confidentiality
+    R/V, or an ActCode sensitivity such as HIV, ETH, PSY) or one of the listed codes."""
+
+    labels: frozenset[str] = frozenset()
+    codes: frozenset[tuple[str, str]] = frozenset()  # (system, code)
+
+    def applies_to(self, record: Any) -> bool:
+        meta = getattr(record, "meta", None)
+        if meta is not None and any(c.code in self.labels for c in meta.security):
+            return True
+        concept = next((getattr(record, a) for a in CODED_ATTRIBUTES if hasattr(record, a)), None)
+        return concept is not None and any(
+            (c.system or "", c.code or "") in self.codes for c in concept.coding
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     roles: Mapping[str, RoleRule]
+    sensitivity: Sensitivity = Sensitivity()
 
     def decide(self, principal: Principal) -> Access:
         rules = [self.roles[r] for r in principal.roles if r in self.roles]
@@ -51,6 +73,7 @@ class Policy:
             scopes_read=by_scopes,
             confined_to=(principal.patient or "") if confined else None,
             ssn_in_full=any(rule.ssn_in_full for rule in rules),
+            sensitivity=None if any(rule.sensitive for rule in rules) else self.sensitivity,
         )
 
 
@@ -64,6 +87,11 @@ class Access:
     # None = not limited to one patient.
     confined_to: str | None
     ssn_in_full: bool = False
+    # Rules for records to hold back from this caller; None when its role may see them.
+    sensitivity: Sensitivity | None = None
+
+    def withholds(self, record: Any) -> bool:
+        return self.sensitivity is not None and self.sensitivity.applies_to(record)
 
     def can_read(self, resource_type: str) -> bool:
         role_ok = EVERY_TYPE in self.roles_read or resource_type in self.roles_read
@@ -87,7 +115,7 @@ def load_policy(path: Path | None = None) -> Policy:
         data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"policy file unreadable: {exc.__class__.__name__}") from None
-    return Policy(_roles(data))
+    return Policy(_roles(data), _sensitivity(data))
 
 
 def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
@@ -101,11 +129,29 @@ def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
         read = rule.get("read", [])
         own = rule.get("own_record_only", False)
         ssn = rule.get("ssn", "last4")
+        sensitive = rule.get("sensitive", False)
+        if not isinstance(sensitive, bool):
+            raise PolicyError(f"policy: roles.{name}.sensitive must be true or false")
         if ssn not in ("full", "last4"):
             raise PolicyError(f'policy: roles.{name}.ssn must be "full" or "last4"')
         if not isinstance(read, list) or not all(isinstance(t, str) for t in read):
             raise PolicyError(f"policy: roles.{name}.read must be a list of resource types")
         if not isinstance(own, bool):
             raise PolicyError(f"policy: roles.{name}.own_record_only must be true or false")
-        out[name] = RoleRule(frozenset(read), own, ssn == "full")
+        out[name] = RoleRule(frozenset(read), own, ssn == "full", sensitive)
     return out
+
+
+def _sensitivity(data: Mapping[str, Any]) -> Sensitivity:
+    section = data.get("sensitive", {})
+    if not isinstance(section, dict) or set(section) - {"labels", "codes"}:
+        raise PolicyError("policy: [sensitive] may only set labels and codes")
+    labels, codes = section.get("labels", []), section.get("codes", [])
+    if not all(isinstance(x, list) for x in (labels, codes)) or not all(
+        isinstance(x, str) for x in [*labels, *codes]
+    ):
+        raise PolicyError("policy: sensitive.labels and sensitive.codes must be lists of strings")
+    if any("|" not in c for c in codes):
+        raise PolicyError("policy: sensitive.codes entries must be system|code")
+    pairs = frozenset((system, code) for system, _, code in (c.rpartition("|") for c in codes))
+    return Sensitivity(frozenset(labels), pairs)
