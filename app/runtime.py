@@ -11,6 +11,7 @@ import httpx
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth.break_glass import BreakGlassLog
 from app.auth.jwks import KeySet
 from app.auth.policy import Policy, load_policy
 from app.identity.index import PatientIndex
@@ -33,6 +34,7 @@ class Runtime:
     registry: SourceRegistry
     services: Services
     policy: Policy
+    break_glass_log: BreakGlassLog
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +66,7 @@ async def open_runtime(
         )
         schema = build_schema(introspection=settings.server.introspection)
         policy = load_policy(settings.auth.policy_file)
-        yield Runtime(settings, schema, keyset, engine, registry, services, policy)
+        yield Runtime(settings, schema, keyset, engine, registry, services, policy, BreakGlassLog())
     finally:
         await registry.aclose()
         await engine.dispose()

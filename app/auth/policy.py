@@ -3,7 +3,7 @@ caller's SMART scopes and patient context into an `Access` decision per request.
 
 Decided here: which record types a caller reads, whether it is confined to one patient,
 whether it sees SSNs in full, and whether sensitive records are held back from it.
-Break-the-glass is not decided here yet (issue 4 continues).
+An accepted break-the-glass assertion (`app.auth.break_glass`) lifts the sensitivity rules.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from app.auth.scopes import Context, parse_scopes
 EVERY_TYPE = "*"
 # The attribute holding a record's main code, in the order records use them.
 CODED_ATTRIBUTES = ("code", "medication", "vaccine")
-ROLE_KEYS = frozenset({"read", "own_record_only", "ssn", "sensitive"})
+ROLE_KEYS = frozenset({"read", "own_record_only", "ssn", "sensitive", "break_glass"})
+DEFAULT_BREAK_GLASS_MINUTES = 60
 
 
 class PolicyError(Exception):
@@ -34,6 +35,7 @@ class RoleRule:
     own_record_only: bool = False
     ssn_in_full: bool = False  # else an SSN is shown as its last four digits
     sensitive: bool = False  # may see records the sensitivity rules hold back
+    break_glass: bool = False  # may lift the sensitivity rules in an emergency, with a reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,13 @@ class Sensitivity:
 class Policy:
     roles: Mapping[str, RoleRule]
     sensitivity: Sensitivity = Sensitivity()
+    break_glass_minutes: int = DEFAULT_BREAK_GLASS_MINUTES
 
-    def decide(self, principal: Principal) -> Access:
+    def may_break_glass(self, principal: Principal) -> bool:
+        return any(self.roles[r].break_glass for r in principal.roles if r in self.roles)
+
+    def decide(self, principal: Principal, *, break_glass: bool = False) -> Access:
+        """`break_glass`: an accepted emergency assertion lifts the sensitivity rules only."""
         rules = [self.roles[r] for r in principal.roles if r in self.roles]
         by_roles = frozenset().union(*(rule.read for rule in rules)) if rules else frozenset()
         scopes = parse_scopes(" ".join(principal.scopes))
@@ -73,7 +80,9 @@ class Policy:
             scopes_read=by_scopes,
             confined_to=(principal.patient or "") if confined else None,
             ssn_in_full=any(rule.ssn_in_full for rule in rules),
-            sensitivity=None if any(rule.sensitive for rule in rules) else self.sensitivity,
+            sensitivity=None
+            if break_glass or any(rule.sensitive for rule in rules)
+            else self.sensitivity,
         )
 
 
@@ -115,7 +124,7 @@ def load_policy(path: Path | None = None) -> Policy:
         data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"policy file unreadable: {exc.__class__.__name__}") from None
-    return Policy(_roles(data), _sensitivity(data))
+    return Policy(_roles(data), _sensitivity(data), _break_glass_minutes(data))
 
 
 def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
@@ -130,15 +139,19 @@ def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
         own = rule.get("own_record_only", False)
         ssn = rule.get("ssn", "last4")
         sensitive = rule.get("sensitive", False)
-        if not isinstance(sensitive, bool):
-            raise PolicyError(f"policy: roles.{name}.sensitive must be true or false")
+        break_glass = rule.get("break_glass", False)
+        for key, flag in (
+            ("own_record_only", own),
+            ("sensitive", sensitive),
+            ("break_glass", break_glass),
+        ):
+            if not isinstance(flag, bool):
+                raise PolicyError(f"policy: roles.{name}.{key} must be true or false")
         if ssn not in ("full", "last4"):
             raise PolicyError(f'policy: roles.{name}.ssn must be "full" or "last4"')
         if not isinstance(read, list) or not all(isinstance(t, str) for t in read):
             raise PolicyError(f"policy: roles.{name}.read must be a list of resource types")
-        if not isinstance(own, bool):
-            raise PolicyError(f"policy: roles.{name}.own_record_only must be true or false")
-        out[name] = RoleRule(frozenset(read), own, ssn == "full", sensitive)
+        out[name] = RoleRule(frozenset(read), own, ssn == "full", sensitive, break_glass)
     return out
 
 
@@ -155,3 +168,13 @@ def _sensitivity(data: Mapping[str, Any]) -> Sensitivity:
         raise PolicyError("policy: sensitive.codes entries must be system|code")
     pairs = frozenset((system, code) for system, _, code in (c.rpartition("|") for c in codes))
     return Sensitivity(frozenset(labels), pairs)
+
+
+def _break_glass_minutes(data: Mapping[str, Any]) -> int:
+    section = data.get("break_glass", {})
+    minutes = (
+        section.get("minutes", DEFAULT_BREAK_GLASS_MINUTES) if isinstance(section, dict) else None
+    )
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 24 * 60:
+        raise PolicyError("policy: break_glass.minutes must be a whole number from 1 to 1440")
+    return minutes

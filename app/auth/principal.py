@@ -13,3 +13,4 @@ class Principal:
     patient: str | None  # PatientGraph id of a patient-context token
     token_id: str | None  # `jti`, for the audit trail; never the token itself
     issuer: str
+    issued_at: float | None = None  # `iat`: break-the-glass needs a recent sign-in

@@ -8,19 +8,23 @@ headers are refused; JWE and oversized tokens are refused before any parsing.
 from __future__ import annotations
 
 import base64
+import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from jose import jwt
-from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+from jose import jwk, jwt
+from jose.exceptions import JOSEError, JWTClaimsError
 
 from app.auth.jwks import Jwk, KeySet, KeySetError
 from app.auth.principal import Principal
 
+log = logging.getLogger(__name__)
 MAX_TOKEN_BYTES = 8192
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp")
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
 
 
@@ -43,28 +47,28 @@ async def verify_access_token(
         raise AuthenticationError("Token algorithm not accepted")
     if any(name in header for name in FORBIDDEN_HEADERS):
         raise AuthenticationError("Token header not accepted")
-    key = await _select_key(keyset, header.get("kid"), alg)
+    key = _verifier(await _select_key(keyset, header.get("kid"), alg), alg)
     try:
         claims = jwt.decode(
             token,
-            dict(key),
+            key,
             algorithms=[alg],
             audience=audience,
             issuer=issuer,
-            options={
-                "require_exp": True,
-                "require_iss": True,
-                "require_aud": True,
-                "require_sub": True,
-                "leeway": leeway_seconds,
-            },
+            # Time claims are checked by _check_times: python-jose calls int() on them, so a null,
+            # list or overflowing value raised TypeError/OverflowError (a 500) and a numeric
+            # string passed. Its `require_*` options would re-enable those checks, so presence
+            # is checked below instead (which also keeps "missing claim" apart from "bad
+            # signature").
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
         )
-    except ExpiredSignatureError as exc:
-        raise AuthenticationError("Token expired") from exc
     except JWTClaimsError as exc:
         raise AuthenticationError("Token claims not accepted") from exc
     except JOSEError as exc:
         raise AuthenticationError("Token signature not valid") from exc
+    missing = [name for name in REQUIRED_CLAIMS if name not in claims]
+    if missing:
+        raise AuthenticationError(f"Token lacks required claims: {', '.join(missing)}")
     _check_times(claims, leeway_seconds)
     return _principal(claims)
 
@@ -97,6 +101,16 @@ async def _select_key(keyset: KeySet, kid: Any, alg: str) -> Jwk:
     return matches[0]
 
 
+def _verifier(key: Jwk, alg: str) -> Any:
+    """The JWK as a python-jose key. Built here, not inside jwt.decode: a malformed JWKS entry
+    (say `"n": 123`) made python-jose raise ValueError/TypeError there, a 500 for every token."""
+    try:
+        return jwk.construct(dict(key), alg)
+    except (JOSEError, ValueError, TypeError) as exc:
+        log.warning("JWKS key %r unusable for %s (%s)", key.get("kid"), alg, type(exc).__name__)
+        raise AuthenticationError("Token signing key unusable") from exc
+
+
 def _matching(keys: Sequence[Jwk], kid: Any, alg: str) -> list[Jwk]:
     if kid is not None and not isinstance(kid, str):
         return []
@@ -113,15 +127,38 @@ def _matching(keys: Sequence[Jwk], kid: Any, alg: str) -> list[Jwk]:
 
 def _check_times(claims: Mapping[str, Any], leeway: int) -> None:
     now = time.time()
-    iat = claims.get("iat")
-    if iat is not None and (not isinstance(iat, int | float) or iat > now + leeway):
+    exp, nbf, iat = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
+    if exp is None or exp <= now - leeway:
+        raise AuthenticationError("Token expired")
+    if nbf is not None and nbf > now + leeway:
+        raise AuthenticationError("Token not yet valid")
+    if iat is not None and iat > now + leeway:
         raise AuthenticationError("Token issued in the future")
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """RFC 7519 NumericDate: a JSON number (not a string, boolean, null, infinity or an integer
+    too large for a float)."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthenticationError("Token time claims not accepted")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise AuthenticationError("Token time claims not accepted") from None
+    if not math.isfinite(number):
+        raise AuthenticationError("Token time claims not accepted")
+    return number
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
     roles = claims.get("roles", [])
     scope = claims.get("scope", "")
     patient = claims.get("patient")
+    if not str(claims["sub"]).strip():
+        raise AuthenticationError("Token subject not accepted")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise AuthenticationError("Token roles claim not accepted")
     if not isinstance(scope, str) or (patient is not None and not isinstance(patient, str)):
@@ -134,4 +171,5 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         patient=patient,
         token_id=jti if isinstance(jti, str) else None,
         issuer=str(claims["iss"]),
+        issued_at=float(iat) if isinstance((iat := claims.get("iat")), int | float) else None,
     )

@@ -47,6 +47,7 @@ ROLE_SCOPES = {
 }
 # Large pages: a dashboard's batched search for 20 patients then needs no follow-up page.
 DEMO_PAGE_SIZE = 500
+LIMITED_CLINICIAN_SCOPES = "openid fhirUser user/Patient.rs user/Observation.rs"
 LAB = "citylab"
 PHARMACY = "pharmacy"
 INDEX_QUERY = "{ patients(first: 100) { nodes { id identifiers { system value } } } }"
@@ -59,6 +60,7 @@ class DemoHandle:
     patients: list[str]
     upstreams: DemoUpstreams
     lab: LabDelivery
+    limited_clinician_token: str  # scopes for demographics and observations only
 
     def tokens_file_json(self) -> str:
         return json.dumps(
@@ -165,14 +167,14 @@ async def running_demo(
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = key_id(key)
 
-    def token(role: str, patient: str | None = None) -> str:
+    def token(role: str, patient: str | None = None, scope: str | None = None) -> str:
         return issue_token(
             key,
             issuer=ISSUER,
             audience=AUDIENCE,
             subject=f"demo-{role}",
             roles=[role],
-            scope=ROLE_SCOPES[role],
+            scope=scope or ROLE_SCOPES[role],
             patient=patient,
             ttl_seconds=12 * 3600,
             kid=kid,
@@ -198,7 +200,8 @@ async def running_demo(
                 graphql_url = f"{base}/graphql"
                 patient_ids = await _index_patients(graphql_url, tokens["admin"])
                 tokens = {"patient": token("patient", patient_ids[0]), **tokens}
-                yield DemoHandle(graphql_url, tokens, patient_ids, upstreams, lab)
+                limited = token("clinician", scope=LIMITED_CLINICIAN_SCOPES)
+                yield DemoHandle(graphql_url, tokens, patient_ids, upstreams, lab, limited)
 
 
 async def _index_patients(graphql_url: str, admin_token: str) -> list[str]:
@@ -241,6 +244,8 @@ async def run_demo(host: str, port: int, tokens_file: Path | None) -> None:
         print("Tokens (send as 'Authorization: Bearer <token>'):")
         for role, value in demo.tokens.items():
             print(f"  {role}: {value}")
+        print(f"Clinician token limited to {LIMITED_CLINICIAN_SCOPES!r}:")
+        print(f"  {demo.limited_clinician_token}")
         if tokens_file is not None:
             await asyncio.to_thread(_write_atomically, tokens_file, demo.tokens_file_json())
         print("Press Ctrl+C to stop.", flush=True)

@@ -147,6 +147,22 @@ def test_demo_serves_until_signalled_then_exits_cleanly(
         assert response.status_code == 200, response.text
         assert response.json() == {"data": {"patients": {"totalCount": len(patients)}}}
 
+        # The clinician token with limited scopes reads demographics and observations only.
+        printed_so_far = (tmp_path / "stdout.txt").read_text()
+        (limited,) = re.findall(r"^Clinician token limited to .*:\n  (\S+)$", printed_so_far, re.M)
+        response = client.post(
+            "/graphql",
+            json={
+                "query": "{ patients(first: 1) { nodes { observations { totalCount } "
+                "conditions { totalCount } } } }"
+            },
+            headers={"Authorization": f"Bearer {limited}"},
+        )
+        body = response.json()
+        assert body["data"]["patients"]["nodes"][0]["observations"]["totalCount"] > 0
+        assert [e["path"][-1] for e in body["errors"]] == ["conditions"]
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
         response = client.get("/healthz")
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}

@@ -56,10 +56,10 @@ def test_patient_confinement() -> None:
         ("[roles.a]\nread = 'Patient'", "roles.a.read"),
         ("[roles.a]\nread = ['Patient']\nwrite = ['Patient']", "roles.a may only"),
         ("[roles.a]\nread = []\nown_record_only = 'yes'", "own_record_only"),
-    ("[roles.a]\nread = []\nsensitive = 1", "roles.a.sensitive"),
-    ("[roles.a]\nread = []\n[sensitive]\ncodes = ['no-bar']", "system|code"),
-    ("[roles.a]\nread = []\n[sensitive]\nlabels = 'R'", "lists of strings"),
-    ("[roles.a]\nread = []\n[sensitive]\nlevel = 3", "[sensitive] may only"),
+        ("[roles.a]\nread = []\nsensitive = 1", "roles.a.sensitive"),
+        ("[roles.a]\nread = []\n[sensitive]\ncodes = ['no-bar']", "system|code"),
+        ("[roles.a]\nread = []\n[sensitive]\nlabels = 'R'", "lists of strings"),
+        ("[roles.a]\nread = []\n[sensitive]\nlevel = 3", "[sensitive] may only"),
     ],
 )
 def test_bad_policy_files_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
