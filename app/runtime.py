@@ -53,7 +53,11 @@ async def open_runtime(
             log.warning("identity.hash_key is the built-in default: set a secret of your own")
         auth = settings.auth
         keyset = KeySet(
-            path=auth.jwks_file, url=auth.jwks_url, cache_seconds=auth.jwks_cache_seconds
+            path=auth.jwks_file,
+            url=auth.jwks_url,
+            cache_seconds=auth.jwks_cache_seconds,
+            min_refresh_seconds=auth.jwks_min_refresh_seconds,
+            timeout_seconds=auth.jwks_timeout_seconds,
         )
         services = Services(
             patient_sources=registry.patient_sources,

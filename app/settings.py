@@ -58,6 +58,8 @@ class AuthSettings(_Section):
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(30, ge=0, le=300)
     jwks_cache_seconds: int = Field(300, ge=10)
+    jwks_min_refresh_seconds: int = Field(30, ge=1)  # at most one refetch per interval
+    jwks_timeout_seconds: float = Field(5.0, gt=0, le=60)
     policy_file: Path | None = None  # access policy (TOML); default: the shipped policy
 
     @model_validator(mode="after")
