@@ -8,6 +8,7 @@ wrong (not an object, no id) raises `MappingError`; the source counts and report
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,13 +71,25 @@ def _num(value: Any) -> float | None:
 
 
 def coding(data: Json) -> Coding:
-    return Coding(_str(data.get("system")), _str(data.get("code")), _str(data.get("display")))
+    return _coding(_str(data.get("system")), _str(data.get("code")), _str(data.get("display")))
 
 
 def concept(data: Any) -> CodeableConcept:
     data = _obj(data)
     codings = tuple(coding(c) for c in _objs(data.get("coding")))
     text = _str(data.get("text")) or next((c.display for c in codings if c.display), None)
+    return _concept(text, codings)
+
+
+# The same few codes (LOINC, SNOMED, units) recur in every bundle: sharing one immutable
+# instance per distinct value saves most of the allocation in mapping.
+@functools.lru_cache(maxsize=8192)
+def _coding(system: str | None, code: str | None, display: str | None) -> Coding:
+    return Coding(system, code, display)
+
+
+@functools.lru_cache(maxsize=8192)
+def _concept(text: str | None, codings: tuple[Coding, ...]) -> CodeableConcept:
     return CodeableConcept(text, codings)
 
 
