@@ -46,8 +46,11 @@ async def records_of(
     neither fetched nor returned (a FORBIDDEN error at `path` says so); sensitive records
     are counted in `withheld` unless the caller's role may see them."""
     found = await _readable_records(ctx, patient, kind, filters, path, merged=merged)
-    visible = [r for r in found if not ctx.access.withholds(r)]
-    return RecordSet(visible, len(found) - len(visible))
+    in_scope = [r for r in found if ctx.access.allows_record(r)]
+    if len(in_scope) < len(found):
+        ctx.denials.add(path, "Some records are outside the token's scopes")
+    visible = [r for r in in_scope if not ctx.access.withholds(r)]
+    return RecordSet(visible, len(in_scope) - len(visible))
 
 
 async def _readable_records(

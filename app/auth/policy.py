@@ -70,14 +70,18 @@ class Policy:
         rules = [self.roles[r] for r in principal.roles if r in self.roles]
         by_roles = frozenset().union(*(rule.read for rule in rules)) if rules else frozenset()
         scopes = parse_scopes(" ".join(principal.scopes))
-        # Granular (constrained) scopes are not evaluated yet: they grant nothing (fail closed).
-        usable = [s for s in scopes.scopes if not s.constraints and "r" in s.permissions]
-        by_scopes = frozenset(s.resource_type for s in usable)
+        usable = [s for s in scopes.scopes if "r" in s.permissions]
+        by_scopes = frozenset(s.resource_type for s in usable if not s.constraints)
+        constrained: dict[str, list[tuple[tuple[str, str], ...]]] = {}
+        for s in usable:
+            if s.constraints:
+                constrained.setdefault(s.resource_type, []).append(s.constraints)
         patient_scoped = bool(usable) and all(s.context is Context.PATIENT for s in usable)
         confined = patient_scoped or any(rule.own_record_only for rule in rules)
         return Access(
             roles_read=by_roles,
             scopes_read=by_scopes,
+            scopes_read_if={t: tuple(c) for t, c in constrained.items()},
             confined_to=(principal.patient or "") if confined else None,
             ssn_in_full=any(rule.ssn_in_full for rule in rules),
             sensitivity=None
@@ -91,7 +95,10 @@ class Access:
     """One caller's read rights for one request."""
 
     roles_read: frozenset[str]
-    scopes_read: frozenset[str]
+    scopes_read: frozenset[str]  # types granted by scopes without constraints
+    # SMART v2 granular scopes: type -> alternatives, each a set of (category|code, token)
+    # constraints a record must all meet (e.g. `user/Observation.rs?category=laboratory`).
+    scopes_read_if: Mapping[str, tuple[tuple[tuple[str, str], ...], ...]]
     # PatientGraph id the caller is limited to; "" = limited but no patient context (nothing);
     # None = not limited to one patient.
     confined_to: str | None
@@ -103,14 +110,47 @@ class Access:
         return self.sensitivity is not None and self.sensitivity.applies_to(record)
 
     def can_read(self, resource_type: str) -> bool:
-        role_ok = EVERY_TYPE in self.roles_read or resource_type in self.roles_read
-        scope_ok = EVERY_TYPE in self.scopes_read or resource_type in self.scopes_read
-        return role_ok and scope_ok
+        """Some records of this type may be read (granular scopes: `allows_record` decides)."""
+        return self._role_ok(resource_type) and (
+            self._fully_scoped(resource_type) or bool(self._conditions(resource_type))
+        )
+
+    def allows_record(self, record: Any) -> bool:
+        """Whether this record (typed by its first source link) is within the caller's rights,
+        granular scopes evaluated."""
+        resource_type: str = record.sources[0].resource_type
+        if not self._role_ok(resource_type):
+            return False
+        if self._fully_scoped(resource_type):
+            return True
+        return any(
+            all(_meets(record, key, token) for key, token in alternative)
+            for alternative in self._conditions(resource_type)
+        )
+
+    def _role_ok(self, resource_type: str) -> bool:
+        return EVERY_TYPE in self.roles_read or resource_type in self.roles_read
+
+    def _fully_scoped(self, resource_type: str) -> bool:
+        return EVERY_TYPE in self.scopes_read or resource_type in self.scopes_read
+
+    def _conditions(self, resource_type: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+        return self.scopes_read_if.get(resource_type, ()) + self.scopes_read_if.get(EVERY_TYPE, ())
 
     def can_see_patient(self, patient_id: str) -> bool:
         return self.confined_to is None or (
             bool(self.confined_to) and patient_id == self.confined_to
         )
+
+
+def _meets(record: Any, key: str, token: str) -> bool:
+    """A SMART granular constraint: `category` against the record's category codes (the
+    domain keeps codes only, so the system part is not compared), `code` as a FHIR token
+    against its code. A record without that element does not meet it (fail closed)."""
+    if key == "category":
+        return token.rpartition("|")[2] in getattr(record, "category", ())
+    concept = getattr(record, "code", None)
+    return key == "code" and concept is not None and bool(concept.has_code(token))
 
 
 def load_policy(path: Path | None = None) -> Policy:

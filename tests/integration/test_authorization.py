@@ -21,8 +21,8 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("clinician", "user/Patient.rs user/Observation.rs", "conditions", FORBIDDEN),
     (
         "clinician",
-        "user/Patient.rs user/Observation.rs?category=laboratory",
-        "observations",
+        "user/Patient.rs user/Condition.rs?category=no-such-category",
+        "conditions",
         FORBIDDEN,
     ),
     ("care-coordinator", "user/*.rs", "encounters", VALUE),
@@ -195,3 +195,31 @@ async def test_ssn_is_shown_in_full_only_to_roles_that_need_it(
     assert ssns == [person.ssn if full else f"***-**-{person.ssn[-4:]}"]
     assert len(mrns) == 2  # other identifiers are not masked
     assert full or person.ssn not in str(body)
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "user/Patient.rs user/Observation.rs?category=laboratory",
+        "user/Patient.rs user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/"
+        "observation-category|laboratory",
+        "user/Patient.rs user/*.rs?category=laboratory",
+    ],
+)
+async def test_granular_scopes_filter_records(
+    api: Api, population: DemoPopulation, scope: str
+) -> None:
+    patient_id = await a_patient_id(api, population)
+    query = (
+        "query($id: ID!) { patient(id: $id) { observations(first: 100) { totalCount "
+        "nodes { category } } conditions { totalCount } } }"
+    )
+    everything = (await api.query(query, {"id": patient_id})).json()["data"]["patient"]
+    body = (await api.query(query, {"id": patient_id}, scope=scope)).json()
+    observations = body["data"]["patient"]["observations"]
+    labs = [n for n in everything["observations"]["nodes"] if "laboratory" in n["category"]]
+    assert observations["totalCount"] == len(labs) > 0
+    assert all("laboratory" in n["category"] for n in observations["nodes"])
+    assert ["patient", "observations"] in forbidden_paths(body)  # the rest: said, not silent
+    # Conditions carry no laboratory category: none pass a category-constrained scope.
+    assert body["data"]["patient"]["conditions"]["totalCount"] == 0
