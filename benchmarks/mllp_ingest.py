@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 
+from app.domain.patients import SSN_SYSTEM
 from app.identity.index import PatientIndex
 from app.identity.index import metadata as index_metadata
 from app.settings import Hl7v2SourceSettings
@@ -93,7 +94,7 @@ async def full_pipeline(url: str, msgs: Sequence[bytes], connections: int) -> fl
     async with engine.begin() as conn:  # a fresh store every run
         await conn.run_sync(lab_metadata.drop_all)
         await conn.run_sync(index_metadata.drop_all)
-    index = PatientIndex(engine, ["http://hl7.org/fhir/sid/us-ssn"], "bench-key")
+    index = PatientIndex(engine, [SSN_SYSTEM], "bench-key")
     store = LabStore(engine)
     await index.create_tables()
     await store.create_tables()

@@ -25,7 +25,6 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-# ANCHOR and UPSTREAMS are part of this module's API; RXNORM is re-exported for tests.
 from app.demo.catalog import ANCHOR as ANCHOR
 from app.demo.catalog import FAMILY_NAMES, GIVEN_NAMES, PANEL_OF, V2_0074, V2_0203
 from app.demo.catalog import RXNORM as RXNORM
@@ -46,7 +45,9 @@ from app.demo.facts import (
     procedure_facts,
 )
 
-SSN_SYSTEM: Final = "http://hl7.org/fhir/sid/us-ssn"
+# ANCHOR and UPSTREAMS are part of this module's API; RXNORM is re-exported for tests.
+from app.domain.patients import SSN_SYSTEM
+
 MRN_SYSTEMS: Final[Mapping[str, str]] = MappingProxyType(
     {"hospital": "urn:demo:hospital:mrn", "clinic": "urn:demo:clinic:mrn"}
 )

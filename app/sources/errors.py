@@ -42,3 +42,14 @@ class SourceDataError(SourceError):
 
     reason = "sent data that could not be read"
     state = "unreadable"
+
+
+def raise_for_status(source_id: str, status: int) -> None:
+    """The HTTP status rules every HTTP source shares: 2xx passes; 4xx means the upstream
+    refused our request, except 408/429 (busy: unavailable); 5xx unavailable."""
+    if status < 300:
+        return
+    error: type[SourceError] = SourceRejected if 400 <= status < 500 else SourceUnavailable
+    if status in (408, 429):
+        error = SourceUnavailable
+    raise error(source_id, f"HTTP {status}")

@@ -13,10 +13,9 @@ import orjson
 
 from app.sources.errors import (
     SourceDataError,
-    SourceError,
-    SourceRejected,
     SourceTimeout,
     SourceUnavailable,
+    raise_for_status,
 )
 
 Json = dict[str, Any]
@@ -89,7 +88,7 @@ class FhirClient:
             raise SourceTimeout(self.source_id, exc.__class__.__name__) from exc
         except httpx.HTTPError as exc:
             raise SourceUnavailable(self.source_id, exc.__class__.__name__) from exc
-        _raise_for_status(self.source_id, response.status_code)
+        raise_for_status(self.source_id, response.status_code)
         try:
             data = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -97,15 +96,6 @@ class FhirClient:
         if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
             raise SourceDataError(self.source_id, "response is not a Bundle")
         return data
-
-
-def _raise_for_status(source_id: str, status: int) -> None:
-    if status < 300:
-        return
-    error: type[SourceError] = SourceRejected if 400 <= status < 500 else SourceUnavailable
-    if status in (408, 429):
-        error = SourceUnavailable
-    raise error(source_id, f"HTTP {status}")
 
 
 def _matches(bundle: Json, resource_type: str) -> list[Json]:

@@ -38,8 +38,8 @@ from typing import Final, Literal
 from app.domain.common import CodeableConcept, Identifier, RecordMeta, SourceLink
 from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.observations import Observation
-from app.domain.patients import SourcePatient
-from app.sources.hl7v2.patient import GENDER, US_SSN, birth_date, identifier, patient_name
+from app.domain.patients import SSN_SYSTEM, SourcePatient
+from app.sources.hl7v2.patient import GENDER, birth_date, identifier, patient_name
 from app.sources.hl7v2.syntax import (
     Reader,
     Segment,
@@ -114,7 +114,7 @@ def _patient(r: Reader, pid: Segment, source_id: str) -> SourcePatient:
             idents.append(ident)
     # PID-19 SSN number (deprecated since v2.3.1, still common).
     if ssn := r.get(pid, 19):
-        idents.append(Identifier(US_SSN, ssn, "SS"))
+        idents.append(Identifier(SSN_SYSTEM, ssn, "SS"))
     seen: dict[tuple[str | None, str], Identifier] = {}
     for ident in idents:
         seen.setdefault((ident.system, ident.value), ident)
@@ -122,7 +122,7 @@ def _patient(r: Reader, pid: Segment, source_id: str) -> SourcePatient:
     if not unique:
         raise MessageRejected("AE", "PID-3 holds no patient identifier", "101")
     # The patient's local id: the first PID-3 identifier that is not an SSN, else the SSN.
-    chosen = next((i for i in unique if i.system != US_SSN), unique[0])
+    chosen = next((i for i in unique if i.system != SSN_SYSTEM), unique[0])
     sex = r.get(pid, 8).upper()
     return SourcePatient(
         link=SourceLink(

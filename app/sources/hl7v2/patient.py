@@ -9,9 +9,9 @@ from typing import Final
 from urllib.parse import quote
 
 from app.domain.common import HumanName, Identifier
+from app.domain.patients import SSN_SYSTEM
 from app.sources.hl7v2.syntax import Reader, Repetition, Segment, timestamp
 
-US_SSN: Final = "http://hl7.org/fhir/sid/us-ssn"
 AUTHORITY_SYSTEM: Final = "urn:hl7v2:authority:"
 
 
@@ -43,7 +43,7 @@ def identifier(r: Reader, rep: Repetition) -> Identifier | None:
     type_code = r.comp(rep, 5)
     system: str | None
     if type_code.upper() == "SS" or namespace.upper() in _SSN_AUTHORITIES:
-        system = US_SSN
+        system = SSN_SYSTEM
     elif universal and universal_type.upper() == "ISO":  # HD.2 an OID (table 0301 "ISO")
         system = f"urn:oid:{universal}"
     elif universal and universal_type.upper() == "UUID":

@@ -206,7 +206,7 @@ class NcpdpSource:
                 headers={"Content-Type": XML_MEDIA_TYPE},
             ) as response,
         ):
-            _raise_for_status(self.id, response.status_code)
+            errors.raise_for_status(self.id, response.status_code)
             return await self._read_body(response)
 
     async def _read_body(self, response: httpx.Response) -> bytes:
@@ -240,15 +240,3 @@ class NcpdpSource:
 def _code(value: str | None) -> str:
     """A peer's code as it may appear in an operator's log: a short code or nothing of it."""
     return value if value is not None and _CODE.fullmatch(value) else "no readable code"
-
-
-def _raise_for_status(source_id: str, status: int) -> None:
-    """Same rules as the FHIR client: 4xx rejected (but 408/429 unavailable), 5xx unavailable."""
-    if status < 300:
-        return
-    error: type[errors.SourceError] = (
-        errors.SourceRejected if 400 <= status < 500 else errors.SourceUnavailable
-    )
-    if status in (408, 429):
-        error = errors.SourceUnavailable
-    raise error(source_id, f"HTTP {status}")
