@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--scope")
     token.add_argument("--patient")
     token.add_argument("--ttl", type=int, default=3600)
+    token.add_argument(
+        "--purpose", action="append", default=[], help="purpose of use code, e.g. TREAT"
+    )
+    token.add_argument(
+        "--practitioner", help="the user's practitioner identifier, system|value (care team)"
+    )
     token.add_argument("--kid", help="key id header (default: thumbprint, as `jwks` prints)")
     token.set_defaults(handler=_token)
 
@@ -125,6 +131,8 @@ def _token(args: argparse.Namespace) -> int:
             patient=args.patient,
             ttl_seconds=args.ttl,
             kid=args.kid or key_id(key),
+            purposes=args.purpose,
+            practitioner=args.practitioner,
         )
     )
     return 0
@@ -156,12 +164,13 @@ def _check_config(args: argparse.Namespace) -> int:
 def _valid_settings(path: Path, prefix: str) -> Settings | None:
     """The settings, with the access policy they name loaded once to prove it is usable; or
     None after printing what is wrong (never a traceback)."""
-    from app.auth.policy import PolicyError, load_policy
+    from app.auth.policy import PolicyError
     from app.settings import ConfigError, load_settings
+    from schema.build import load_checked_policy
 
     try:
         settings = load_settings(path)
-        load_policy(settings.auth.policy_file)
+        load_checked_policy(settings.auth.policy_file)
     except ConfigError as exc:
         print(f"{prefix}{exc}", file=sys.stderr)
         return None

@@ -21,6 +21,7 @@ from app.store import create_engine
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
 from schema.build import build_schema
+from schema.field_rules import FIELD_OWNERS
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ async def open_runtime(
                 settings.graphql.default_page_size, settings.graphql.max_page_size
             ),
         )
-        schema = build_schema(introspection=settings.server.introspection)
-        policy = load_policy(settings.auth.policy_file)
+        policy = load_policy(settings.auth.policy_file, FIELD_OWNERS)
+        schema = build_schema(introspection=settings.server.introspection, policy=policy)
         yield Runtime(settings, schema, keyset, engine, registry, services, policy, BreakGlassLog())
     finally:
         await registry.aclose()

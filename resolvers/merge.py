@@ -3,7 +3,8 @@ lives here, so clinicians and reviewers can read them in one place.
 
 Patients
   One `Patient` per PatientGraph id. Demographics come from the first source (configured
-  priority order) that has them; identifiers are the union of all linked records.
+  priority order) that has them; addresses and telecom likewise come all from one source, the
+  first that has any (never mixed); identifiers are the union of all linked records.
 
 Observations (`merged: true`, the default)
   Two observations are the same fact when they share a code (the LOINC code when either has
@@ -20,6 +21,11 @@ Medications (`merged: true`, the default)
   Each pharmacy fill is attached (`fills`) to the latest entry of the same drug dated on or
   before the fill's written date (else the latest entry of that drug); fills of a drug with no
   order or statement become one entry of kind DISPENSE.
+
+Notes
+  When observations or medications from several sources become one entry, its `notes` are
+  the union of their notes in source-priority order, each text once (compared ignoring
+  spacing). Conditions and the other kinds are not merged, so each record keeps its own notes.
 
 `merged: false` returns every source's records as they came (fills as their own DISPENSE
 entries), for clinicians who need to see each system's version.
@@ -42,6 +48,7 @@ from app.domain.observations import Observation
 from app.domain.patients import Patient, SourcePatient
 
 R = TypeVar("R")
+Merged = TypeVar("Merged", Observation, Medication)  # the kinds whose records merge into one
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
@@ -122,8 +129,7 @@ def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
         if key is None:
             out.append(obs)
         elif key in seen:
-            first = out[seen[key]]
-            out[seen[key]] = dataclasses.replace(first, sources=_union(first.sources, obs.sources))
+            out[seen[key]] = _absorb(out[seen[key]], obs)
         else:
             seen[key] = len(out)
             out.append(obs)
@@ -156,6 +162,22 @@ def _value_key(obs: Observation) -> tuple[Any, ...] | None:
 
 def _union(a: tuple[SourceLink, ...], b: tuple[SourceLink, ...]) -> tuple[SourceLink, ...]:
     return a + tuple(link for link in b if link not in a)
+
+
+def _absorb(first: Merged, other: Merged) -> Merged:
+    """`first` (the higher-priority record) standing for both: `other`'s sources and notes
+    are added after its own."""
+    notes = union_notes(first.notes, other.notes) if other.notes else first.notes
+    return dataclasses.replace(first, sources=_union(first.sources, other.sources), notes=notes)
+
+
+def union_notes(*notes: Sequence[str]) -> tuple[str, ...]:
+    """Every note once, in the order given; two notes are the same text when they differ only
+    in spacing (the first one's wording is kept)."""
+    out: dict[str, str] = {}
+    for note in (n for group in notes for n in group):
+        out.setdefault(" ".join(note.split()), note)
+    return tuple(out.values())
 
 
 # ---- medications -----------------------------------------------------------------------------
@@ -225,9 +247,7 @@ class _DrugIndex:
         for i in self._candidates(keys):
             entry = self.items[i]
             if day and entry.kind == med.kind and _medication_date(entry) == day:
-                self.items[i] = dataclasses.replace(
-                    entry, sources=_union(entry.sources, med.sources)
-                )
+                self.items[i] = _absorb(entry, med)
                 return
         self._index(len(self.items), keys)
         self.items.append(med)

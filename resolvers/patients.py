@@ -7,9 +7,10 @@ import re
 from collections.abc import Awaitable, Sequence
 
 from app.auth.policy import Access
-from app.domain.common import Identifier, SourceLink
+from app.domain.common import Address, Identifier, SourceLink
 from app.domain.patients import SSN_SYSTEM, Patient, PatientCriteria, SourcePatient
 from app.identity.index import is_patient_id
+from resolvers.care_team import bound_to_care_team, on_care_team, on_care_team_each
 from resolvers.context import Context
 from resolvers.errors import Forbidden, UserInputError
 from resolvers.merge import merge_patient
@@ -29,6 +30,8 @@ async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Pat
         # Same answer whether or not the patient exists: no enumeration through errors.
         raise Forbidden("This patient is outside the caller's access")
     links: tuple[SourceLink, ...] = await ctx.loaders.links.load(patient_id)
+    if bound_to_care_team(ctx) and not await on_care_team(ctx, links, path):
+        raise Forbidden("This patient is outside the caller's access")
     if not links:
         return None
     records, failed = await _source_patients(ctx, links, path)
@@ -63,6 +66,10 @@ async def search_patients(
     # A patient-context caller finds only themself; nothing more is fetched for anyone else.
     order = [pid for pid in dict.fromkeys(patient_ids) if ctx.access.can_see_patient(pid)]
     links = await ctx.loaders.links.load_many(order)
+    if bound_to_care_team(ctx):
+        kept = await on_care_team_each(ctx, links, path)
+        order = [pid for pid, keep in zip(order, kept, strict=True) if keep]
+        links = [group for group, keep in zip(links, kept, strict=True) if keep]
     records = {p.link: p for p in found}
     missing = [link for group in links for link in group if link not in records]
     extra, _ = await _source_patients(ctx, missing, path)
@@ -122,3 +129,26 @@ def visible_identifiers(patient: Patient, access: Access) -> list[Identifier]:
 
 def _digits(value: str) -> str:
     return "".join(c for c in value if c.isdigit())
+
+
+def visible_addresses(patient: Patient, access: Access) -> list[Address]:
+    """The patient's addresses in full for roles whose policy says so; else only the region:
+    city, state, country and the first three ZIP digits (minimum necessary)."""
+    if access.address_in_full:
+        return list(patient.addresses)
+    return [
+        Address(
+            use=a.use,
+            lines=(),
+            city=a.city,
+            state=a.state,
+            postal_code=_zip3(a.postal_code),
+            country=a.country,
+        )
+        for a in patient.addresses
+    ]
+
+
+def _zip3(postal_code: str | None) -> str | None:
+    code = (postal_code or "").strip()
+    return f"{code[:3]}**" if len(code) >= 5 else None  # a shorter code would show whole

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import strawberry
 from graphql import GraphQLError
@@ -10,8 +11,10 @@ from strawberry.extensions import DisableIntrospection, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from app.auth.policy import Policy, PolicyError, load_policy
 from app.logging import describe_exception
 from schema.errors import error_code
+from schema.field_rules import FIELD_OWNERS, field_rule_problems, guard_fields
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 
@@ -32,13 +35,28 @@ class PatientGraphSchema(strawberry.Schema):
                 )
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+def build_schema(*, introspection: bool = True, policy: Policy | None = None) -> strawberry.Schema:
+    """The schema, with the fields `policy` denies to some role guarded; raises PolicyError
+    when the policy names a field that cannot be denied."""
     extensions: list[type[SchemaExtension]] = []
     if not introspection:
         extensions.append(DisableIntrospection)
-    return PatientGraphSchema(
+    schema = PatientGraphSchema(
         query=Query, extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP)
     )
+    if policy is not None:
+        problems = field_rule_problems(schema, policy.denied_fields)
+        if problems:
+            raise PolicyError(f"policy: deny_fields {'; '.join(problems)}")
+        guard_fields(schema, policy.denied_fields)
+    return schema
+
+
+def load_checked_policy(path: Path | None) -> Policy:
+    """The policy at `path` (or the default), its field rules checked against the schema."""
+    policy = load_policy(path, FIELD_OWNERS)
+    build_schema(policy=policy)
+    return policy
 
 
 def sdl() -> str:

@@ -47,6 +47,28 @@ class HumanName:
     text: str | None = strawberry.field(description="The full name as displayed.")
 
 
+@strawberry.type(description="A postal address.")
+class Address:
+    use: str | None = strawberry.field(description="home, work, temp, old or billing.")
+    lines: list[str] = strawberry.field(description="Street lines (empty when masked).")
+    city: str | None = strawberry.field(description="City or town.")
+    state: str | None = strawberry.field(description="State or province (abbreviation).")
+    postal_code: str | None = strawberry.field(
+        description="ZIP or postal code; only its first three digits when masked (`021**`)."
+    )
+    country: str | None = strawberry.field(description="Country (ISO 3166 code or name).")
+    text: str | None = strawberry.field(
+        description="The whole address as written (null when masked)."
+    )
+
+
+@strawberry.type(description="A way to reach someone: phone, e-mail, ...")
+class ContactPoint:
+    system: str | None = strawberry.field(description="phone, fax, email, pager, url, sms, other.")
+    value: str = strawberry.field(description="The number or address.")
+    use: str | None = strawberry.field(description="home, work, temp, old or mobile.")
+
+
 @strawberry.type(description="Provenance: one upstream record behind this data.")
 class SourceLink:
     source_id: str = strawberry.field(description="Configured id of the upstream source.")

@@ -23,3 +23,7 @@ class Condition(Record):
     onset: str | None = strawberry.field(description="When it began (ISO 8601 or text).")
     abatement: str | None = strawberry.field(description="When it resolved, if it did.")
     recorded_date: str | None = strawberry.field(description="When it was first recorded.")
+    notes: list[str] | None = strawberry.field(
+        description="Free-text comments on the record (may be withheld by role: null with a "
+        "FORBIDDEN error)."
+    )

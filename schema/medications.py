@@ -56,3 +56,7 @@ class Medication(Record):
     fills: list[MedicationDispense] = strawberry.field(
         description="Pharmacy fills of this medication, newest first (see `merged`)."
     )
+    notes: list[str] | None = strawberry.field(
+        description="Free-text comments on the record (may be withheld by role: null with a "
+        "FORBIDDEN error)."
+    )

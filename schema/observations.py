@@ -49,3 +49,7 @@ class Observation(Record):
     components: list[ObservationComponent] = strawberry.field(
         description="Parts of a panel-like observation (e.g. blood pressure)."
     )
+    notes: list[str] | None = strawberry.field(
+        description="Free-text comments on the record (may be withheld by role: null with a "
+        "FORBIDDEN error)."
+    )

@@ -10,10 +10,10 @@ from app.domain import patients as domain
 from app.domain import records as kinds
 from app.domain.records import RecordKind, RecordQuery
 from resolvers.pagination import Page, paginate
-from resolvers.patients import visible_identifiers
+from resolvers.patients import visible_addresses, visible_identifiers
 from resolvers.records import records_of
 from schema.allergies import Allergy
-from schema.common import Connection, HumanName, Identifier, SourceLink
+from schema.common import Address, Connection, ContactPoint, HumanName, Identifier, SourceLink
 from schema.conditions import Condition
 from schema.context import Info, path_of
 from schema.diagnostic_reports import DiagnosticReport
@@ -108,6 +108,19 @@ class Patient:
     gender: str | None = strawberry.field(description="male, female, other or unknown.")
     sources: list[SourceLink] = strawberry.field(
         description="Every upstream patient record linked to this person."
+    )
+
+    @strawberry.field(
+        description="Postal addresses, from the highest-priority source that has any. Minimum "
+        "necessary: roles that need less see only city, state, country and the first three "
+        "ZIP digits."
+    )
+    def address(self, root: strawberry.Parent[domain.Patient], info: Info) -> list[Address] | None:
+        return visible_addresses(root, info.context.access)  # type: ignore[return-value]
+
+    telecom: list[ContactPoint] | None = strawberry.field(
+        description="Phone numbers and e-mail addresses, from the highest-priority source that "
+        "has any (null with a FORBIDDEN error for roles the policy denies them)."
     )
 
     @strawberry.field(

@@ -1,32 +1,56 @@
 """Who may read what: one declarative policy (roles -> resource types) combined with the
 caller's SMART scopes and patient context into an `Access` decision per request.
 
-Decided here: which record types a caller reads, whether it is confined to one patient,
-whether it sees SSNs in full, and whether sensitive records are held back from it.
-An accepted break-the-glass assertion (`app.auth.break_glass`) lifts the sensitivity rules.
+Decided here: which of the caller's roles apply to the purpose of use its token states,
+which record types it reads, whether it is confined to one patient or to its care team,
+which fields are denied to it, how identifiers and addresses are masked, and whether
+sensitive records are held back. An accepted break-the-glass assertion
+(`app.auth.break_glass`) lifts the sensitivity rules.
+
+Roles add up: a caller with several roles reads what any of them reads. A field is denied
+when every one of the caller's roles that reads its record type denies it, so a second role
+cannot quietly undo a denial on data it does not cover.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from app.auth.principal import Principal
+from app.auth.principal import PURPOSE_CODE, Principal
 from app.auth.scopes import Context, parse_scopes
 
 EVERY_TYPE = "*"
 # The attribute holding a record's main code, in the order records use them.
 CODED_ATTRIBUTES = ("code", "medication", "vaccine")
-ROLE_KEYS = frozenset({"read", "own_record_only", "ssn", "sensitive", "break_glass"})
+ROLE_KEYS = frozenset(
+    {
+        "read",
+        "own_record_only",
+        "care_team_only",
+        "ssn",
+        "address",
+        "deny_fields",
+        "purposes",
+        "sensitive",
+        "break_glass",
+    }
+)
 DEFAULT_BREAK_GLASS_MINUTES = 60
+FIELD_COORDINATE = re.compile(r"[A-Z][A-Za-z0-9]*\.[a-z][A-Za-z0-9]*")  # GraphQL Type.field
 
 
 class PolicyError(Exception):
     """The policy file is unusable (the message names the problem, never a token)."""
+
+
+class PurposeRefused(Exception):
+    """The token's purpose of use is not one its roles may act for (answered 403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +60,13 @@ class RoleRule:
     ssn_in_full: bool = False  # else an SSN is shown as its last four digits
     sensitive: bool = False  # may see records the sensitivity rules hold back
     break_glass: bool = False  # may lift the sensitivity rules in an emergency, with a reason
+    care_team_only: bool = False  # patients whose encounters list the caller's practitioner id
+    address_in_full: bool = False  # else city, state, country and the ZIP's first 3 digits
+    deny_fields: frozenset[str] = frozenset()  # GraphQL `Type.field` coordinates
+    purposes: frozenset[str] | None = None  # purposes of use it may act for; None: any
+
+    def reads_any(self, resource_types: frozenset[str]) -> bool:
+        return EVERY_TYPE in self.read or bool(self.read & resource_types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +92,36 @@ class Policy:
     roles: Mapping[str, RoleRule]
     sensitivity: Sensitivity = Sensitivity()
     break_glass_minutes: int = DEFAULT_BREAK_GLASS_MINUTES
+    purpose_required: bool = False  # refuse tokens that state no purpose of use
+    # GraphQL type -> the resource types its records come from (`Medication` ->
+    # MedicationRequest, ...), from the schema: decides which roles a field denial concerns.
+    field_owners: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def denied_fields(self) -> frozenset[str]:
+        """Every field some role denies: the ones the schema must guard."""
+        return frozenset().union(*(rule.deny_fields for rule in self.roles.values()))
+
+    def rules_for(self, principal: Principal) -> list[RoleRule]:
+        """The caller's roles that apply to the purpose of use its token states (all of them
+        when it states none); raises PurposeRefused when roles exist but none applies."""
+        rules = [self.roles[r] for r in principal.roles if r in self.roles]
+        if not principal.purposes:
+            if self.purpose_required and rules:
+                raise PurposeRefused("The token must state a purpose of use")
+            return rules
+        applicable = [r for r in rules if r.purposes is None or principal.purposes <= r.purposes]
+        if rules and not applicable:
+            raise PurposeRefused("The token's purpose of use is not permitted for its roles")
+        return applicable
 
     def may_break_glass(self, principal: Principal) -> bool:
-        return any(self.roles[r].break_glass for r in principal.roles if r in self.roles)
+        return any(rule.break_glass for rule in self.rules_for(principal))
 
     def decide(self, principal: Principal, *, break_glass: bool = False) -> Access:
-        """`break_glass`: an accepted emergency assertion lifts the sensitivity rules only."""
-        rules = [self.roles[r] for r in principal.roles if r in self.roles]
+        """`break_glass`: an accepted emergency assertion lifts the sensitivity rules only.
+        Raises PurposeRefused (see `rules_for`)."""
+        rules = self.rules_for(principal)
         by_roles = frozenset().union(*(rule.read for rule in rules)) if rules else frozenset()
         scopes = parse_scopes(" ".join(principal.scopes))
         usable = [s for s in scopes.scopes if "r" in s.permissions]
@@ -78,6 +132,9 @@ class Policy:
                 constrained.setdefault(s.resource_type, []).append(s.constraints)
         patient_scoped = bool(usable) and all(s.context is Context.PATIENT for s in usable)
         confined = patient_scoped or any(rule.own_record_only for rule in rules)
+        # Limited to a care team only when every role that reads patients is.
+        readers = [rule for rule in rules if rule.reads_any(frozenset({"Patient"}))]
+        care_team_only = bool(readers) and all(rule.care_team_only for rule in readers)
         return Access(
             roles_read=by_roles,
             scopes_read=by_scopes,
@@ -87,7 +144,21 @@ class Policy:
             sensitivity=None
             if break_glass or any(rule.sensitive for rule in rules)
             else self.sensitivity,
+            care_team=(principal.practitioner or "") if care_team_only else None,
+            address_in_full=any(rule.address_in_full for rule in rules),
+            denied_fields=self._denied_fields(rules),
         )
+
+    def _denied_fields(self, rules: list[RoleRule]) -> frozenset[str]:
+        """Fields denied by every role that reads their record type (all roles' when the
+        type is not a record type)."""
+        denied = set()
+        for coordinate in frozenset().union(*(rule.deny_fields for rule in rules)):
+            owner = self.field_owners.get(coordinate.partition(".")[0])
+            concerned = [r for r in rules if owner is None or r.reads_any(owner)]
+            if all(coordinate in r.deny_fields for r in concerned):
+                denied.add(coordinate)
+        return frozenset(denied)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +176,11 @@ class Access:
     ssn_in_full: bool = False
     # Rules for records to hold back from this caller; None when its role may see them.
     sensitivity: Sensitivity | None = None
+    # Practitioner identifier (`system|value`) whose care team bounds the patients seen;
+    # "" = bound but no identifier in the token (no patient); None = not bound.
+    care_team: str | None = None
+    address_in_full: bool = False
+    denied_fields: frozenset[str] = frozenset()  # GraphQL `Type.field` nulled with FORBIDDEN
 
     def withholds(self, record: Any) -> bool:
         return self.sensitivity is not None and self.sensitivity.applies_to(record)
@@ -153,8 +229,11 @@ def _meets(record: Any, key: str, token: str) -> bool:
     return key == "code" and concept is not None and bool(concept.has_code(token))
 
 
-def load_policy(path: Path | None = None) -> Policy:
-    """The policy at `path`, or the shipped default."""
+def load_policy(
+    path: Path | None = None, field_owners: Mapping[str, frozenset[str]] | None = None
+) -> Policy:
+    """The policy at `path`, or the shipped default. `field_owners` (from the schema) maps
+    GraphQL types to resource types; `schema.field_rules` checks the coordinates."""
     try:
         text = (
             path.read_text(encoding="utf-8")
@@ -164,7 +243,13 @@ def load_policy(path: Path | None = None) -> Policy:
         data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"policy file unreadable: {exc.__class__.__name__}") from None
-    return Policy(_roles(data), _sensitivity(data), _break_glass_minutes(data))
+    return Policy(
+        _roles(data),
+        _sensitivity(data),
+        _break_glass_minutes(data),
+        _purpose_required(data),
+        field_owners or {},
+    )
 
 
 def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
@@ -175,24 +260,53 @@ def _roles(data: Mapping[str, Any]) -> dict[str, RoleRule]:
     for name, rule in roles.items():
         if not isinstance(rule, dict) or set(rule) - ROLE_KEYS:
             raise PolicyError(f"policy: roles.{name} may only set {', '.join(sorted(ROLE_KEYS))}")
-        read = rule.get("read", [])
-        own = rule.get("own_record_only", False)
-        ssn = rule.get("ssn", "last4")
-        sensitive = rule.get("sensitive", False)
-        break_glass = rule.get("break_glass", False)
-        for key, flag in (
-            ("own_record_only", own),
-            ("sensitive", sensitive),
-            ("break_glass", break_glass),
-        ):
-            if not isinstance(flag, bool):
+        for key in ("own_record_only", "care_team_only", "sensitive", "break_glass"):
+            if not isinstance(rule.get(key, False), bool):
                 raise PolicyError(f"policy: roles.{name}.{key} must be true or false")
-        if ssn not in ("full", "last4"):
+        if rule.get("ssn", "last4") not in ("full", "last4"):
             raise PolicyError(f'policy: roles.{name}.ssn must be "full" or "last4"')
-        if not isinstance(read, list) or not all(isinstance(t, str) for t in read):
-            raise PolicyError(f"policy: roles.{name}.read must be a list of resource types")
-        out[name] = RoleRule(frozenset(read), own, ssn == "full", sensitive, break_glass)
+        if rule.get("address", "region") not in ("full", "region"):
+            raise PolicyError(f'policy: roles.{name}.address must be "full" or "region"')
+        read = _strings(rule, "read", name, "resource types")
+        deny = _strings(rule, "deny_fields", name, "Type.field names")
+        if any(not FIELD_COORDINATE.fullmatch(c) for c in deny):
+            raise PolicyError(f"policy: roles.{name}.deny_fields entries must be Type.field")
+        purposes = rule.get("purposes")
+        if purposes is not None:
+            purposes = _strings(rule, "purposes", name, "purpose of use codes")
+            if any(not PURPOSE_CODE.fullmatch(p) for p in purposes):
+                raise PolicyError(f"policy: roles.{name}.purposes must be codes like TREAT")
+        out[name] = RoleRule(
+            read=frozenset(read),
+            own_record_only=rule.get("own_record_only", False),
+            ssn_in_full=rule.get("ssn") == "full",
+            sensitive=rule.get("sensitive", False),
+            break_glass=rule.get("break_glass", False),
+            care_team_only=rule.get("care_team_only", False),
+            address_in_full=rule.get("address") == "full",
+            deny_fields=frozenset(deny),
+            purposes=None if purposes is None else frozenset(purposes),
+        )
     return out
+
+
+def _strings(rule: Mapping[str, Any], key: str, role: str, what: str) -> list[str]:
+    value = rule.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"policy: roles.{role}.{key} must be a list of {what}")
+    return value
+
+
+def _purpose_required(data: Mapping[str, Any]) -> bool:
+    section = data.get("purpose_of_use", {})
+    required = section.get("required", False) if isinstance(section, dict) else None
+    if (
+        not isinstance(section, dict)
+        or set(section) - {"required"}
+        or not isinstance(required, bool)
+    ):
+        raise PolicyError("policy: [purpose_of_use] may only set required = true or false")
+    return required
 
 
 def _sensitivity(data: Mapping[str, Any]) -> Sensitivity:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# v3-ActReason purpose of use codes (TREAT, ETREAT, HPAYMT, ...), as tokens and policy state them.
+PURPOSE_CODE = re.compile(r"[A-Z][A-Z0-9]{1,31}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +18,8 @@ class Principal:
     token_id: str | None  # `jti`, for the audit trail; never the token itself
     issuer: str
     issued_at: float | None = None  # `iat`: break-the-glass needs a recent sign-in
+    # `purpose_of_use`: v3-ActReason codes (TREAT, HPAYMT, ...) the caller states it acts for.
+    purposes: frozenset[str] = frozenset()
+    # `practitioner`: the user's practitioner identifier as `system|value` (e.g. an NPI), for
+    # the care-team rule.
+    practitioner: str | None = None

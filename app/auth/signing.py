@@ -53,6 +53,8 @@ def issue_token(
     patient: str | None = None,
     ttl_seconds: int = 3600,
     kid: str | None = None,
+    purposes: Sequence[str] = (),
+    practitioner: str | None = None,
 ) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -69,6 +71,10 @@ def issue_token(
         claims["scope"] = scope
     if patient:
         claims["patient"] = patient
+    if purposes:
+        claims["purpose_of_use"] = list(purposes)
+    if practitioner:
+        claims["practitioner"] = practitioner
     headers = {"kid": kid} if kid else None
     return str(jwt.encode(claims, _jose_key(key), algorithm=algorithm_for(key), headers=headers))
 

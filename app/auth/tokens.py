@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,13 +20,14 @@ from jose import jwk, jwt
 from jose.exceptions import JOSEError, JWTClaimsError
 
 from app.auth.jwks import Jwk, KeySet, KeySetError
-from app.auth.principal import Principal
+from app.auth.principal import PURPOSE_CODE, Principal
 
 log = logging.getLogger(__name__)
 MAX_TOKEN_BYTES = 8192
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp")
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+IDENTIFIER_TOKEN = re.compile(r"[^|\s]{1,256}\|[^|\s]{1,256}")  # system|value
 
 
 class AuthenticationError(Exception):
@@ -164,6 +166,11 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     if not isinstance(scope, str) or (patient is not None and not isinstance(patient, str)):
         raise AuthenticationError("Token claims not accepted")
     jti = claims.get("jti")
+    practitioner = claims.get("practitioner")
+    if practitioner is not None and not (
+        isinstance(practitioner, str) and IDENTIFIER_TOKEN.fullmatch(practitioner)
+    ):
+        raise AuthenticationError("Token practitioner claim not accepted")
     return Principal(
         subject=str(claims["sub"]),
         roles=frozenset(roles),
@@ -172,4 +179,20 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         token_id=jti if isinstance(jti, str) else None,
         issuer=str(claims["iss"]),
         issued_at=float(iat) if isinstance((iat := claims.get("iat")), int | float) else None,
+        purposes=_purposes(claims.get("purpose_of_use")),
+        practitioner=practitioner,
     )
+
+
+def _purposes(value: Any) -> frozenset[str]:
+    """`purpose_of_use`: one v3-ActReason code or a list of them."""
+    if value is None:
+        return frozenset()
+    codes = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(codes, list)
+        or not codes
+        or not all(isinstance(c, str) and PURPOSE_CODE.fullmatch(c) for c in codes)
+    ):
+        raise AuthenticationError("Token purpose_of_use claim not accepted")
+    return frozenset(codes)

@@ -244,3 +244,60 @@ PANEL_OF: Final[Mapping[str, str]] = MappingProxyType(
         "718-7": "58410-2",
     }
 )
+
+# --- contact details and notes (invented; see contacts.py and facts.py) ---------------------------
+
+NPI_SYSTEM: Final = "http://hl7.org/fhir/sid/us-npi"
+# Street and town names are invented; the demo region is one (real) state, so ZIP codes, area
+# code and state agree. Phone numbers use 555-0100..0199, the range reserved for fiction.
+STREETS: Final = (
+    "Alder Row",
+    "Bellflower Lane",
+    "Copperleaf Drive",
+    "Driftwood Court",
+    "Elderberry Way",
+    "Foxglove Street",
+    "Glenmoor Avenue",
+    "Heronsgate Road",
+    "Ironbark Place",
+    "Juniper Hollow",
+    "Kestrel Terrace",
+    "Larkspur Loop",
+)
+# (town, ZIP prefix): every ZIP is the prefix plus two digits
+TOWNS: Final = (
+    ("Riverbend", "974"),
+    ("Aldermere", "973"),
+    ("Quillfield", "975"),
+    ("Thistledown", "977"),
+)
+DEMO_STATE: Final = "OR"
+DEMO_AREA_CODE: Final = "541"
+EMAIL_DOMAIN: Final = "example.org"  # reserved for documentation (RFC 2606)
+# Short notes, attached to some facts by hashing the fact (never by the profile's rng).
+OBSERVATION_NOTES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "vital-signs": (
+            "Measured seated after five minutes of rest.",
+            "Repeat measurement; the first reading was discarded.",
+            "Patient reports feeling well today.",
+        ),
+        "laboratory": (
+            "Fasting specimen.",
+            "Specimen drawn two hours after a meal.",
+            "Slight hemolysis; interpret with caution.",
+        ),
+    }
+)
+CONDITION_NOTES: Final = (
+    "Discussed lifestyle changes with the patient.",
+    "Patient reports symptoms are improving.",
+    "Review at the next scheduled visit.",
+    "Family history of the same condition.",
+)
+MEDICATION_NOTES: Final = (
+    "Take with food.",
+    "Patient counselled on common side effects.",
+    "Review the dose at the next visit.",
+    "Patient prefers a morning dose.",
+)

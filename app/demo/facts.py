@@ -4,13 +4,15 @@ allergies, medications, immunizations, encounters and procedures drawn for it.
 A fact is a FHIR resource body without id, meta or patient reference, so the same fact can be
 rendered into either upstream (`generator.py` decides where). All randomness comes from the
 profile's `random.Random` and all times from `ANCHOR`, in a fixed order: changing the order of
-draws here changes the whole population.
+draws here changes the whole population. Notes on some facts are the exception: chosen by
+hashing the fact (`_note`), they never draw from the rng, so they changed nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from app.demo.catalog import (
     CLINICIANS,
     CONDITION_CATEGORY,
     CONDITION_CLINICAL,
+    CONDITION_NOTES,
     CONDITION_VERIFICATION,
     CONDITIONS,
     CVX,
@@ -32,8 +35,10 @@ from app.demo.catalog import (
     LABS,
     LOINC,
     LOINC_DISPLAY,
+    MEDICATION_NOTES,
     MEDICATIONS,
     OBS_CATEGORY,
+    OBSERVATION_NOTES,
     PARTICIPATION,
     PENICILLINS,
     PROCEDURES,
@@ -46,6 +51,7 @@ from app.demo.catalog import (
     VACCINES,
     VITALS,
 )
+from app.demo.contacts import practitioner_reference
 
 # --- small FHIR builders -------------------------------------------------------------------------
 
@@ -68,6 +74,15 @@ def instant(moment: datetime) -> str:
 
 def loinc(code: str) -> dict[str, Any]:
     return concept(LOINC, code, LOINC_DISPLAY[code])
+
+
+def _note(options: Sequence[str], *identity: str, one_in: int = 3) -> list[dict[str, str]]:
+    """`note` for about one fact in `one_in`: chosen by hashing the fact's identity, so adding
+    notes drew nothing from the profile's rng. An empty list means no note."""
+    digest = int.from_bytes(hashlib.sha256("|".join(identity).encode()).digest()[:8], "big")
+    if digest % one_in:
+        return []
+    return [{"text": options[digest // one_in % len(options)]}]
 
 
 # --- the person and the facts about them ---------------------------------------------------------
@@ -202,6 +217,9 @@ def observation_facts(p: Profile, count: int) -> list[Fact]:
         }
         if not vital:
             body["issued"] = instant(when + timedelta(hours=rng.randint(2, 30)))
+        kind = "vital-signs" if vital else "laboratory"
+        if note := _note(OBSERVATION_NOTES[kind], "Observation", code, instant(when)):
+            body["note"] = note
         facts.append(Fact("Observation", body, when))
     return facts
 
@@ -243,6 +261,8 @@ def condition_facts(p: Profile, count: int) -> list[Fact]:
         }
         if not chronic:
             body["abatementDateTime"] = instant(onset + timedelta(days=p.rng.randint(7, 21)))
+        if note := _note(CONDITION_NOTES, "Condition", code, instant(onset)):
+            body["note"] = note
         facts.append(Fact("Condition", body, onset))
     return facts
 
@@ -297,6 +317,8 @@ def _medication_body(
         "requester": {"display": p.rng.choice(CLINICIANS)},
         "dosageInstruction": [{"sequence": 1, "text": dosage}],
     }
+    if note := _note(MEDICATION_NOTES, "MedicationRequest", code, instant(when)):
+        body["note"] = note
     return "MedicationRequest", body
 
 
@@ -354,7 +376,7 @@ def encounter_facts(p: Profile, count: int) -> list[Fact]:
             "participant": [
                 {
                     "type": [concept(PARTICIPATION, "PPRF", "primary performer")],
-                    "individual": {"display": p.rng.choice(CLINICIANS)},
+                    "individual": practitioner_reference(p.rng.choice(CLINICIANS)),
                 }
             ],
             "period": {"start": instant(start), "end": instant(start + length)},

@@ -9,6 +9,8 @@ view has duplicates to merge and records only one side knows.
 Only `random.Random(seed)` drives the choices and all dates hang off a fixed anchor, so the same
 seed always yields byte-identical resources (demo screenshots and benchmarks stay comparable).
 Names and people are invented from small lists; the codes are real LOINC/SNOMED/RxNorm/CVX codes.
+Addresses, phone numbers, e-mail addresses and clinicians' NPIs (`contacts.py`) and notes on
+some facts are derived by hashing, not drawn from the seeded generator.
 
 `catalog.py` holds the vocabularies, code systems, `UPSTREAMS` and `ANCHOR`; `facts.py` draws one
 person's clinical facts. This module places the facts in the upstreams, renders them as FHIR
@@ -29,6 +31,7 @@ from app.demo.catalog import ANCHOR as ANCHOR
 from app.demo.catalog import FAMILY_NAMES, GIVEN_NAMES, PANEL_OF, V2_0074, V2_0203
 from app.demo.catalog import RXNORM as RXNORM
 from app.demo.catalog import UPSTREAMS as UPSTREAMS
+from app.demo.contacts import contact_of
 from app.demo.facts import (
     Fact,
     Profile,
@@ -232,6 +235,7 @@ def _new_mrn(rng: random.Random, upstream: str, taken: set[str]) -> str:
 
 
 def _patient(person: DemoPerson, upstream: str, mrn: str, updated: datetime) -> Resource:
+    contact = contact_of(person)  # the same address and telecom in every upstream
     return {
         "resourceType": "Patient",
         "id": person.local_ids[upstream],
@@ -259,8 +263,10 @@ def _patient(person: DemoPerson, upstream: str, mrn: str, updated: datetime) -> 
                 "text": " ".join((*person.given, person.family)),
             }
         ],
+        "telecom": contact.fhir_telecom(),
         "gender": person.gender,
         "birthDate": person.birth_date,
+        "address": [contact.fhir_address()],
     }
 
 

@@ -14,9 +14,11 @@ show in each respect:
 
 The patient is identified by a City Lab MRN (assigning authority CITYLAB, OID
 2.16.840.1.113883.3.1, type MR) and the person's SSN (authority USSSA, type SS), which is what
-links the lab's patient to the FHIR upstreams' patients. Only `random.Random` seeded from each
-person drives the values, so the same population always yields the same messages; messages come
-back in the order a lab would send them (by MSH-7), each with a unique MSH-10.
+links the lab's patient to the FHIR upstreams' patients; PID-11 and PID-13 carry the same home
+address, phone number (v2.5 area code and local number components) and e-mail as the EHRs.
+Only `random.Random` seeded from each person drives the values, so the same population always
+yields the same messages; messages come back in the order a lab would send them (by MSH-7),
+each with a unique MSH-10.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from app.demo.catalog import LOINC_DISPLAY, PANEL_OF
+from app.demo.contacts import contact_of
 from app.demo.generator import ANCHOR, DemoPerson, DemoPopulation
 from app.sources.hl7v2.syntax import Separators, escape
 
@@ -249,6 +252,10 @@ def _render(message: _Message, control_id: str) -> str:
     person = message.person
     given = person.given[0] if person.given else ""
     middle = " ".join(person.given[1:])
+    contact = contact_of(person)  # the address, phone and e-mail the EHRs have too
+    address = [contact.street, contact.unit or "", contact.city, contact.state]
+    address += [contact.postal_code, "USA", "H"]
+    phone = f"^PRN^PH^^^{contact.area_code}^{contact.local_number}"
     segments = [
         _segment(
             "MSH",
@@ -272,6 +279,8 @@ def _render(message: _Message, control_id: str) -> str:
                 5: f"{_esc(person.family)}^{_esc(given)}^{_esc(middle)}^^^^L",
                 7: person.birth_date.replace("-", ""),
                 8: {"female": "F", "male": "M"}.get(person.gender, "U"),
+                11: "^".join(_esc(part) for part in address),
+                13: f"{phone}~^NET^Internet^{_esc(contact.email)}",
             },
         ),
         _segment("PV1", {1: "1", 2: "O"}),

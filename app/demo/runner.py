@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 
 from app.auth.signing import issue_token, key_id, public_jwk
+from app.demo.contacts import DEMO_CLINICIAN, practitioner_identifier
 from app.demo.fhir_server import create_fhir_app
 from app.demo.generator import UPSTREAMS, DemoPopulation, generate_population
 from app.demo.lab_feed import lab_messages
@@ -44,6 +45,15 @@ ROLE_SCOPES = {
     "billing": "openid fhirUser user/Patient.rs user/Coverage.rs",
     "auditor": "openid fhirUser user/AuditEvent.rs",
     "admin": "openid fhirUser user/*.cruds system/*.cruds",
+}
+# The purpose of use each demo token states (v3-ActReason); admin states none.
+ROLE_PURPOSES = {
+    "patient": ["PATRQT"],
+    "clinician": ["TREAT"],
+    "care-coordinator": ["TREAT"],
+    "billing": ["HPAYMT"],
+    "auditor": ["HOPERAT"],
+    "admin": [],
 }
 # Large pages: a dashboard's batched search for 20 patients then needs no follow-up page.
 DEMO_PAGE_SIZE = 500
@@ -178,6 +188,9 @@ async def running_demo(
             patient=patient,
             ttl_seconds=12 * 3600,
             kid=kid,
+            purposes=ROLE_PURPOSES[role],
+            # Clinicians sign in as one demo clinician, for policies with care_team_only.
+            practitioner=practitioner_identifier(DEMO_CLINICIAN) if role == "clinician" else None,
         )
 
     with tempfile.TemporaryDirectory(prefix="patientgraph-demo-") as tmp:

@@ -48,6 +48,28 @@ class HumanName:
 
 
 @dataclass(frozen=True, slots=True)
+class Address:
+    """A postal address (FHIR Address): `lines` are street lines, `text` the whole as written."""
+
+    use: str | None
+    lines: tuple[str, ...]
+    city: str | None
+    state: str | None
+    postal_code: str | None
+    country: str | None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPoint:
+    """A phone number, e-mail address or other way to reach someone (FHIR ContactPoint)."""
+
+    system: str | None  # phone | fax | email | pager | url | sms | other
+    value: str
+    use: str | None = None  # home | work | temp | old | mobile
+
+
+@dataclass(frozen=True, slots=True)
 class SourceLink:
     """Provenance: which upstream said it, under which local id."""
 

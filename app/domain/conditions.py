@@ -18,3 +18,4 @@ class Condition(Sourced):
     onset: str | None
     abatement: str | None
     recorded_date: str | None
+    notes: tuple[str, ...] = ()  # FHIR Condition.note

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.domain.common import CodeableConcept, RecordMeta, Sourced, SourceLink
+from app.domain.common import CodeableConcept, Identifier, RecordMeta, Sourced, SourceLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,4 +18,7 @@ class Encounter(Sourced):
     end: str | None
     reason: tuple[CodeableConcept, ...]
     service_provider: str | None
-    participants: tuple[str, ...]
+    participants: tuple[str, ...]  # as displayed (name, else reference)
+    # Practitioner identifiers (e.g. NPI) of the participants, for the care-team rule: from
+    # `individual.identifier` or a conditional reference `Practitioner?identifier=sys|value`.
+    participant_identifiers: tuple[Identifier, ...] = ()

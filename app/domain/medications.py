@@ -46,3 +46,4 @@ class Medication(Sourced):
     dosage: tuple[str, ...]
     requester: str | None
     fills: tuple[MedicationDispense, ...] = ()  # pharmacy fills matched to this medication
+    notes: tuple[str, ...] = ()  # FHIR MedicationRequest.note / MedicationStatement.note

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.domain.common import HumanName, Identifier, SourceLink
+from app.domain.common import Address, ContactPoint, HumanName, Identifier, SourceLink
 
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"  # US Social Security number identifiers
 
@@ -18,6 +18,8 @@ class SourcePatient:
     name: HumanName | None
     birth_date: str | None
     gender: str | None
+    addresses: tuple[Address, ...] = ()
+    telecom: tuple[ContactPoint, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,16 @@ class Patient:
     @property
     def gender(self) -> str | None:
         return next((r.gender for r in self.records if r.gender), None)
+
+    @property
+    def addresses(self) -> tuple[Address, ...]:
+        """From the highest-priority source that has any: mixing sources would mix current
+        and stale addresses."""
+        return next((r.addresses for r in self.records if r.addresses), ())
+
+    @property
+    def telecom(self) -> tuple[ContactPoint, ...]:
+        return next((r.telecom for r in self.records if r.telecom), ())
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from strawberry.types.graphql import OperationType
 
 from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.auth.break_glass import BreakGlassRefused, break_glass_from
+from app.auth.policy import PurposeRefused
 from app.auth.tokens import AuthenticationError
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
@@ -82,20 +83,18 @@ async def graphql_post(request: Request) -> Response:
             allowed=runtime.policy.may_break_glass(principal),
             minutes=runtime.policy.break_glass_minutes,
         )
+        access = runtime.policy.decide(principal, break_glass=emergency is not None)
     except ValueError as exc:
         return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
     except BreakGlassRefused as exc:
         return json_response(simple_error(str(exc), exc.code), exc.status)
+    except PurposeRefused as exc:
+        return json_response(simple_error(str(exc), "FORBIDDEN"), 403)
     if emergency is not None:
         runtime.break_glass_log.record(emergency)
         # Who and when for operators; the reason stays out of the log (it may hold PHI).
         log.warning("break-the-glass by %s (token %s)", emergency.subject, emergency.token_id)
-    context = Context(
-        principal,
-        runtime.services,
-        RequestLoaders(runtime.services.index),
-        runtime.policy.decide(principal, break_glass=emergency is not None),
-    )
+    context = Context(principal, runtime.services, RequestLoaders(runtime.services.index), access)
     try:
         result = await runtime.schema.execute(
             query,

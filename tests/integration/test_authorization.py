@@ -1,5 +1,5 @@
-"""Authorization (issue 4, first slice): roles x SMART scopes -> resource types, and patient
-confinement. The matrix below is the readable statement of what each caller gets."""
+"""Authorization (issue 4): roles x SMART scopes -> resource types and fields, and patient
+confinement. The matrices below are the readable statement of what each caller gets."""
 
 from __future__ import annotations
 
@@ -34,6 +34,35 @@ MATRIX: list[tuple[str, str, str, str]] = [
     ("admin", "user/*.cruds", "conditions", VALUE),
     ("clinician", "openid fhirUser user/Patient.rs", "observations", FORBIDDEN),
 ]
+
+
+MASKED, FILTERED = "masked", "filtered"
+
+# role, scope claim, field (on Patient, or collection.field on its records) -> outcome:
+# VALUE: present, no error; FORBIDDEN: null with FORBIDDEN at the field's path; MASKED:
+# present in a reduced form; FILTERED: the records holding the field are not readable at all.
+FIELD_MATRIX: list[tuple[str, str, str, str]] = [
+    ("clinician", "user/*.rs", "address", MASKED),
+    ("clinician", "user/*.rs", "telecom", VALUE),
+    ("clinician", "user/*.rs", "medications.notes", VALUE),
+    ("clinician", "user/*.rs", "conditions.notes", VALUE),
+    ("clinician", "user/Patient.rs", "medications.notes", FILTERED),
+    ("care-coordinator", "user/*.rs", "address", VALUE),
+    ("care-coordinator", "user/*.rs", "telecom", VALUE),
+    ("care-coordinator", "user/*.rs", "medications.notes", FORBIDDEN),
+    ("care-coordinator", "user/*.rs", "conditions.notes", FILTERED),
+    ("billing", "user/*.rs", "address", VALUE),
+    ("billing", "user/*.rs", "telecom", VALUE),
+    ("billing", "user/*.rs", "medications.notes", FILTERED),
+    ("admin", "user/*.cruds", "address", VALUE),
+    ("admin", "user/*.cruds", "medications.notes", VALUE),
+]
+FIELD_SELECTIONS = {
+    "address": "address { lines city postalCode }",
+    "telecom": "telecom { value }",
+    "medications.notes": "medications(first: 100) { nodes { notes } }",
+    "conditions.notes": "conditions(first: 100) { nodes { notes } }",
+}
 
 
 async def a_patient_id(api: Api, population: DemoPopulation, index: int = 0) -> str:
@@ -81,6 +110,45 @@ async def test_matrix(
     else:
         assert page == {"totalCount": 0, "nodes": []}  # nothing leaks...
         assert forbidden_paths(body) == [["patient", collection]]  # ...and it is never silent
+
+
+@pytest.mark.parametrize(
+    ("role", "scope", "field", "expected"),
+    FIELD_MATRIX,
+    ids=[f"{r}|{s}|{f}" for r, s, f, _ in FIELD_MATRIX],
+)
+async def test_field_matrix(
+    api: Api, population: DemoPopulation, role: str, scope: str, field: str, expected: str
+) -> None:
+    patient_id = await a_patient_id(api, population)
+    query = "query($id: ID!) { patient(id: $id) { " + FIELD_SELECTIONS[field] + " } }"
+    body = (await api.query(query, {"id": patient_id}, role=role, scope=scope)).json()
+    patient = body["data"]["patient"]
+    collection, _, record_field = field.partition(".")
+    if not record_field:  # a Patient field
+        value = patient[field]
+        if expected == MASKED:
+            assert all(a["lines"] == [] and len(a["postalCode"]) == 5 for a in value)
+            assert all(a["postalCode"].endswith("**") for a in value)
+        assert value  # VALUE or MASKED: the demo gives every patient an address and telecom
+        assert expected != VALUE or all(a.get("lines", True) for a in value)
+        assert forbidden_paths(body) == []
+        return
+    nodes = patient[collection]["nodes"]
+    if expected == FILTERED:
+        assert nodes == []
+        assert forbidden_paths(body) == [["patient", collection]]
+        return
+    assert nodes
+    values = [n[record_field] for n in nodes]
+    if expected == FORBIDDEN:
+        assert values == [None] * len(nodes)
+        paths = [["patient", collection, "nodes", i, record_field] for i in range(len(nodes))]
+        assert forbidden_paths(body) == paths
+    else:
+        assert None not in values
+        assert any(values)  # the demo writes notes on some records
+        assert forbidden_paths(body) == []
 
 
 async def test_partly_readable_collection_says_what_is_withheld(

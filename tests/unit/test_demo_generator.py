@@ -10,6 +10,11 @@ from typing import Any
 
 import pytest
 
+from app.auth.tokens import IDENTIFIER_TOKEN
+from app.demo import DEMO_CLINICIAN, NPI_SYSTEM, clinician_npi, practitioner_identifier
+from app.demo import facts as demo_facts
+from app.demo.catalog import CLINICIANS
+from app.demo.contacts import contact_of
 from app.demo.generator import (
     MRN_SYSTEMS,
     SSN_SYSTEM,
@@ -18,6 +23,8 @@ from app.demo.generator import (
     DemoPopulation,
     generate_population,
 )
+from app.domain.common import Identifier
+from app.sources.fhir import mapping
 
 Resource = dict[str, Any]
 ANCHOR = "2026-01-01"
@@ -186,6 +193,8 @@ def test_every_reference_resolves_in_the_same_upstream(population: DemoPopulatio
         for resource in resources:
             contained = {f"#{c['id']}" for c in resource.get("contained", [])}
             for reference in _references(resource):
+                if reference.startswith("Practitioner?identifier="):
+                    continue  # conditional, by NPI: the demo serves no Practitioners
                 assert reference in known or reference in contained, reference
             if resource["resourceType"] != "Patient":
                 assert _subject(resource).startswith("Patient/")
@@ -303,3 +312,127 @@ def test_some_non_observation_records_are_shared_too(population: DemoPopulation)
         ]
         assert sides[0] & sides[1], kind
         assert sides[0] ^ sides[1], kind
+
+
+# ---- contact details, clinicians' NPIs, notes -----------------------------------------------
+
+
+def test_every_person_has_the_same_address_and_telecom_in_both_upstreams(
+    population: DemoPopulation,
+) -> None:
+    contacts = set()
+    for person in population.people:
+        hospital, clinic = (_patient(population, u, person) for u in UPSTREAMS)
+        assert hospital["address"] == clinic["address"]
+        assert hospital["telecom"] == clinic["telecom"]
+        (address,) = hospital["address"]
+        assert re.fullmatch(r"\d+ [A-Z][a-z]+ [A-Z][a-z]+", address["line"][0])
+        assert all(re.fullmatch(r"Apt \d+[A-D]", unit) for unit in address["line"][1:])
+        assert len(address["line"]) <= 2
+        assert address["city"]
+        assert address["state"] == "OR"
+        assert re.fullmatch(r"97\d{3}", address["postalCode"])
+        assert (address["use"], address["country"]) == ("home", "US")
+        phone, email = hospital["telecom"]
+        assert (phone["system"], phone["use"]) == ("phone", "home")
+        assert re.fullmatch(r"\(541\) 555-01\d{2}", phone["value"])  # reserved for fiction
+        assert (email["system"], email["use"]) == ("email", "home")
+        assert re.fullmatch(r"[a-z]+\.[a-z]+\d+@example\.org", email["value"])
+        assert email["value"].startswith(f"{person.given[0]}.{person.family}".lower())
+        mapped = mapping.patient("hospital", hospital)
+        assert mapped.addresses[0].postal_code == address["postalCode"]
+        assert [t.value for t in mapped.telecom] == [phone["value"], email["value"]]
+        contacts.add(contact_of(person))
+    assert len(contacts) == len(population.people)
+    assert any(c.unit for c in contacts)
+    assert any(not c.unit for c in contacts)
+    assert len({c.city for c in contacts}) > 1
+
+
+def test_contact_details_are_stable_and_follow_the_person() -> None:
+    first, again = generate_population(7, 3), generate_population(7, 3)
+    assert [contact_of(p) for p in first.people] == [contact_of(p) for p in again.people]
+    other = generate_population(8, 3)
+    assert [contact_of(p) for p in first.people] != [contact_of(p) for p in other.people]
+
+
+def npi_is_valid(npi: str) -> bool:
+    """The NPI check (CMS): Luhn over the card-issuer prefix 80840 and all ten digits."""
+    digits = [int(c) for c in "80840" + npi]
+    doubled = [d * 2 - 9 if d * 2 > 9 else d * 2 for d in digits[-2::-2]]
+    return len(npi) == 10 and (sum(digits[-1::-2]) + sum(doubled)) % 10 == 0
+
+
+def test_clinician_npis_are_stable_distinct_clearly_fake_and_check_digit_valid() -> None:
+    npis = [clinician_npi(name) for name in CLINICIANS]
+    assert len(set(npis)) == len(CLINICIANS)
+    for npi in npis:
+        assert re.fullmatch(r"999\d{7}", npi)  # real NPIs start with 1 or 2
+        assert npi_is_valid(npi)
+        assert not npi_is_valid(npi[:9] + str((int(npi[9]) + 1) % 10))
+    assert npi_is_valid("1234567893")  # CMS's example NPI
+    assert clinician_npi("Dr. Ada Quill") == "9998984485"  # tokens and tests may rely on it
+    assert DEMO_CLINICIAN in CLINICIANS
+    assert practitioner_identifier(DEMO_CLINICIAN) == f"{NPI_SYSTEM}|{npis[0]}"
+    assert IDENTIFIER_TOKEN.fullmatch(practitioner_identifier(DEMO_CLINICIAN))
+    assert NPI_SYSTEM == "http://hl7.org/fhir/sid/us-npi"
+
+
+def test_encounter_participants_name_clinicians_by_npi(population: DemoPopulation) -> None:
+    person_of = {
+        f"Patient/{local}": person.key
+        for person in population.people
+        for local in person.local_ids.values()
+    }
+    with_demo_clinician = set()
+    for upstream, resources in population.upstreams.items():
+        for visit in (r for r in resources if r["resourceType"] == "Encounter"):
+            (participant,) = visit["participant"]
+            name = participant["individual"]["display"]
+            assert name in CLINICIANS
+            assert participant["individual"]["reference"] == (
+                f"Practitioner?identifier={NPI_SYSTEM}|{clinician_npi(name)}"
+            )
+            record = mapping.encounter(upstream, visit)
+            assert record.participants == (name,)
+            assert record.participant_identifiers == (Identifier(NPI_SYSTEM, clinician_npi(name)),)
+            if name == DEMO_CLINICIAN:
+                with_demo_clinician.add(person_of[visit["subject"]["reference"]])
+    # The signed-in clinician has met some people, not all (a care-team rule shows a difference).
+    assert 0 < len(with_demo_clinician) < len(population.people)
+
+
+def test_some_conditions_medication_requests_and_observations_have_a_note(
+    population: DemoPopulation,
+) -> None:
+    for kind in ("Condition", "MedicationRequest", "Observation"):
+        records = _all(population, kind)
+        noted = [r for r in records if "note" in r]
+        assert 0 < len(noted) < len(records), kind
+        for record in noted:
+            (note,) = record["note"]
+            assert set(note) == {"text"}
+            assert note["text"].endswith(".")
+            assert mapping.MAPPERS[kind]("x", record).notes == (note["text"],)
+    for kind in ("AllergyIntolerance", "Immunization", "Encounter", "MedicationStatement"):
+        assert not any("note" in r for r in _all(population, kind)), kind
+
+
+def _without_derived(population: DemoPopulation) -> str:
+    """The population without what is derived by hashing (notes, contact details, NPIs)."""
+    upstreams = json.loads(json.dumps({u: list(rs) for u, rs in population.upstreams.items()}))
+    for resources in upstreams.values():
+        for resource in resources:
+            for key in ("note", "address", "telecom"):
+                resource.pop(key, None)
+            for participant in resource.get("participant", []):
+                participant["individual"].pop("reference")
+    return json.dumps(upstreams, sort_keys=True)
+
+
+def test_notes_draw_nothing_from_the_seeded_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_notes = generate_population(11, 6)
+    monkeypatch.setattr(demo_facts, "_note", lambda *_, **__: [])
+    without = generate_population(11, 6)
+    assert not any("note" in r for rs in without.upstreams.values() for r in rs)
+    assert _without_derived(with_notes) == _without_derived(without)

@@ -4,6 +4,7 @@ and one correction per person, linkable to the FHIR patients by SSN."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from datetime import datetime
 
@@ -125,6 +126,26 @@ def test_the_lab_patient_carries_the_mrn_and_the_ssn_and_matches_the_person(
         assert (patient.name.family, patient.name.given) == (person.family, person.given)
         assert (patient.birth_date, patient.gender) == (person.birth_date, person.gender)
     assert len(mrns) == len(population.people)
+
+
+def test_the_lab_patient_has_the_ehrs_address_phone_and_email(
+    population: DemoPopulation, parsed: list[LabMessage]
+) -> None:
+    grouped = by_person(population, parsed)
+    for person in population.people:
+        lab = grouped[person.key][0].patient
+        local = person.local_ids["hospital"]
+        (resource,) = [
+            r
+            for r in population.upstreams["hospital"]
+            if r["resourceType"] == "Patient" and r["id"] == local
+        ]
+        ehr = fhir.patient("hospital", resource)
+        (lab_address,) = lab.addresses
+        assert lab_address.use == "home"
+        assert lab_address.country == "USA"  # ISO 3166 alpha-3 (HL7 table 0399); FHIR has US
+        assert dataclasses.replace(lab_address, country="US") == ehr.addresses[0]
+        assert lab.telecom == ehr.telecom
 
 
 def test_every_person_has_a_result_identical_to_a_hospital_fhir_lab_observation(

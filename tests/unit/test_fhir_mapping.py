@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from app.domain.common import (
+    Address,
     CodeableConcept,
     Coding,
+    ContactPoint,
     HumanName,
     Identifier,
     Quantity,
@@ -707,6 +709,9 @@ def test_wrongly_typed_elements_are_treated_as_absent(resource_type: str) -> Non
         "gender",
         "performedPeriod",
         "informationSource",
+        "address",
+        "telecom",
+        "note",
     )
     mapper = mapping.MAPPERS[resource_type]
     for junk in (7, None, [7], "x", True):
@@ -797,6 +802,192 @@ def test_patient_identifiers_and_demographics() -> None:
     )
 
 
+def test_patient_addresses_keep_every_part_and_skip_empty_ones() -> None:
+    patient = mapping.patient(
+        SRC,
+        res(
+            "Patient",
+            address=[
+                {
+                    "use": "old",
+                    "line": ["49 MEADOW ST"],
+                    "city": "MOUNDS",
+                    "state": "OK",
+                    "postalCode": "74047",
+                    "country": "US",
+                    "period": {"start": "2016-12-06", "end": "2020-07-22"},
+                },
+                {
+                    "use": "home",
+                    "text": "183 Mountain View St, Apt 2, Mounds OK 74048",
+                    "line": ["183 MOUNTAIN VIEW ST", "APT 2"],
+                    "city": "MOUNDS",
+                    "district": "Creek",
+                    "state": "OK",
+                    "postalCode": "74048",
+                    "country": "US",
+                    "extension": [{"url": "http://example.org/geo", "valueString": "x"}],
+                },
+                {"use": "work"},  # nothing but a use: skipped
+                {"line": []},
+            ],
+        ),
+    )
+    assert patient.addresses == (
+        Address("old", ("49 MEADOW ST",), "MOUNDS", "OK", "74047", "US"),
+        Address(
+            "home",
+            ("183 MOUNTAIN VIEW ST", "APT 2"),
+            "MOUNDS",
+            "OK",
+            "74048",
+            "US",
+            "183 Mountain View St, Apt 2, Mounds OK 74048",
+        ),
+    )
+
+
+def test_patient_address_bad_shapes_are_tolerated() -> None:
+    patient = mapping.patient(
+        SRC,
+        res(
+            "Patient",
+            address=[
+                None,
+                "1 Main St",
+                ["nested"],
+                {"line": "1 Main St", "city": "Springfield"},  # line not a list
+                {"line": ["", "  ", 7, None, "2 Elm St"], "postalCode": 12345},
+                {"text": "Somewhere"},
+            ],
+        ),
+    )
+    assert patient.addresses == (
+        Address(None, (), "Springfield", None, None, None),
+        Address(None, ("2 Elm St",), None, None, "12345", None),
+        Address(None, (), None, None, None, None, "Somewhere"),
+    )
+    assert mapping.patient(SRC, res("Patient", address={"city": "x"})).addresses == ()
+
+
+def test_patient_telecom_needs_a_string_value() -> None:
+    patient = mapping.patient(
+        SRC,
+        res(
+            "Patient",
+            telecom=[
+                {"system": "phone", "value": "555-555-5555", "use": "home"},
+                {"system": "email", "value": "amy.shaw@example.com"},
+                {"system": "phone", "value": 5555555},  # not a string
+                {"system": "phone", "value": ""},
+                {"system": "phone", "value": "   "},
+                {"system": "phone"},
+                {"system": "sms", "value": "+1 555 0100", "use": "mobile", "rank": 1},
+                None,
+                "555-0100",
+            ],
+        ),
+    )
+    assert patient.telecom == (
+        ContactPoint("phone", "555-555-5555", "home"),
+        ContactPoint("email", "amy.shaw@example.com"),
+        ContactPoint("sms", "+1 555 0100", "mobile"),
+    )
+    assert mapping.patient(SRC, res("Patient", telecom="555-0100")).telecom == ()
+
+
+@pytest.mark.parametrize(
+    "resource_type", ["Observation", "Condition", "MedicationRequest", "MedicationStatement"]
+)
+def test_note_texts_become_notes_in_order(resource_type: str) -> None:
+    note = [
+        {"authorString": "Dr A", "time": "2024-01-01", "text": "First note."},
+        {"text": ""},
+        {"text": "  "},
+        {"authorString": "no text"},
+        None,
+        "a bare string",
+        {"text": 7},
+        {"text": "Second\nline two."},
+    ]
+    record = mapping.MAPPERS[resource_type](SRC, res(resource_type, note=note))
+    assert record.notes == ("First note.", "7", "Second\nline two.")
+    assert mapping.MAPPERS[resource_type](SRC, res(resource_type, note="x")).notes == ()
+
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def participant_ids(*individuals: Any) -> tuple[Identifier, ...]:
+    participant = [{"individual": i} for i in individuals]
+    return mapping.encounter(SRC, res("Encounter", participant=participant)).participant_identifiers
+
+
+def test_participant_identifiers_from_identifier_or_conditional_reference() -> None:
+    assert participant_ids(
+        {"identifier": {"system": NPI, "value": "9991234567"}, "display": "Dr A"},
+        {"reference": f"Practitioner?identifier={NPI}|9997654321", "display": "Dr B"},
+        {"reference": "Practitioner?identifier=http%3A%2F%2Fhl7.org%2Ffhir%2Fsid%2Fus-npi%7C42"},
+        {"reference": "Practitioner?identifier=urn%3Aoid%3A1.2.3|A%26B&active=true"},
+    ) == (
+        Identifier(NPI, "9991234567"),
+        Identifier(NPI, "9997654321"),
+        Identifier(NPI, "42"),
+        Identifier("urn:oid:1.2.3", "A&B"),
+    )
+
+
+def test_participant_identifier_prefers_the_identifier_over_the_reference() -> None:
+    both = {
+        "identifier": {"system": NPI, "value": "1", "type": {"text": "NPI"}},
+        "reference": f"Practitioner?identifier={NPI}|2",
+    }
+    assert participant_ids(both) == (Identifier(NPI, "1", "NPI"),)
+    no_value = {"identifier": {"system": NPI}, "reference": f"Practitioner?identifier={NPI}|2"}
+    assert participant_ids(no_value) == (Identifier(NPI, "2"),)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "Practitioner/123",
+        "urn:uuid:6d705d81-8546-43b2-b336-31a282128f2d",
+        "https://ehr.example/fhir/Practitioner?identifier=x|1",  # not relative
+        "PractitionerRole?identifier=x|1",
+        "Practitioner?name=Quill",
+        "Practitioner?identifier=",
+        "Practitioner?identifier=x|",
+        "Practitioner?identifier=x|1,y|2",  # any of several: no one in particular
+        "Practitioner?identifier=x|1&identifier=y|2",
+        "#p1",
+        "",
+    ],
+)
+def test_other_participant_references_identify_no_one(reference: str) -> None:
+    assert participant_ids({"reference": reference, "display": "Dr X"}) == ()
+
+
+def test_participant_identifier_edge_cases() -> None:
+    # A token without a system (bare or `|value`), FHIR search escapes, duplicates once, junk.
+    assert participant_ids(
+        {"reference": "Practitioner?identifier=9991234567"},
+        {"reference": "Practitioner?identifier=|77"},
+        {"reference": "Practitioner?identifier=urn:x|a\\|b\\,c"},
+        {"reference": f"Practitioner?identifier={NPI}|5"},
+        {"identifier": {"system": NPI, "value": "5"}},
+        {"identifier": "x", "reference": 7},
+        None,
+        "Practitioner?identifier=x|1",
+    ) == (
+        Identifier(None, "9991234567"),
+        Identifier(None, "77"),
+        Identifier("urn:x", "a|b,c"),
+        Identifier(NPI, "5"),
+    )
+    record = mapping.encounter(SRC, res("Encounter", participant="Dr X"))
+    assert (record.participants, record.participant_identifiers) == ((), ())
+
+
 # ---- other record types -------------------------------------------------------------------
 
 
@@ -825,6 +1016,7 @@ def test_encounter_fields() -> None:
     assert record.reason == (CodeableConcept("Check-up"),)
     assert record.service_provider == "Organization/o1"
     assert record.participants == ("Dr Bone", "Practitioner/p2")
+    assert record.participant_identifiers == ()  # literal references identify no one here
     # R5 shape (`class` as a list of CodeableConcepts) is not R4: no class code, no error.
     r5 = mapping.encounter(SRC, {**res("Encounter"), "class": [{"coding": [{"code": "AMB"}]}]})
     assert r5.class_code is None

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from app.domain.common import (
+    Address,
     CodeableConcept,
     Coding,
+    ContactPoint,
     HumanName,
     Identifier,
     Quantity,
@@ -409,6 +411,8 @@ def test_encounter_class_and_period() -> None:
     synthea = mapped(SYNTHEA_ABDUL, "Encounter", "abbc5979-3aca-43fe-91a6-8065b7e4a90f")
     assert (synthea.class_code, synthea.start) == ("AMB", "1991-06-07T23:37:54+00:00")
     assert synthea.participants == ("urn:uuid:6d705d81-8546-43b2-b336-31a282128f2d",)
+    # A urn:uuid reference to a Practitioner in the bundle identifies no one outside it.
+    assert synthea.participant_identifiers == ()
 
 
 def test_condition_status_onset_and_abatement() -> None:
@@ -528,3 +532,90 @@ def test_medplum_mock_values() -> None:
         "1956-05-12",
         "male",
     )
+
+
+# ---- addresses, telecom, notes, participants ----------------------------------------------
+
+
+def test_synthea_patient_address_and_phone() -> None:
+    # The address carries a geolocation extension, which is ignored.
+    patient = mapped(SYNTHEA_ABDUL, "Patient", "018f428e-34f6-4707-8009-5ad742f901e7")
+    assert patient.addresses == (
+        Address(None, ("313 Lockman Row Suite 4",), "Peabody", "Massachusetts", "01940", "US"),
+    )
+    assert patient.telecom == (ContactPoint("phone", "555-978-4581", "home"),)
+
+
+def test_every_synthea_patient_has_an_address_and_a_phone() -> None:
+    patients = [
+        mapping.patient(SRC, r)
+        for _, r in resources("synthea-smart/*.json")
+        if r.get("resourceType") == "Patient"
+    ]
+    assert len(patients) == 30
+    for patient in patients:
+        (address,) = patient.addresses
+        assert address.lines
+        assert address.city
+        assert address.postal_code
+        assert (address.state, address.country) == ("Massachusetts", "US")
+        assert [t.system for t in patient.telecom] == ["phone"]
+
+
+def test_us_core_patient_old_and_current_address_and_telecom() -> None:
+    # address[0] is `use: old` (period ended 2020-07-22), address[1] the current one, no use.
+    patient = mapped(f"{US_CORE}/patient-example.json", "Patient", "example")
+    assert patient.addresses == (
+        Address("old", ("49 MEADOW ST",), "MOUNDS", "OK", "74047", "US"),
+        Address(None, ("183 MOUNTAIN VIEW ST",), "MOUNDS", "OK", "74048", "US"),
+    )
+    assert patient.telecom == (
+        ContactPoint("phone", "555-555-5555", "home"),
+        ContactPoint("email", "amy.shaw@example.com"),
+    )
+
+
+def test_medplum_mock_patient_contact_details() -> None:
+    homer = mapped(MEDPLUM, "Patient", "123")
+    assert homer.addresses == (
+        Address("home", ("742 Evergreen Terrace",), "Springfield", "IL", "12345", None),
+    )
+    assert homer.telecom == (
+        ContactPoint("phone", "555-7334", "home"),
+        ContactPoint("email", "chunkylover53@aol.com", "home"),
+    )
+    bart = mapped(MEDPLUM, "Patient", "555")
+    assert bart.addresses == ()
+    assert [t.value for t in bart.telecom] == ["555-1239", "bart@thesimpsons.com"]
+    assert mapped(MEDPLUM, "Patient", "blinky").telecom == ()
+
+
+def test_us_core_observation_notes() -> None:
+    audit = mapped(
+        f"{US_CORE}/Observation-AUDIT-C-item-example-68517-2.json",
+        "Observation",
+        "AUDIT-C-item-example-68517-2",
+    )
+    assert audit.notes == (
+        "Where X is 5 for men and 4 for women, and a response of  greater than, or equal to, "
+        "1 is positive.",
+    )
+    ofc = mapped(f"{US_CORE}/ofc-percentile.json", "Observation", "ofc-percentile")
+    assert ofc.notes == ("WHO Males, 0-2 years Chart",)
+
+
+NOTED = ("Observation", "Condition", "MedicationRequest", "MedicationStatement")
+
+
+def test_every_note_text_in_the_shared_data_reaches_the_record() -> None:
+    found = 0
+    for group in GROUPS:
+        for _, resource in resources(group.pattern, ids_from_full_url=group.ids_from_full_url):
+            resource_type = resource.get("resourceType")
+            if resource_type not in NOTED or "note" not in resource or "id" not in resource:
+                continue
+            record = mapping.MAPPERS[resource_type](SRC, resource)
+            texts = tuple(n["text"] for n in resource["note"] if n.get("text"))
+            assert record.notes == texts, f"{resource_type}/{resource['id']}"
+            found += 1
+    assert found == 18  # all of them Observations (us-core examples and their transaction)

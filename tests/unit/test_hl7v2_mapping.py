@@ -14,7 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain.common import CodeableConcept, Coding, HumanName, Identifier, Quantity
+from app.domain.common import (
+    Address,
+    CodeableConcept,
+    Coding,
+    ContactPoint,
+    HumanName,
+    Identifier,
+    Quantity,
+)
 from app.domain.observations import Observation, ReferenceRange
 from app.sources.hl7v2.mapping import (
     LabMessage,
@@ -570,6 +578,111 @@ def test_ssn_from_pid19_is_deduplicated_and_the_local_id_skips_ssns() -> None:
     only_ssn = parse(OBR, pid="PID|1||||Doe^Jane" + "|" * 14 + "999-12-3456")
     assert only_ssn.patient.identifiers == (Identifier(US_SSN, "999-12-3456", "SS"),)
     assert only_ssn.patient.link.local_id == local_id("pat", f"{US_SSN}|999-12-3456")
+
+
+def pid_with(*, address: str = "", home: str = "", work: str = "") -> str:
+    """PID with PID-11 (address), PID-13 (home phone) and PID-14 (business phone)."""
+    return f"{PID}|||{address}||{home}|{work}"
+
+
+@pytest.mark.parametrize(
+    ("xad", "address"),
+    [
+        (
+            "153 FERNWOOD DR.^^STATESVILLE^OH^35292",
+            Address(None, ("153 FERNWOOD DR.",), "STATESVILLE", "OH", "35292", None),
+        ),
+        (
+            "721 SPRING STREET^Apt 4^GRINNELL^IA^50112^USA^H",
+            Address("home", ("721 SPRING STREET", "Apt 4"), "GRINNELL", "IA", "50112", "USA"),
+        ),
+        # v2.5 SAD: street^street name^dwelling number; the parts join when SAD.1 lacks them.
+        (
+            "1000&Hospital Lane^Ste. 123^Ann Arbor ^MI^99999^USA^M",
+            Address(None, ("1000 Hospital Lane", "Ste. 123"), "Ann Arbor", "MI", "99999", "USA"),
+        ),
+        (
+            "&Hospital Lane&1000^^Ann Arbor^MI",
+            Address(None, ("1000 Hospital Lane",), "Ann Arbor", "MI", None, None),
+        ),
+        (
+            "1000 Hospital Lane&Hospital Lane&1000^^^^^^B",
+            Address("work", ("1000 Hospital Lane",), None, None, None, None),
+        ),
+        (
+            "PO Box 7\\S\\9^^Ames^IA^^^BA",  # an escaped component separator in the street
+            Address("old", ("PO Box 7^9",), "Ames", "IA", None, None),
+        ),
+        ("^^^^99999^^P", Address("home", (), None, None, "99999", None)),
+        ("^^Ames^^^^C", Address("temp", (), "Ames", None, None, None)),
+        ("^^Ames^^^^BI", Address("billing", (), "Ames", None, None, None)),
+        ("^^Ames^^^^ZZ", Address(None, (), "Ames", None, None, None)),
+    ],
+)
+def test_patient_address_from_pid11(xad: str, address: Address) -> None:
+    assert parse(OBR, pid=pid_with(address=xad)).patient.addresses == (address,)
+
+
+def test_repeating_addresses_keep_their_order_and_empty_ones_are_skipped() -> None:
+    pid = pid_with(address='1 A St^^Ames^IA^^^H~""~^^^^^^H~2 B St^^Boone^IA^^^O')
+    assert parse(OBR, pid=pid).patient.addresses == (
+        Address("home", ("1 A St",), "Ames", "IA", None, None),
+        Address("work", ("2 B St",), "Boone", "IA", None, None),
+    )
+    assert parse(OBR).patient.addresses == ()
+
+
+@pytest.mark.parametrize(
+    ("home", "work", "telecom"),
+    [
+        ("(206)3345232", "(206)752-121", (
+            ContactPoint("phone", "(206)3345232", "home"),
+            ContactPoint("phone", "(206)752-121", "work"),
+        )),
+        ("8885551212", "8885551212", (
+            ContactPoint("phone", "8885551212", "home"),
+            ContactPoint("phone", "8885551212", "work"),
+        )),
+        # v2.5+: country code, area code, local number, extension; e-mail in XTN-4.
+        ("^PRN^PH^^^406^5557896~^NET^^Elise.Wong@isp.com", "", (
+            ContactPoint("phone", "(406) 555-7896", "home"),
+            ContactPoint("email", "Elise.Wong@isp.com", "home"),
+        )),
+        ("", "^WPN^PH^^1^406^5557896^12", (
+            ContactPoint("phone", "+1 (406) 555-7896 x12", "work"),
+        )),
+        ("^^PH^^^^555 0100", "", (ContactPoint("phone", "555 0100", "home"),)),
+        ("^^PH^^^^^^^^^4065550100", "", (ContactPoint("phone", "4065550100", "home"),)),
+        # XTN-1 wins over the components; a cell phone is `mobile`; other equipment types.
+        ("(406)555-0100^PRN^CP^^^406^5550199", "", (
+            ContactPoint("phone", "(406)555-0100", "mobile"),
+        )),
+        ("555-0101^^FX~555-0102^^BP~555-0103^^TDD", "", (
+            ContactPoint("fax", "555-0101", "home"),
+            ContactPoint("pager", "555-0102", "home"),
+            ContactPoint("other", "555-0103", "home"),
+        )),
+        # The use code wins over the field; an e-mail beside a phone number; junk in XTN-4.
+        ("555-0104^WPN^PH^jo@example.org", "555-0105^PRN^PH^5555", (
+            ContactPoint("phone", "555-0104", "work"),
+            ContactPoint("email", "jo@example.org", "work"),
+            ContactPoint("phone", "555-0105", "home"),
+        )),
+        # E-mail by equipment type, or in XTN-1; an escaped separator in an address.
+        ("", "^WPN^Internet^jo\\T\\co@example.org~jo@example.org^NET^X.400", (
+            ContactPoint("email", "jo&co@example.org", "work"),
+            ContactPoint("email", "jo@example.org", "work"),
+        )),
+        # Empty repetitions, HL7 nulls, a network address with nothing in it, duplicates.
+        ('""~^PRN^PH~^NET^Internet~555-0106~555-0106', "", (
+            ContactPoint("phone", "555-0106", "home"),
+        )),
+    ],
+)  # fmt: skip
+def test_patient_telecom_from_pid13_and_pid14(
+    home: str, work: str, telecom: tuple[ContactPoint, ...]
+) -> None:
+    assert parse(OBR, pid=pid_with(home=home, work=work)).patient.telecom == telecom
 
 
 def test_a_patient_without_any_identifier_is_an_error() -> None:

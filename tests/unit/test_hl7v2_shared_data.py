@@ -12,10 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.common import CodeableConcept, Coding, HumanName, Identifier, Quantity
+from app.domain.common import (
+    Address,
+    CodeableConcept,
+    Coding,
+    ContactPoint,
+    HumanName,
+    Identifier,
+    Quantity,
+)
 from app.domain.observations import ReferenceRange
 from app.sources.hl7v2.mapping import LabMessage, LabReport, LabResult, MessageRejected, local_id
 from app.sources.hl7v2.mapping import parse_message as parse
+from app.sources.hl7v2.patient import addresses, telecom
+from app.sources.hl7v2.syntax import (
+    Reader,
+    Segment,
+    decode_message,
+    parse_segments,
+    read_separators,
+    split_segments,
+)
 from tests.shared_data import require_shared_data
 
 pytestmark = pytest.mark.shared_data
@@ -338,3 +355,83 @@ def test_public_health_oru_with_specimen_and_stray_observations() -> None:
     assert obs.reference_range[0].text == "70-80"
     assert obs.reference_range[0].low == Quantity(70.0, "beats/min")
     assert obs.meta.last_updated == "2012-03-14T12:59-02:15"
+
+
+# ---- PID-11 address, PID-13 / PID-14 telecom ----------------------------------------------
+
+
+def test_oru_patient_addresses_and_phones() -> None:
+    # ghh-lab-oru-r01.hl7 (v2.4): ...|153 FERNWOOD DR.^^STATESVILLE^OH^35292||(206)3345232|
+    # (206)752-121|...
+    ghh = load("python-hl7/ghh-lab-oru-r01.hl7").patient
+    assert ghh.addresses == (
+        Address(None, ("153 FERNWOOD DR.",), "STATESVILLE", "OH", "35292", None),
+    )
+    assert ghh.telecom == (
+        ContactPoint("phone", "(206)3345232", "home"),
+        ContactPoint("phone", "(206)752-121", "work"),
+    )
+    # ORU-R01-01.hl7 (v2.5.1): PID-11 721 SPRING STREET^^GRINNELL^IA^50112^USA^H, no phone.
+    public_health = load(f"{MS}/ORU-R01-01.hl7").patient
+    assert public_health.addresses == (
+        Address("home", ("721 SPRING STREET",), "GRINNELL", "IA", "50112", "USA"),
+    )
+    assert public_health.telecom == ()
+    # LAB-ORU-1.hl7 (v2.3): 111 DUCK ST^^FOWL^CA^999990000^^M (mailing: no use); the same
+    # number as home (PID-13) and business (PID-14) phone.
+    duck = load(f"{MS}/LAB-ORU-1.hl7").patient
+    assert duck.addresses == (Address(None, ("111 DUCK ST",), "FOWL", "CA", "999990000", None),)
+    assert duck.telecom == (
+        ContactPoint("phone", "8885551212", "home"),
+        ContactPoint("phone", "8885551212", "work"),
+    )
+    # The NIST LRI CBC message sends neither.
+    nist = load(f"{MS}/LRI_2.0-NG_CBC_Typ_Message.hl7").patient
+    assert (nist.addresses, nist.telecom) == ((), ())
+
+
+def pid_of(name: str) -> tuple[Reader, Segment]:
+    """The PID of any message in the folder (ORU^R01 or not), split by the mapping's syntax."""
+    text, _ = decode_message(raw(name))
+    separators = read_separators(split_segments(text, text[3])[0])
+    assert separators is not None
+    segments = parse_segments(split_segments(text, separators.field))
+    return Reader(separators), next(s for s in segments if s.name == "PID")
+
+
+def test_pid_contact_details_of_the_other_message_types() -> None:
+    # VXU.hl7 (v2.5.1): 9200 Wellington Trail^^Bozeman^MT^59715^USA^P and
+    # ^PRN^PH^^^406^5557896~^NET^^Elise.Wong@isp.com: area code and number, e-mail in XTN-4.
+    r, pid = pid_of(f"{MS}/VXU.hl7")
+    assert addresses(r, pid) == (
+        Address("home", ("9200 Wellington Trail",), "Bozeman", "MT", "59715", "USA"),
+    )
+    assert telecom(r, pid) == (
+        ContactPoint("phone", "(406) 555-7896", "home"),
+        ContactPoint("email", "Elise.Wong@isp.com", "home"),
+    )
+    # RDE-O11-01.hl7: 1000&Hospital Lane^Ste. 123^Ann Arbor ^MI^99999^USA^M^^&W^... (SAD
+    # split into number and street name), PID-13 78788788^^CP^5555^^^1111^...~12121212^^CP
+    # (cell phones; "5555" in XTN-4 is no e-mail), PID-14 7777^^CP~1111^^TDD.
+    r, pid = pid_of(f"{MS}/RDE-O11-01.hl7")
+    assert addresses(r, pid) == (
+        Address(None, ("1000 Hospital Lane", "Ste. 123"), "Ann Arbor", "MI", "99999", "USA"),
+    )
+    assert telecom(r, pid) == (
+        ContactPoint("phone", "78788788", "mobile"),
+        ContactPoint("phone", "12121212", "mobile"),
+        ContactPoint("phone", "7777", "mobile"),
+        ContactPoint("other", "1111", "work"),
+    )
+
+
+def test_every_pid_in_the_folder_maps_its_contact_details() -> None:
+    with_address = with_phone = 0
+    for path in sorted(folder().rglob("*.hl7")):
+        r, pid = pid_of(path.relative_to(folder()).as_posix())
+        found, points = addresses(r, pid), telecom(r, pid)
+        assert all(a.lines or a.city or a.postal_code for a in found), path.name
+        assert all(p.value and p.system in ("phone", "email", "other") for p in points)
+        with_address += bool(found)
+        with_phone += any(p.system == "phone" for p in points)
+    assert (with_address, with_phone) == (22, 21)  # not NIST LRI; nor ORU-R01-01 phones

@@ -15,6 +15,7 @@ from resolvers.merge import (
     dedupe_observations,
     drug_keys,
     merge_medications,
+    union_notes,
     unmerged_medications,
 )
 
@@ -216,3 +217,56 @@ def test_unmerged_view_keeps_everything_apart() -> None:
     assert len(view) == 3
     assert sum(m.kind is MedicationKind.DISPENSE for m in view) == 1
     assert all(not m.fills for m in view if m.kind is not MedicationKind.DISPENSE)
+
+
+# ---- notes -----------------------------------------------------------------------------------
+
+
+def test_merged_observation_notes_are_the_union_in_source_order() -> None:
+    merged = dedupe_observations(
+        [
+            obs("hospital", "h1", notes=("Fasting specimen.", "Drawn at 08:00.")),
+            obs("clinic", "c1", notes=("Drawn at 08:00.", "Repeat in 3 months.")),
+            obs("citylab", "l1"),
+            obs("citylab", "l2", notes=("Fasting  specimen. ", "Hemolysed.")),  # spacing only
+        ]
+    )
+    assert len(merged) == 1
+    assert merged[0].notes == (
+        "Fasting specimen.",
+        "Drawn at 08:00.",
+        "Repeat in 3 months.",
+        "Hemolysed.",
+    )
+    assert [s.local_id for s in merged[0].sources] == ["h1", "c1", "l1", "l2"]
+
+
+def test_notes_of_records_that_stay_apart_are_their_own() -> None:
+    apart = dedupe_observations(
+        [
+            obs("hospital", "h1", notes=("A",)),
+            obs("clinic", "c1", value_quantity=Quantity(106.0, "mg/dL"), notes=("B",)),
+        ]
+    )
+    assert [o.notes for o in apart] == [("A",), ("B",)]
+
+
+def test_merged_medication_notes_are_the_union_in_source_order() -> None:
+    merged = merge_medications(
+        [
+            dataclasses.replace(med("hospital", "h1"), notes=("Take with food.",)),
+            dataclasses.replace(med("clinic", "c1"), notes=("Review dose.", "Take with food.")),
+            med("other", "o1", authored="2025-06-01"),  # another day: its own entry
+        ],
+        [fill("f1", drug=METFORMIN_FILL, written="2024-01-10", filled="2024-01-11")],
+    )
+    by_id = {m.sources[0].local_id: m for m in merged}
+    assert by_id["h1"].notes == ("Take with food.", "Review dose.")
+    assert [s.source_id for s in by_id["h1"].sources] == ["hospital", "clinic"]
+    assert len(by_id["h1"].fills) == 1
+    assert by_id["o1"].notes == ()
+
+
+def test_union_notes_keeps_the_first_wording_and_order() -> None:
+    assert union_notes(("a  b", "c"), (), ("a b", "d", "c")) == ("a  b", "c", "d")
+    assert union_notes() == ()

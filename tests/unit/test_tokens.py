@@ -148,3 +148,55 @@ async def test_messages_never_echo_the_token(keyset: KeySet) -> None:
         await verify(token, keyset)
     assert token not in str(raised.value)
     assert token.split(".")[1] not in str(raised.value)
+
+
+def signed(**claims: Any) -> str:
+    """A validly signed token with extra claims of any JSON type."""
+    now = int(time.time())
+    body = {"iss": "https://i/", "aud": "pg", "sub": "s", "exp": now + 60, **claims}
+    return str(jwt.encode(body, _pem(), algorithm="RS256", headers={"kid": KID}))
+
+
+def _pem() -> bytes:
+    return KEY.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+async def test_purpose_of_use_and_practitioner_claims(keyset: KeySet) -> None:
+    one = await verify(signed(purpose_of_use="TREAT"), keyset)
+    many = await verify(
+        good(purposes=["TREAT", "ETREAT"], practitioner="http://hl7.org/fhir/sid/us-npi|9990001"),
+        keyset,
+    )
+    none = await verify(good(), keyset)
+    assert one.purposes == {"TREAT"}
+    assert many.purposes == {"TREAT", "ETREAT"}
+    assert many.practitioner == "http://hl7.org/fhir/sid/us-npi|9990001"
+    assert none.purposes == frozenset()
+    assert none.practitioner is None
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"purpose_of_use": []},
+        {"purpose_of_use": "treat"},
+        {"purpose_of_use": ["TREAT", 3]},
+        {"purpose_of_use": {"code": "TREAT"}},
+        {"purpose_of_use": "TREAT ETREAT"},
+        {"practitioner": "9990001"},  # no system
+        {"practitioner": "a|b|c"},
+        {"practitioner": ["http://hl7.org/fhir/sid/us-npi|9990001"]},
+        {"practitioner": "sys|" + "9" * 300},
+    ],
+    ids=lambda c: json.dumps(c)[:40],
+)
+async def test_malformed_purpose_or_practitioner_is_refused(
+    keyset: KeySet, claims: dict[str, Any]
+) -> None:
+    """Fail closed: a claim the policy depends on that cannot be read refuses the token."""
+    with pytest.raises(AuthenticationError):
+        await verify(signed(**claims), keyset)

@@ -4,18 +4,27 @@ Tolerant of real-world data: every optional element may be missing, choice types
 (`effective[x]`, `value[x]`, `onset[x]`, `medication[x]`, ...) are read whichever variant is
 present, unknown codes pass through as data, extensions are ignored. A resource whose shape is
 wrong (not an object, no id) raises `MappingError`; the source counts and reports it.
+
+References are kept as data and never fetched. The one exception read for meaning is an
+Encounter participant's practitioner identifier (for the care-team rule): `individual.identifier`
+or a conditional reference `Practitioner?identifier=system|value`; any other reference (a
+literal `Practitioner/123`, `urn:uuid:...`) identifies no one outside its own server.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from app.domain.allergies import Allergy
 from app.domain.common import (
+    Address,
     CodeableConcept,
     Coding,
+    ContactPoint,
     HumanName,
     Identifier,
     Quantity,
@@ -158,6 +167,11 @@ def _reference_text(data: Any) -> str | None:
     return _str(data.get("display")) or _str(data.get("reference"))
 
 
+def _notes(data: Any) -> tuple[str, ...]:
+    """`note` (Annotation, repeating): the texts in order; author and time are not kept."""
+    return tuple(t for n in _objs(data) if (t := _str(n.get("text"))) and not t.isspace())
+
+
 def link(source_id: str, resource: Json) -> SourceLink:
     # Every mapper calls this first, so a non-object resource raises MappingError here
     # rather than an AttributeError from the first `.get`.
@@ -198,15 +212,44 @@ def identifier(data: Json) -> Identifier | None:
     return Identifier(_str(data.get("system")), value, concept(data.get("type")).text)
 
 
+def address(data: Json) -> Address | None:
+    """An Address with at least one part; `line` keeps only its non-empty strings. Every
+    address is kept, with its `use` (`old` ones included: the domain has no period)."""
+    lines = tuple(x for x in _list(data.get("line")) if isinstance(x, str) and x.strip())
+    found = Address(
+        use=_str(data.get("use")),
+        lines=lines,
+        city=_str(data.get("city")),
+        state=_str(data.get("state")),
+        postal_code=_str(data.get("postalCode")),
+        country=_str(data.get("country")),
+        text=_str(data.get("text")),
+    )
+    parts = (found.city, found.state, found.postal_code, found.country, found.text)
+    return found if lines or any(parts) else None
+
+
+def contact_point(data: Json) -> ContactPoint | None:
+    """A ContactPoint with a string `value` (anything else reaches no one)."""
+    value = data.get("value")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return ContactPoint(_str(data.get("system")), value, _str(data.get("use")))
+
+
 def patient(source_id: str, resource: Json) -> SourcePatient:
     source = link(source_id, resource)
     idents = (identifier(i) for i in _objs(resource.get("identifier")))
+    addresses = (address(a) for a in _objs(resource.get("address")))
+    telecom = (contact_point(t) for t in _objs(resource.get("telecom")))
     return SourcePatient(
         link=source,
         identifiers=tuple(i for i in idents if i is not None),
         name=_official_name(_objs(resource.get("name"))),
         birth_date=_str(resource.get("birthDate")),
         gender=_str(resource.get("gender")),
+        addresses=tuple(a for a in addresses if a is not None),
+        telecom=tuple(t for t in telecom if t is not None),
     )
 
 
@@ -281,6 +324,7 @@ def observation(source_id: str, r: Json) -> Observation:
         interpretation=_codes(r.get("interpretation")),
         reference_range=tuple(_reference_range(x) for x in _objs(r.get("referenceRange"))),
         components=tuple(_component(c) for c in _objs(r.get("component"))),
+        notes=_notes(r.get("note")),
     )
 
 
@@ -297,6 +341,7 @@ def condition(source_id: str, r: Json) -> Condition:
         onset=choice_time(r, "onset"),
         abatement=choice_time(r, "abatement"),
         recorded_date=_str(r.get("recordedDate")),
+        notes=_notes(r.get("note")),
     )
 
 
@@ -360,6 +405,7 @@ def medication_request(source_id: str, r: Json) -> Medication:
         effective=None,
         dosage=_dosage_text(r, "dosageInstruction"),
         requester=_reference_text(r.get("requester")),
+        notes=_notes(r.get("note")),
     )
 
 
@@ -375,6 +421,7 @@ def medication_statement(source_id: str, r: Json) -> Medication:
         effective=choice_time(r, "effective"),
         dosage=_dosage_text(r, "dosage"),
         requester=_reference_text(r.get("informationSource")),
+        notes=_notes(r.get("note")),
     )
 
 
@@ -392,11 +439,47 @@ def immunization(source_id: str, r: Json) -> Immunization:
     )
 
 
+_CONDITIONAL_PRACTITIONER = "Practitioner?"
+_UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_SEARCH_ESCAPE = re.compile(r"\\([\\|,$])")  # FHIR search escapes: \\ \| \, \$
+
+
+def _conditional_identifier(reference: str) -> Identifier | None:
+    """`Practitioner?identifier=system|value` (URL-encoded or not) as an Identifier; None for
+    any other reference, or when the query does not name exactly one identifier token."""
+    if not reference.startswith(_CONDITIONAL_PRACTITIONER):
+        return None
+    query = reference[len(_CONDITIONAL_PRACTITIONER) :]
+    tokens = [
+        unquote(value)
+        for name, _, value in (p.partition("=") for p in query.split("&"))
+        if unquote(name) == "identifier"
+    ]
+    if len(tokens) != 1 or _UNESCAPED_COMMA.search(tokens[0]):  # none, or "any of several"
+        return None
+    token = tokens[0]
+    bar = _UNESCAPED_BAR.search(token)
+    system, value = (token[: bar.start()], token[bar.end() :]) if bar else ("", token)
+    system, value = _SEARCH_ESCAPE.sub(r"\1", system), _SEARCH_ESCAPE.sub(r"\1", value)
+    return Identifier(system or None, value) if value.strip() else None
+
+
+def _participant_identifier(individual: Any) -> Identifier | None:
+    data = _obj(individual)
+    if isinstance(ident := data.get("identifier"), dict) and (found := identifier(ident)):
+        return found
+    reference = data.get("reference")
+    return _conditional_identifier(reference) if isinstance(reference, str) else None
+
+
 def encounter(source_id: str, r: Json) -> Encounter:
     source = link(source_id, r)
     period = _obj(r.get("period"))
     klass = r.get("class")
     class_code = _str(_obj(klass).get("code")) if isinstance(klass, dict) else None
+    participants = _objs(r.get("participant"))
+    identifiers = (_participant_identifier(p.get("individual")) for p in participants)
     return Encounter(
         sources=(source,),
         meta=meta(r),
@@ -407,9 +490,8 @@ def encounter(source_id: str, r: Json) -> Encounter:
         end=_str(period.get("end")),
         reason=tuple(concept(c) for c in _objs(r.get("reasonCode"))),
         service_provider=_reference_text(r.get("serviceProvider")),
-        participants=tuple(
-            t for p in _objs(r.get("participant")) if (t := _reference_text(p.get("individual")))
-        ),
+        participants=tuple(t for p in participants if (t := _reference_text(p.get("individual")))),
+        participant_identifiers=tuple(dict.fromkeys(i for i in identifiers if i is not None)),
     )
 
 

@@ -39,7 +39,14 @@ from app.domain.common import CodeableConcept, Identifier, RecordMeta, SourceLin
 from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.observations import Observation
 from app.domain.patients import SSN_SYSTEM, SourcePatient
-from app.sources.hl7v2.patient import GENDER, birth_date, identifier, patient_name
+from app.sources.hl7v2.patient import (
+    GENDER,
+    addresses,
+    birth_date,
+    identifier,
+    patient_name,
+    telecom,
+)
 from app.sources.hl7v2.syntax import (
     Reader,
     Segment,
@@ -132,6 +139,8 @@ def _patient(r: Reader, pid: Segment, source_id: str) -> SourcePatient:
         name=patient_name(r, pid),
         birth_date=birth_date(r.get(pid, 7)),
         gender=GENDER.get(sex, "unknown") if sex else None,
+        addresses=addresses(r, pid),
+        telecom=telecom(r, pid),
     )
 
 
