@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(handler=_schema)
 
+    cache = sub.add_parser("cache", help="manage the shared caches")
+    cache_sub = cache.add_subparsers(required=True, metavar="ACTION")
+    purge = cache_sub.add_parser("purge", help="remove everything cached about one patient")
+    purge.add_argument("--config", type=Path, required=True)
+    purge.add_argument("--patient", required=True, help="a PatientGraph patient id")
+    purge.set_defaults(handler=_cache_purge)
+
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path", type=Path)
     check.set_defaults(handler=_check_config)
@@ -104,6 +111,33 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
     )
+    return 0
+
+
+def _cache_purge(args: argparse.Namespace) -> int:
+    from app.cache.backend import CacheUnavailable
+    from app.cache.purge import purge_with_settings
+    from app.identity.index import is_patient_id
+
+    settings = _valid_settings(args.config, "patientgraph cache purge: ")
+    if settings is None:
+        return EXIT_CONFIG
+    if not is_patient_id(args.patient):
+        print("patientgraph cache purge: --patient is not a PatientGraph id", file=sys.stderr)
+        return EXIT_CONFIG
+    if settings.cache.backend != "redis":
+        print(
+            "patientgraph cache purge: the memory cache lives inside each server process; "
+            'use the purgePatientCache mutation, or [cache] backend = "redis"',
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        counts = asyncio.run(purge_with_settings(settings, args.patient))
+    except CacheUnavailable as exc:
+        print(f"patientgraph cache purge: {exc}; nothing may be assumed purged", file=sys.stderr)
+        return 1
+    print(json.dumps({"responses": counts.responses, "sources": counts.sources}))
     return 0
 
 

@@ -58,6 +58,9 @@ class AuthSettings(_Section):
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(30, ge=0, le=300)
     jwks_cache_seconds: int = Field(300, ge=10)
+    # How long a verified token is remembered (by digest) instead of re-verified; 0 = never.
+    # A key withdrawn from the JWKS stops being honoured within this time.
+    verified_token_seconds: float = Field(60.0, ge=0, le=300)
     jwks_min_refresh_seconds: int = Field(30, ge=1)  # at most one refetch per interval
     jwks_timeout_seconds: float = Field(5.0, gt=0, le=60)
     policy_file: Path | None = None  # access policy (TOML); default: the shipped policy
@@ -88,6 +91,33 @@ class AuthSettings(_Section):
 class CacheSettings(_Section):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key: deployments sharing one Redis must use different ones.
+    key_prefix: str = Field("patientgraph", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Whole GraphQL responses, per caller's rights. 0 turns the response cache off.
+    response_ttl_seconds: float = Field(30.0, ge=0, le=3600)
+    # Shorter lifetimes for responses that include a type, e.g. {Observation = 10}: a
+    # response lives as long as the shortest TTL among the types it selects.
+    response_ttl_by_type: dict[str, float] = Field(default_factory=dict)
+    # Upstream responses, shared across callers. 0 turns the source cache off.
+    source_ttl_seconds: float = Field(60.0, ge=0, le=86400)
+    # Bounds of each in-process cache (the Redis backend is bounded by Redis's maxmemory).
+    max_entries: int = Field(10_000, ge=1)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    @field_validator("response_ttl_by_type")
+    @classmethod
+    def _ttls(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, ttl in value.items():
+            if not name.isidentifier() or not 0 <= ttl <= 3600:
+                raise ValueError(f"{name}: a GraphQL type name and 0 to 3600 seconds")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
 
 class StoreSettings(_Section):
@@ -117,6 +147,9 @@ class FhirSourceSettings(_Section):
     max_batch_size: int = Field(50, ge=1, le=500)
     max_pages: int = Field(50, ge=1)
     bearer_token: str | None = None
+    # This source's upstream cache lifetime (default: [cache] source_ttl_seconds); the
+    # upstream's own Cache-Control can only shorten it.
+    cache_seconds: float | None = Field(None, ge=0, le=86400)
 
     @field_validator("base_url")
     @classmethod
@@ -158,6 +191,7 @@ class NcpdpSourceSettings(_Section):
     history_days: int | None = Field(None, ge=1)  # date range asked for; none = all history
     sender_id: str = "PATIENTGRAPH"  # Header/From
     receiver_id: str | None = None  # Header/To (default: the source id)
+    cache_seconds: float | None = Field(None, ge=0, le=86400)  # as for FHIR sources
 
     @field_validator("base_url")
     @classmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from app.auth.policy import Access
 from app.auth.principal import Principal
+from app.cache.purge import CachePurger
 from app.identity.index import PatientIndex
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource
 from app.sources.errors import SourceError
@@ -23,6 +24,7 @@ class Services:
     person_sources: tuple[PersonRecordSource, ...]
     index: PatientIndex
     page_limits: PageLimits
+    caches: CachePurger | None = None
 
     _record_by_id: Mapping[str, RecordSource] = field(init=False, repr=False)
     _patient_by_id: Mapping[str, PatientSource] = field(init=False, repr=False)
@@ -70,3 +72,5 @@ class Context:
     access: Access
     problems: SourceProblems = field(default_factory=SourceProblems)
     denials: Denials = field(default_factory=Denials)
+    # PatientGraph ids of the patients whose data this response discloses (cache tags).
+    disclosed: set[str] = field(default_factory=set)

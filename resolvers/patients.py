@@ -37,6 +37,7 @@ async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Pat
     records, failed = await _source_patients(ctx, links, path)
     if not records and not failed:
         return None  # every linked upstream record is gone
+    ctx.disclosed.add(patient_id)
     return merge_patient(patient_id, links, records, _source_order(ctx))
 
 
@@ -75,6 +76,7 @@ async def search_patients(
     extra, _ = await _source_patients(ctx, missing, path)
     records.update(extra)
     source_order = _source_order(ctx)
+    ctx.disclosed.update(order)
     return [
         merge_patient(pid, group, records, source_order)
         for pid, group in zip(order, links, strict=True)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, SchemaExtension
+from strawberry.extensions import (
+    DisableIntrospection,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -15,10 +21,12 @@ from app.auth.policy import Policy, PolicyError, load_policy
 from app.logging import describe_exception
 from schema.errors import error_code
 from schema.field_rules import FIELD_OWNERS, field_rule_problems, guard_fields
+from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("patientgraph.graphql")
+DOCUMENT_CACHE_SIZE = 512
 
 
 class PatientGraphSchema(strawberry.Schema):
@@ -38,11 +46,18 @@ class PatientGraphSchema(strawberry.Schema):
 def build_schema(*, introspection: bool = True, policy: Policy | None = None) -> strawberry.Schema:
     """The schema, with the fields `policy` denies to some role guarded; raises PolicyError
     when the policy names a field that cannot be denied."""
-    extensions: list[type[SchemaExtension]] = []
+    # Bounded: parsing and validating a document once per distinct text, not per request.
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+    ]
     if not introspection:
         extensions.append(DisableIntrospection)
     schema = PatientGraphSchema(
-        query=Query, extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP)
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
     if policy is not None:
         problems = field_rule_problems(schema, policy.denied_fields)

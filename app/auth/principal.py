@@ -23,3 +23,4 @@ class Principal:
     # `practitioner`: the user's practitioner identifier as `system|value` (e.g. an NPI), for
     # the care-team rule.
     practitioner: str | None = None
+    expires_at: float | None = None  # `exp`: how long a verification may be remembered

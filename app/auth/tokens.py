@@ -181,6 +181,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         issued_at=float(iat) if isinstance((iat := claims.get("iat")), int | float) else None,
         purposes=_purposes(claims.get("purpose_of_use")),
         practitioner=practitioner,
+        expires_at=float(claims["exp"]),
     )
 
 

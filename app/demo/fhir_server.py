@@ -10,6 +10,11 @@ link so a client can tell), unless the client sends `Prefer: handling=strict`.
 `app.state.delay_seconds` (awaited before every answer) let tests and benchmarks count upstream
 round trips and inject latency.
 
+Reads and searches carry an `ETag` (the resource's `W/"versionId"`, or a hash of the body) and
+`Cache-Control` (`app.state.cache_control`, default `max-age=30`; None sends none); a request
+whose `If-None-Match` matches gets a bodiless 304 and is also logged in `app.state.not_modified`.
+`app.state.etags = False` stops sending ETags (an upstream that cannot revalidate).
+
 Search itself lives in `fhir_search.py` (parsing and matching) and `fhir_search_params.py` (which
 parameters each type supports); this module holds the indexed store and the HTTP layer.
 """
@@ -17,6 +22,7 @@ parameters each type supports); this module holds the indexed store and the HTTP
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -187,6 +193,29 @@ def _bundle(
     }
 
 
+def _conditional(request: Request, response: Response, etag: str | None = None) -> Response:
+    """`response` with its validators, or a 304 when the client already holds this version."""
+    state = request.app.state
+    etag = etag or 'W/"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag} if state.etags else {}
+    if state.cache_control:
+        headers["Cache-Control"] = state.cache_control
+    if state.etags and _matches(request.headers.get("if-none-match"), etag):
+        query = request.url.query
+        state.not_modified.append(request.url.path + (f"?{query}" if query else ""))
+        return Response(status_code=304, headers=headers)
+    response.headers.update(headers)
+    return response
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/` is ignored."""
+    if if_none_match is None:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def _routes(store: Store, settings: _Settings) -> list[Route]:
     searchable = set(store.by_type) | set(SEARCH_PARAMS) | EXTRA_TYPES
 
@@ -199,8 +228,8 @@ def _routes(store: Store, settings: _Settings) -> list[Route]:
         if resource is None:
             return _outcome(404, "not-found", f"{kind}/{local} is not known")
         version = resource.get("meta", {}).get("versionId")
-        headers = {"ETag": f'W/"{version}"'} if version else None
-        return FhirResponse(dict(resource), headers=headers)
+        etag = f'W/"{version}"' if version else None
+        return _conditional(request, FhirResponse(dict(resource)), etag)
 
     async def search(request: Request) -> Response:
         kind = request.path_params["resource_type"]
@@ -211,7 +240,8 @@ def _routes(store: Store, settings: _Settings) -> list[Route]:
             query = parse_query(kind, request.query_params.multi_items(), strict=strict)
         except BadRequest as exc:
             return _outcome(400, "invalid", str(exc))
-        return FhirResponse(_bundle(request, settings, query, store.search(kind, query.clauses)))
+        bundle = _bundle(request, settings, query, store.search(kind, query.clauses))
+        return _conditional(request, FhirResponse(bundle))
 
     base = settings.base_path
     return [
@@ -236,6 +266,7 @@ def create_fhir_app(
     next_links: bool = True,
     default_count: int = 50,
     max_count: int = 200,
+    cache_control: str | None = "max-age=30",
 ) -> Starlette:
     """A read-only FHIR R4 JSON server over `resources` (indexed once, never mutated)."""
     if default_count < 1 or max_count < 1:
@@ -247,6 +278,9 @@ def create_fhir_app(
     )
     app.state.requests = []
     app.state.delay_seconds = 0.0
+    app.state.not_modified = []
+    app.state.cache_control = cache_control
+    app.state.etags = True
     app.state.store = store
     app.add_middleware(_Instrumentation, state=app.state)
     return app

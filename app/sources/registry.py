@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.cache.sources import SourceCache, SourceFetcher
 from app.identity.index import PatientIndex
 from app.settings import FhirSourceSettings, Hl7v2SourceSettings, SourceSettings
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource, Source
@@ -56,14 +57,17 @@ def build_sources(
     engine: AsyncEngine,
     index: PatientIndex,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    source_cache: SourceCache | None = None,
 ) -> SourceRegistry:
-    """`transports` lets tests put an httpx transport under a source (fakes, fault injection)."""
+    """`transports` lets tests put an httpx transport under a source (fakes, fault injection).
+    `source_cache` holds upstream responses shared across callers (None: no caching)."""
     transports = transports or {}
     lab_store = LabStore(engine) if any(s.kind == "hl7v2" for s in configured) else None
     sources: list[Source] = []
     for settings in configured:
         if isinstance(settings, FhirSourceSettings):
-            sources.append(FhirSource(settings, transports.get(settings.id)))
+            fetcher = SourceFetcher(settings.id, source_cache, settings.cache_seconds)
+            sources.append(FhirSource(settings, transports.get(settings.id), fetcher=fetcher))
         elif isinstance(settings, Hl7v2SourceSettings):
             assert lab_store is not None
             sources.append(Hl7v2Source(settings, lab_store, index))
@@ -77,6 +81,7 @@ def build_sources(
                     history_days=settings.history_days,
                     sender_id=settings.sender_id,
                     receiver_id=settings.receiver_id,
+                    fetcher=SourceFetcher(settings.id, source_cache, settings.cache_seconds),
                 )
             )
     return SourceRegistry(tuple(sources), lab_store)

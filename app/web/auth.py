@@ -7,12 +7,15 @@ from starlette.requests import Request
 from app.auth.jwks import KeySet
 from app.auth.principal import Principal
 from app.auth.tokens import AuthenticationError, verify_access_token
+from app.auth.verified import VerifiedTokens
 from app.settings import AuthSettings
 
 URL_TOKEN_PARAMS = ("access_token", "token", "jwt")
 
 
-async def authenticate(request: Request, settings: AuthSettings, keyset: KeySet) -> Principal:
+async def authenticate(
+    request: Request, settings: AuthSettings, keyset: KeySet, verified: VerifiedTokens
+) -> Principal:
     """The caller's Principal, or AuthenticationError. Tokens are accepted only in the
     Authorization header: a URL would put them in proxy and server logs."""
     if any(name in request.query_params for name in URL_TOKEN_PARAMS):
@@ -27,11 +30,17 @@ async def authenticate(request: Request, settings: AuthSettings, keyset: KeySet)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("Authorization must be 'Bearer <token>'")
-    return await verify_access_token(
-        token.strip(),
+    token = token.strip()
+    known = verified.get(token)
+    if known is not None:
+        return known
+    principal = await verify_access_token(
+        token,
         keyset=keyset,
         issuer=settings.issuer,
         audience=settings.audience,
         algorithms=settings.algorithms,
         leeway_seconds=settings.leeway_seconds,
     )
+    verified.remember(token, principal)
+    return principal

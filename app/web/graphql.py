@@ -8,9 +8,11 @@ the response as coded errors.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from graphql import OperationType as OperationKind
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -18,8 +20,11 @@ from strawberry.types.graphql import OperationType
 
 from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.auth.break_glass import BreakGlassRefused, break_glass_from
-from app.auth.policy import PurposeRefused
+from app.auth.policy import Access, PurposeRefused
+from app.auth.principal import Principal
 from app.auth.tokens import AuthenticationError
+from app.cache import freshness
+from app.cache.response import Stored
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
 from app.runtime import Runtime
@@ -32,7 +37,14 @@ from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, sim
 log = logging.getLogger(__name__)
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 STATIC_PREFIX = "/graphiql/static"
-QUERIES_ONLY = frozenset({OperationType.QUERY})
+OPERATION_TYPES = frozenset({OperationType.QUERY, OperationType.MUTATION})
+# `x-cache` tells operators how the response cache answered: hit, miss (computed and, when
+# cacheable, stored), shared (an identical concurrent miss computed it), bypass (not cacheable:
+# a mutation, break-the-glass, a document that does not parse, or caching off).
+HIT_HEADERS = {**NO_STORE, "x-cache": "hit"}
+MISS = {**NO_STORE, "x-cache": "miss"}
+SHARED = {**NO_STORE, "x-cache": "shared"}
+BYPASS = {**NO_STORE, "x-cache": "bypass"}
 
 
 def json_response(
@@ -68,7 +80,9 @@ async def graphql_get(request: Request) -> Response:
 async def graphql_post(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
-        principal = await authenticate(request, runtime.settings.auth, runtime.keyset)
+        principal = await authenticate(
+            request, runtime.settings.auth, runtime.keyset, runtime.verified_tokens
+        )
     except AuthenticationError as exc:
         return json_response(
             simple_error(str(exc), "UNAUTHENTICATED"),
@@ -77,13 +91,14 @@ async def graphql_post(request: Request) -> Response:
         )
     try:
         query, variables, operation = _parse_body(await request.body(), request)
+        assertions = request.headers.getlist(BREAK_GLASS_HEADER)
         emergency = break_glass_from(
-            request.headers.getlist(BREAK_GLASS_HEADER),
+            assertions,
             principal,
-            allowed=runtime.policy.may_break_glass(principal),
+            allowed=bool(assertions) and runtime.policy.may_break_glass(principal),
             minutes=runtime.policy.break_glass_minutes,
         )
-        access = runtime.policy.decide(principal, break_glass=emergency is not None)
+        access = runtime.decisions.decide(principal, break_glass=emergency is not None)
     except ValueError as exc:
         return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
     except BreakGlassRefused as exc:
@@ -94,23 +109,79 @@ async def graphql_post(request: Request) -> Response:
         runtime.break_glass_log.record(emergency)
         # Who and when for operators; the reason stays out of the log (it may hold PHI).
         log.warning("break-the-glass by %s (token %s)", emergency.subject, emergency.token_id)
-    context = Context(principal, runtime.services, RequestLoaders(runtime.services.index), access)
+    call = GraphQLRequest(query, variables, operation, principal, access)
+    cache = runtime.response_cache
+    document = cache.document(query) if cache is not None else None
+    if (
+        cache is None
+        or document is None
+        or emergency is not None  # elevated access: never stored, never served from a cache
+        or document.operations.get(operation) is not OperationKind.QUERY
+    ):
+        return _answer((await _execute(runtime, call)).stored, BYPASS)
+    key = cache.key(document, operation, variables, principal, access)
+    body = await cache.get(key)
+    if body is not None:
+        return Response(body, 200, HIT_HEADERS, "application/json")
+
+    async def compute() -> Stored:
+        outcome = await _execute(runtime, call)
+        if outcome.stored.cacheable:
+            await cache.put(key, outcome.stored.body, cache.ttl_for(document), outcome.disclosed)
+        return outcome.stored
+
+    stored, computed = await cache.flight.run(key, compute)
+    return _answer(stored, MISS if computed else SHARED)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation: str | None
+    principal: Principal
+    access: Access
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    stored: Stored
+    disclosed: frozenset[str]  # PatientGraph ids whose data the response holds
+
+
+async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
+    context = Context(
+        request.principal,
+        runtime.services,
+        RequestLoaders(runtime.services.index),
+        request.access,
+    )
     try:
-        result = await runtime.schema.execute(
-            query,
-            variable_values=variables,
-            context_value=context,
-            operation_name=operation,
-            allowed_operation_types=QUERIES_ONLY,
-        )
+        with freshness.track() as fetched:
+            result = await runtime.schema.execute(
+                request.query,
+                variable_values=request.variables,
+                context_value=context,
+                operation_name=request.operation,
+                allowed_operation_types=OPERATION_TYPES,
+            )
     except InvalidOperationTypeError:
-        return json_response(simple_error("Only queries are served", "BAD_USER_INPUT"), 400)
+        body = orjson.dumps(simple_error("Subscriptions are not served", "BAD_USER_INPUT"))
+        return Outcome(Stored(400, body, cacheable=False), frozenset())
     payload: dict[str, Any] = {"data": result.data}
     errors = format_errors(result.errors or [], context.problems, context.denials)
     if errors:
         payload["errors"] = errors
+    if fetched:  # when each source's data was fetched: kept in a cached response as it was
+        payload["extensions"] = {"sources": freshness.as_extension(fetched)}
     rejected = result.data is None and any(is_request_error(e) for e in result.errors or [])
-    return json_response(payload, 400 if rejected else 200)
+    status = 400 if rejected else 200
+    stored = Stored(status, orjson.dumps(payload), cacheable=status == 200 and not errors)
+    return Outcome(stored, frozenset(context.disclosed))
+
+
+def _answer(stored: Stored, cache_state: dict[str, str]) -> Response:
+    return Response(stored.body, stored.status, cache_state, "application/json")
 
 
 def _parse_body(body: bytes, request: Request) -> tuple[str, dict[str, Any] | None, str | None]:

@@ -32,7 +32,9 @@ async def bound_api(
         DEFAULT_POLICY.read_text().replace("care_team_only = false", "care_team_only = true")
     )
     sources = [fhir_source(u) for u in upstreams.values()]
-    async with api_factory(sources, auth=with_policy(signer, policy)) as api:
+    # No source cache: one test counts the upstream searches a request makes.
+    cache = {"source_ttl_seconds": 0}
+    async with api_factory(sources, auth=with_policy(signer, policy), cache=cache) as api:
         yield api
 
 

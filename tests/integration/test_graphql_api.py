@@ -20,6 +20,10 @@ query($first: Int) { patients(first: $first) { totalCount nodes {
 """
 
 
+# For tests that count or time upstream round trips: no cache may answer for the upstreams.
+NO_CACHE = {"source_ttl_seconds": 0, "response_ttl_seconds": 0}
+
+
 def first_pages(upstream: Upstream) -> list[str]:
     return [r for r in upstream.requests if "_offset=" not in r]
 
@@ -84,22 +88,23 @@ async def test_patient_by_id_aggregates_every_linked_source(
 
 
 async def test_upstream_requests_do_not_grow_with_patient_count(
-    api: Api, upstreams: dict[str, Upstream]
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
 ) -> None:
     counts = {}
-    for first in (5, 20):
-        for upstream in upstreams.values():
-            upstream.requests.clear()
-        body = (await api.query(FIVE_COLLECTIONS, {"first": first})).json()
-        assert "errors" not in body, body
-        assert len(body["data"]["patients"]["nodes"]) == first
-        counts[first] = {name: len(first_pages(u)) for name, u in upstreams.items()}
-        total = sum(len(u.requests) for u in upstreams.values())
-        # 2 sources x (1 patient search + 5 collections), plus any follow-up pages.
-        assert sum(counts[first].values()) == 2 * (1 + 5)
-        assert total <= 2 * (1 + 5) + sum(
-            len(u.requests) - len(first_pages(u)) for u in upstreams.values()
-        )
+    async with api_factory([fhir_source(u) for u in upstreams.values()], cache=NO_CACHE) as api:
+        for first in (5, 20):
+            for upstream in upstreams.values():
+                upstream.requests.clear()
+            body = (await api.query(FIVE_COLLECTIONS, {"first": first})).json()
+            assert "errors" not in body, body
+            assert len(body["data"]["patients"]["nodes"]) == first
+            counts[first] = {name: len(first_pages(u)) for name, u in upstreams.items()}
+            total = sum(len(u.requests) for u in upstreams.values())
+            # 2 sources x (1 patient search + 5 collections), plus any follow-up pages.
+            assert sum(counts[first].values()) == 2 * (1 + 5)
+            assert total <= 2 * (1 + 5) + sum(
+                len(u.requests) - len(first_pages(u)) for u in upstreams.values()
+            )
     assert counts[5] == counts[20]
 
 
@@ -119,7 +124,7 @@ async def test_sources_are_queried_in_parallel(api_factory: ApiFactory) -> None:
             {"id": name, "kind": "fhir", "base_url": url, "timeout_seconds": 5, "page_size": 1000}
             for name, url in (("hospital", hospital), ("clinic", clinic))
         ]
-        async with api_factory(sources) as api:
+        async with api_factory(sources, cache=NO_CACHE) as api:
             await api.query(FIVE_COLLECTIONS, {"first": first})  # warm: links known, pools open
             timings = []
             for _ in range(5):

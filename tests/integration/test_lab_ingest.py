@@ -145,7 +145,8 @@ async def test_lab_results_join_the_ehr_patient_and_a_lab_store_failure_is_coded
     query = """query($i: String) { patients(identifier: $i) { nodes { sources { sourceId }
       labResults(first: 100) { nodes { sources { sourceId } } } conditions { totalCount } } } }"""
     sources = [fhir_source(upstreams["hospital"]), lab_source()]
-    async with api_factory(sources) as api:
+    # Responses uncached: the same query must reach the broken store the second time.
+    async with api_factory(sources, cache={"response_ttl_seconds": 0}) as api:
         async with MllpClient("127.0.0.1", api.lab_port()) as client:
             assert msa(await client.send(oru("MSG-1", ssn=person.ssn)))[1] == "AA"
         joined = (await api.query(query, {"i": person.ssn})).json()

@@ -1,16 +1,20 @@
 """HTTP for one FHIR server: one pooled httpx.AsyncClient, searches with paging, and every
-transport, status and decoding failure translated into the SourceError tree."""
+transport, status and decoding failure translated into the SourceError tree.
+
+Search pages go through the source cache (`app.cache.sources`), each keyed by its full URL and
+revalidated with `If-None-Match` when the server sent an `ETag`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
+from app.cache.sources import Fetched, NotModified, SourceFetcher
 from app.sources.errors import (
     SourceDataError,
     SourceTimeout,
@@ -32,8 +36,10 @@ class FhirClient:
         max_pages: int,
         bearer_token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        fetcher: SourceFetcher | None = None,
     ) -> None:
         self.source_id = source_id
+        self._fetcher = fetcher or SourceFetcher(source_id)
         self.base_url = base_url.rstrip("/")
         self._origin = urlsplit(self.base_url)
         self._timeout = timeout_seconds
@@ -52,13 +58,17 @@ class FhirClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def search(self, resource_type: str, params: Mapping[str, str]) -> list[Json]:
-        """Every matching resource of `resource_type` across all pages.
+    async def search(
+        self, resource_type: str, params: Mapping[str, str], *, patients: Sequence[str] = ()
+    ) -> list[Json]:
+        """Every matching resource of `resource_type` across all pages. `patients` are the
+        local patient ids the search is about: its cached pages are purged with them.
 
         Pages are followed through `Bundle.link[next]` only while it stays on the configured
         origin and base path; a next link elsewhere is an error, not a silent truncation.
         """
-        bundle = await self.get_json(f"{self.base_url}/{resource_type}", params)
+        first = httpx.URL(f"{self.base_url}/{resource_type}").copy_merge_params(params)
+        bundle = await self._page(first, patients)
         resources = _matches(bundle, resource_type)
         for _ in range(self._max_pages - 1):
             next_url = _next_link(bundle)
@@ -66,7 +76,7 @@ class FhirClient:
                 return resources
             if not self.is_same_origin(next_url):
                 raise SourceDataError(self.source_id, "next link leaves the source origin")
-            bundle = await self.get_json(next_url)
+            bundle = await self._page(httpx.URL(next_url), patients)
             resources.extend(_matches(bundle, resource_type))
         if _next_link(bundle) is not None:
             raise SourceDataError(self.source_id, f"more than {self._max_pages} pages")
@@ -81,16 +91,46 @@ class FhirClient:
         )
 
     async def get_json(self, url: str, params: Mapping[str, str] | None = None) -> Json:
+        """One Bundle straight from the server, never from the cache (health checks)."""
+        response = await self._get(httpx.URL(url).copy_merge_params(params or {}))
+        raise_for_status(self.source_id, response.status_code)
+        return self._bundle(response.content)
+
+    async def _page(self, url: httpx.URL, patients: Sequence[str]) -> Json:
+        async def fetch(etag: str | None) -> Fetched[Json] | NotModified:
+            return await self._fetch(url, etag)
+
+        return await self._fetcher.get(str(url), fetch, self._bundle, patients=patients)
+
+    async def _fetch(self, url: httpx.URL, etag: str | None) -> Fetched[Json] | NotModified:
+        response = await self._get(url, {"If-None-Match": etag} if etag else {})
+        headers = response.headers
+        if response.status_code == 304 and etag:
+            return NotModified(headers.get("ETag"), headers.get("Cache-Control"))
+        raise_for_status(self.source_id, response.status_code)
+        bundle = self._bundle(response.content)
+        return Fetched(
+            response.content,
+            bundle,
+            etag=headers.get("ETag"),
+            cache_control=headers.get("Cache-Control"),
+            subjects=_patient_ids(bundle),
+        )
+
+    async def _get(
+        self, url: httpx.URL, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
         try:
             async with asyncio.timeout(self._timeout):
-                response = await self._http.get(url, params=params)
+                return await self._http.get(url, headers=headers)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise SourceTimeout(self.source_id, exc.__class__.__name__) from exc
         except httpx.HTTPError as exc:
             raise SourceUnavailable(self.source_id, exc.__class__.__name__) from exc
-        raise_for_status(self.source_id, response.status_code)
+
+    def _bundle(self, body: bytes) -> Json:
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise SourceDataError(self.source_id, "response is not JSON") from exc
         if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
@@ -118,6 +158,11 @@ def _matches(bundle: Json, resource_type: str) -> list[Json]:
         ):
             out.append(resource)
     return out
+
+
+def _patient_ids(bundle: Json) -> tuple[str, ...]:
+    """Ids of the Patient resources in a page (a demographic search is about them too)."""
+    return tuple(str(r["id"]) for r in _matches(bundle, "Patient") if isinstance(r.get("id"), str))
 
 
 def _next_link(bundle: Json) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
+from app.cache.sources import SourceFetcher
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import RecordKind, RecordQuery
 from app.settings import FhirSourceSettings
@@ -49,8 +50,13 @@ class FhirSource:
     record_kinds = frozenset(RESOURCE_TYPES)
 
     def __init__(
-        self, settings: FhirSourceSettings, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: FhirSourceSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        fetcher: SourceFetcher | None = None,
     ) -> None:
+        """`fetcher`: this source's way through the source cache (default: no cache)."""
         self._settings = settings
         self._client = FhirClient(
             settings.id,
@@ -59,6 +65,7 @@ class FhirSource:
             max_pages=settings.max_pages,
             bearer_token=settings.bearer_token,
             transport=transport,
+            fetcher=fetcher,
         )
         self.unmapped = 0  # resources skipped as malformed (counted, reported in logs)
 
@@ -80,7 +87,7 @@ class FhirSource:
         ids = [i for i in dict.fromkeys(local_ids) if is_fhir_id(i)]  # invalid: unknown here
         batches = chunks(ids, self._settings.max_batch_size)
         pages = await asyncio.gather(
-            *(self._search("Patient", {"_id": id_list(batch)}) for batch in batches)
+            *(self._search("Patient", {"_id": id_list(batch)}, batch) for batch in batches)
         )
         found = self._map_all("Patient", mapping.patient, [r for page in pages for r in page])
         return {p.link.local_id: p for p in found if p.link.local_id in ids}
@@ -103,7 +110,7 @@ class FhirSource:
             for batch in chunks(sorted({q.patient for q in group}), self._settings.max_batch_size)
         ]
         pages = await asyncio.gather(
-            *(self._search(t, self._record_params(f, b)) for t, _, f, b in searches)
+            *(self._search(t, self._record_params(f, b), b) for t, _, f, b in searches)
         )
         by_patient: dict[tuple[FilterKey, str], list[R]] = defaultdict(list)
         for (resource_type, mapper, filters, _), resources in zip(searches, pages, strict=True):
@@ -129,9 +136,12 @@ class FhirSource:
             params["date"] = f"ge{since}"
         return params
 
-    async def _search(self, resource_type: str, params: dict[str, str]) -> list[Json]:
+    async def _search(
+        self, resource_type: str, params: dict[str, str], patients: Sequence[str] = ()
+    ) -> list[Json]:
+        """`patients`: the local ids the search is about (tags its cached pages for purging)."""
         return await self._client.search(
-            resource_type, {**params, "_count": str(self._settings.page_size)}
+            resource_type, {**params, "_count": str(self._settings.page_size)}, patients=patients
         )
 
     def _patient_of(self, resource: Json) -> str | None:

@@ -1,6 +1,7 @@
 """Hl7v2Source: a lab that pushes ORU^R01 results over MLLP.
 
-Ingest: parse -> store (committed) -> link the patient in the index -> ACK AA. A message that
+Ingest: parse -> store (committed) -> link the patient in the index -> announce the new results
+(the server purges the patient's cached responses) -> ACK AA. A message that
 cannot be parsed gets AR/AE and nothing is stored; a store failure gets AE (the sender retries).
 Reads come from the store through the same batched ports as every other source.
 """
@@ -8,7 +9,7 @@ Reads come from the store through the same batched ports as every other source.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from cachetools import LRUCache
@@ -49,8 +50,12 @@ class Hl7v2Source:
             idle_timeout=settings.idle_timeout_seconds,
         )
         # Links never change once made, so remembering them is safe across workers.
-        self._linked: LRUCache[str, tuple[Identifier, ...]] = LRUCache(LINK_CACHE_SIZE)
+        # local id -> (identifiers linked, PatientGraph id)
+        self._linked: LRUCache[str, tuple[tuple[Identifier, ...], str]] = LRUCache(LINK_CACHE_SIZE)
         self.unmapped = 0
+        # Told the PatientGraph id of a patient whose new results were just stored, before the
+        # ACK (the server purges that patient's cached responses with it).
+        self.results_arrived: Callable[[str], Awaitable[None]] | None = None
 
     @property
     def id(self) -> str:
@@ -90,22 +95,38 @@ class Hl7v2Source:
                 "source %s: %d result(s) of a message could not be mapped", self.id, outcome.skipped
             )
         if not outcome.duplicate:
-            await self._after_ingest(message.patient)
+            patient_id = await self._after_ingest(message.patient)
+            if patient_id is not None and self.results_arrived is not None:
+                await self._announce(patient_id)
         return build_ack(raw, "AA")
 
-    async def _after_ingest(self, patient: SourcePatient) -> None:
-        """Link the patient now (best effort: a search links them later otherwise). A lab sends
-        the same patients all day: a PID linked before with the same identifiers is skipped."""
-        if self._linked.get(patient.link.local_id) == patient.identifiers:
-            return
+    async def _announce(self, patient_id: str) -> None:
+        """Best effort: the results are stored, so the ACK stays AA; a failure is logged and
+        stale answers then last at most their cache lifetime."""
+        assert self.results_arrived is not None
         try:
-            await self._index.link([patient])
+            await self.results_arrived(patient_id)
+        except Exception as exc:
+            log.error(
+                "source %s: announcing new results failed: %s", self.id, describe_exception(exc)
+            )
+
+    async def _after_ingest(self, patient: SourcePatient) -> str | None:
+        """Link the patient now (best effort: a search links them later otherwise) and return
+        their PatientGraph id. A lab sends the same patients all day: a PID linked before with
+        the same identifiers is not linked again."""
+        known = self._linked.get(patient.link.local_id)
+        if known is not None and known[0] == patient.identifiers:
+            return known[1]
+        try:
+            (patient_id,) = await self._index.link([patient])
         except (SQLAlchemyError, OSError) as exc:
             log.error(
                 "source %s: linking after ingest failed: %s", self.id, describe_exception(exc)
             )
-            return
-        self._linked[patient.link.local_id] = patient.identifiers
+            return None
+        self._linked[patient.link.local_id] = (patient.identifiers, patient_id)
+        return patient_id
 
     async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
         return await self._guard(self._store.patients_by_id(self.id, local_ids))

@@ -7,6 +7,10 @@ Every failure becomes a `SourceError`, as in the FHIR client: connection errors 
 (oversized, malformed, an XML bomb, the wrong root or transaction, an answer to another
 request) `SourceDataError`. A `Denied` "patient not found" means no fills, not an error.
 
+Answers go through the source cache keyed by the person asked about and the history window
+(each request body carries a fresh message id, so the body cannot be the key); only checked
+answers (approved, or not found) are stored, tagged with the person's PatientGraph id.
+
 Nothing here logs a message body or any patient data: counts, codes and exception classes only.
 """
 
@@ -22,7 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar, cast
 
 import httpx
+import orjson
 
+from app.cache.sources import Fetched, SourceFetcher
 from app.domain.medications import MedicationDispense
 from app.domain.records import DISPENSES, PersonQuery, RecordKind
 from app.settings import NcpdpSourceSettings
@@ -68,7 +74,9 @@ class NcpdpSource:
         receiver_id: str | None = None,
         requester: Requester = SERVICE_REQUESTER,
         not_found_codes: Collection[str] = NOT_FOUND_CODES,
+        fetcher: SourceFetcher | None = None,
     ) -> None:
+        """`fetcher`: this source's way through the source cache (default: no cache)."""
         if max_concurrency < 1 or max_response_bytes < 1:
             raise ValueError("max_concurrency and max_response_bytes must be positive")
         self._settings = settings
@@ -80,6 +88,7 @@ class NcpdpSource:
         self._requester = requester
         self._not_found_codes = frozenset(not_found_codes)
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._fetcher = fetcher or SourceFetcher(settings.id)
         self._http = httpx.AsyncClient(
             headers={"Accept": XML_MEDIA_TYPE},
             timeout=httpx.Timeout(settings.timeout_seconds),
@@ -146,31 +155,48 @@ class NcpdpSource:
         return [task.result() for task in tasks]
 
     async def _history(self, person: PersonQuery) -> list[MedicationDispense] | None:
-        message_id = uuid.uuid4().hex
-        now = datetime.now(UTC)
+        since = self._since(datetime.now(UTC).date())
+        # The request body holds a fresh message id each time: the cache keys on the question.
+        question = orjson.dumps([person, since]).decode()
+
+        async def fetch(_etag: str | None) -> Fetched[RxHistory]:
+            return await self._ask(person, since)
+
         try:
-            body = build_rx_history_request(
-                person,
-                message_id=message_id,
-                sent_time=now,
-                from_id=self._sender_id,
-                to_id=self._receiver_id,
-                since=self._since(now.date()),
-                requester=self._requester,
+            history = await self._fetcher.get(
+                question, fetch, self._read_stored, person=person.patient_id
             )
-        except ValueError:
+        except _Unaskable:
             self.unaskable += 1
             return None
-        history = self._read(await self._post(body), message_id)
         if history.status == "denied":
-            if self._is_not_found(history):
-                return None
-            raise errors.SourceRejected(self.id, f"denied ({_code(history.reason_code)})")
+            return None  # not found (any other denial was raised by `_ask`, never cached)
         mapped = map_dispensed(self.id, history.dispensed)
         if mapped.skipped:
             self.unmapped += mapped.skipped
             log.warning("source %s: skipped %d unmappable fills", self.id, mapped.skipped)
         return mapped.records
+
+    async def _ask(self, person: PersonQuery, since: date | None) -> Fetched[RxHistory]:
+        """One RxHistoryRequest, its answer checked: errors and refusals raise (uncached)."""
+        message_id = uuid.uuid4().hex
+        try:
+            body = build_rx_history_request(
+                person,
+                message_id=message_id,
+                sent_time=datetime.now(UTC),
+                from_id=self._sender_id,
+                to_id=self._receiver_id,
+                since=since,
+                requester=self._requester,
+            )
+        except ValueError:
+            raise _Unaskable from None
+        raw, cache_control = await self._post(body)
+        history = self._read(raw, message_id)
+        if history.status == "denied" and not self._is_not_found(history):
+            raise errors.SourceRejected(self.id, f"denied ({_code(history.reason_code)})")
+        return Fetched(raw, history, cache_control=cache_control)
 
     def _since(self, today: date) -> date | None:
         return None if self._history_days is None else today - timedelta(self._history_days)
@@ -195,7 +221,8 @@ class NcpdpSource:
         except httpx.HTTPError as exc:
             raise errors.SourceUnavailable(self.id, exc.__class__.__name__) from exc
 
-    async def _post(self, body: bytes) -> bytes:
+    async def _post(self, body: bytes) -> tuple[bytes, str | None]:
+        """The answer's body and its Cache-Control (SCRIPT sends no ETag: nothing to revalidate)."""
         async with (
             self._slots,  # waiting for a slot is not part of the request's timeout
             self._exchange(),
@@ -207,7 +234,7 @@ class NcpdpSource:
             ) as response,
         ):
             errors.raise_for_status(self.id, response.status_code)
-            return await self._read_body(response)
+            return await self._read_body(response), response.headers.get("Cache-Control")
 
     async def _read_body(self, response: httpx.Response) -> bytes:
         """The (decoded) body, refused as soon as it passes the size limit: never buffered
@@ -222,6 +249,10 @@ class NcpdpSource:
                 raise errors.SourceDataError(self.id, "response exceeds the size limit")
         return bytes(body)
 
+    def _read_stored(self, raw: bytes) -> RxHistory:
+        """A cached answer: checked against its own request when it was fetched."""
+        return parse_rx_history_response(raw, max_bytes=self._max_bytes)
+
     def _read(self, raw: bytes, message_id: str) -> RxHistory:
         try:
             history = parse_rx_history_response(raw, max_bytes=self._max_bytes)
@@ -235,6 +266,10 @@ class NcpdpSource:
             # Possibly another patient's answer: never use it.
             raise errors.SourceDataError(self.id, "response does not relate to the request")
         return history
+
+
+class _Unaskable(Exception):
+    """The person cannot be described in a SCRIPT request (no first name, partial birth date)."""
 
 
 def _code(value: str | None) -> str:

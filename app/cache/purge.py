@@ -1,0 +1,60 @@
+"""Purging everything cached about one patient: their responses and their upstream data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.cache.backend import CacheBackend
+from app.cache.factory import response_backend, source_cache
+from app.cache.response import patient_tag
+from app.cache.sources import SourceCache
+from app.identity.index import PatientIndex
+from app.settings import Settings
+from app.store import create_engine
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCounts:
+    responses: int
+    sources: int
+
+
+@dataclass(frozen=True)
+class CachePurger:
+    responses: CacheBackend | None  # the response cache's backend
+    sources: SourceCache | None
+    index: PatientIndex
+
+    async def purge_patient(self, patient_id: str) -> PurgeCounts:
+        """Raises CacheUnavailable when a backend cannot be reached (nothing is claimed)."""
+        tag = patient_tag(patient_id)
+        responses = await self.responses.purge_tag(tag) if self.responses is not None else 0
+        sources = 0
+        if self.sources is not None:
+            links = (await self.index.links_for([patient_id])).get(patient_id, ())
+            sources = await self.sources.purge_patient(links, patient_id=patient_id)
+        return PurgeCounts(responses, sources)
+
+    async def purge_responses(self, patient_id: str) -> None:
+        """New data arrived for the patient outside the upstream caches (a lab result over
+        MLLP): their cached responses are stale. Raises CacheUnavailable."""
+        if self.responses is not None:
+            await self.responses.purge_tag(patient_tag(patient_id))
+
+    async def aclose(self) -> None:
+        for backend in (self.responses, self.sources.backend if self.sources else None):
+            if backend is not None:
+                await backend.aclose()
+
+
+async def purge_with_settings(settings: Settings, patient_id: str) -> PurgeCounts:
+    """`patientgraph cache purge`: the shared (Redis) caches, from outside the server."""
+    engine = create_engine(settings.store.url)
+    identity = settings.identity
+    index = PatientIndex(engine, identity.link_identifier_systems, identity.hash_key)
+    purger = CachePurger(response_backend(settings.cache), source_cache(settings), index)
+    try:
+        return await purger.purge_patient(patient_id)
+    finally:
+        await purger.aclose()
+        await engine.dispose()

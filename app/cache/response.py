@@ -1,0 +1,187 @@
+"""The response cache: whole GraphQL responses, keyed so that a caller can only ever be
+answered with a response computed for the same rights.
+
+Key = sha256 of the normalized document, the operation name, the canonical variables and the
+caller's authorization fingerprint: every field of the `Access` the policy decided (types,
+scopes, confinement, masking, sensitivity, care team, denied fields: whatever it holds,
+present and future), plus the token's patient context (for `me`) and, for a caller confined
+to one patient, its subject. Two callers share an entry only when the policy gives them the
+same rights over the same patient context.
+
+Only successful queries are stored: never break-the-glass requests, responses with errors or
+mutations (the endpoint decides; see `app.web.graphql`). Entries are tagged with the patients
+they disclose, so one patient's entries can be purged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cachetools import LRUCache
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    get_named_type,
+    parse,
+    print_ast,
+    visit,
+)
+
+from app.auth.policy import Access
+from app.auth.principal import Principal
+from app.cache.backend import CacheBackend
+from app.cache.guarded import Guarded
+from app.cache.singleflight import SingleFlight
+
+DOCUMENT_CACHE_SIZE = 512
+FINGERPRINT_CACHE_SIZE = 4096
+CONNECTION = "Connection"  # suffix of paged collection types (ObservationConnection)
+MAX_CACHED_DOCUMENT = 20_000  # characters; longer documents are analysed but not memoized
+
+
+def patient_tag(patient_id: str) -> str:
+    return f"patient:{patient_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """What the cache needs to know of a query text (memoized per text)."""
+
+    normalized: str  # printed AST: whitespace and comments do not split entries
+    digest: str  # sha256 of `normalized`
+    operations: Mapping[str | None, OperationType]  # by name; None for a lone anonymous one
+    types: frozenset[str]  # every named output type the document selects
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A computed response: what the caller gets, and whether others may get it too."""
+
+    status: int
+    body: bytes
+    cacheable: bool
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        schema: GraphQLSchema,
+        *,
+        ttl: float,
+        ttl_by_type: Mapping[str, float],
+    ) -> None:
+        self.backend = backend
+        self._guarded = Guarded(backend, "response cache")
+        self.ttl = ttl
+        self._ttl_by_type = dict(ttl_by_type)
+        self._schema = schema
+        self.flight: SingleFlight[Stored] = SingleFlight()
+        self._analyse = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._analyse_text)
+        # Per principal: its Access is a pure function of it (see app.auth.decisions), and
+        # break-the-glass requests, whose Access differs, never reach the cache.
+        self._fingerprints: LRUCache[Principal, str] = LRUCache(FINGERPRINT_CACHE_SIZE)
+
+    def document(self, query: str) -> Document | None:
+        """None when the text does not parse (execution reports the error, uncached)."""
+        if len(query) > MAX_CACHED_DOCUMENT:
+            return self._analyse_text(query)
+        return self._analyse(query)
+
+    def _analyse_text(self, query: str) -> Document | None:
+        try:
+            ast = parse(query)
+        except GraphQLError:
+            return None
+        normalized = print_ast(ast)
+        digest = hashlib.sha256(normalized.encode()).hexdigest()
+        return Document(normalized, digest, _operations(ast), self._selected_types(ast))
+
+    def _selected_types(self, ast: DocumentNode) -> frozenset[str]:
+        info = TypeInfo(self._schema)
+        seen: set[str] = set()
+
+        class Collect(Visitor):
+            def enter_field(self, *_: Any) -> None:
+                field_type = info.get_type()
+                if field_type is not None:
+                    name = get_named_type(field_type).name
+                    seen.add(name)
+                    # `observations { totalCount }` is about observations too.
+                    seen.add(name.removesuffix(CONNECTION))
+
+        visit(ast, TypeInfoVisitor(info, Collect()))
+        return frozenset(seen)
+
+    def ttl_for(self, document: Document) -> float:
+        """The shortest TTL among the types the document selects (the default otherwise)."""
+        ttls = [self._ttl_by_type[t] for t in document.types if t in self._ttl_by_type]
+        return min([self.ttl, *ttls])
+
+    def key(
+        self,
+        document: Document,
+        operation: str | None,
+        variables: Mapping[str, Any] | None,
+        principal: Principal,
+        access: Access,
+    ) -> str:
+        caller = self._fingerprints.get(principal)
+        if caller is None:
+            caller = self._fingerprints[principal] = _digest(fingerprint(principal, access))
+        return _digest([document.digest, operation, variables or {}, caller])
+
+    async def get(self, key: str) -> bytes | None:
+        """The stored body, or None (also when the backend is down: the query then runs)."""
+        return await self._guarded.get(key)
+
+    async def put(self, key: str, body: bytes, ttl: float, patients: Iterable[str]) -> None:
+        await self._guarded.set(key, body, ttl, [patient_tag(p) for p in patients])
+
+
+def fingerprint(principal: Principal, access: Access) -> Any:
+    """What the response may depend on about the caller, canonical (see the module doc)."""
+    return {
+        "access": _canonical(access),
+        "patient": principal.patient,
+        "subject": principal.subject if access.confined_to is not None else None,
+        "issuer": principal.issuer if access.confined_to is not None else None,
+    }
+
+
+def _digest(material: Any) -> str:
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, frozenset | set):
+        return sorted((_canonical(v) for v in value), key=orjson.dumps)
+    if isinstance(value, Mapping):
+        return sorted(([k, _canonical(v)] for k, v in value.items()), key=orjson.dumps)
+    if isinstance(value, tuple | list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _operations(ast: DocumentNode) -> dict[str | None, OperationType]:
+    operations = [d for d in ast.definitions if isinstance(d, OperationDefinitionNode)]
+    out: dict[str | None, OperationType] = {
+        op.name.value: op.operation for op in operations if op.name is not None
+    }
+    if len(operations) == 1:
+        out[None] = operations[0].operation
+    return out

@@ -1,0 +1,30 @@
+"""Cache administration: purging everything cached about one patient (admins only)."""
+
+from __future__ import annotations
+
+from app.cache.backend import CacheUnavailable
+from app.cache.purge import PurgeCounts
+from app.identity.index import is_patient_id
+from resolvers.context import Context
+from resolvers.errors import ClientError, Forbidden, UserInputError
+
+ADMIN = "admin"
+
+
+class PurgeFailed(ClientError):
+    """A cache backend could not be reached: nothing may be assumed purged."""
+
+    code = "INTERNAL"
+
+
+async def purge_patient_cache(ctx: Context, patient_id: str) -> PurgeCounts:
+    if ADMIN not in ctx.principal.roles:
+        raise Forbidden("Only administrators may purge caches")
+    if not is_patient_id(patient_id):
+        raise UserInputError("'patientId' is not a PatientGraph patient id")
+    if ctx.services.caches is None:
+        return PurgeCounts(0, 0)
+    try:
+        return await ctx.services.caches.purge_patient(patient_id)
+    except CacheUnavailable:
+        raise PurgeFailed("The cache could not be reached: retry the purge") from None
