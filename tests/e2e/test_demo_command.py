@@ -137,7 +137,8 @@ def test_demo_serves_until_signalled_then_exits_cleanly(
             headers={"Authorization": f"Bearer {demo['tokens']['patient']}"},
         )
         assert response.status_code == 200, response.text
-        assert response.json() == {"data": {"me": {"id": patients[0]}}}
+        assert response.json()["data"] == {"me": {"id": patients[0]}}
+        assert "errors" not in response.json()
 
         response = client.post(
             "/graphql",
@@ -145,7 +146,8 @@ def test_demo_serves_until_signalled_then_exits_cleanly(
             headers={"Authorization": f"Bearer {demo['tokens']['clinician']}"},
         )
         assert response.status_code == 200, response.text
-        assert response.json() == {"data": {"patients": {"totalCount": len(patients)}}}
+        assert response.json()["data"] == {"patients": {"totalCount": len(patients)}}
+        assert "errors" not in response.json()
 
         # The clinician token with limited scopes reads demographics and observations only.
         printed_so_far = (tmp_path / "stdout.txt").read_text()
