@@ -17,22 +17,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 
-import httpx
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from app.auth.signing import issue_token, key_id, public_jwk
-from app.demo.generator import UPSTREAMS
-from app.demo.runner import AUDIENCE, ISSUER, ROLE_SCOPES, demo_settings
-from app.web.examples import DASHBOARD_QUERY
-from benchmarks.load import Load, child, drive, post_bytes
+from app.demo.serving import child_process
+from benchmarks.harness import (
+    SERVERS,
+    Load,
+    dashboard_body,
+    demo_world,
+    drive,
+    peak_rss_mb,
+    post_bytes,
+)
 from benchmarks.timing import machine_line, percentile
-from benchmarks.upstreams import DEMO_POPULATION, upstream_process
-
-SERVERS = str(Path(__file__).with_name("servers.py"))
 
 
 def ms(seconds: float) -> str:
@@ -41,49 +38,28 @@ def ms(seconds: float) -> str:
 
 async def run(args: argparse.Namespace) -> None:
     print(machine_line())
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    kid = key_id(key)
-    token = issue_token(
-        key,
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        subject="bench-clinician",
-        roles=["clinician"],
-        scope=ROLE_SCOPES["clinician"],
-        ttl_seconds=3600,
-        kid=kid,
-    )
-    headers = {"Authorization": f"Bearer {token}"}
-    client_headers = {**headers, "Content-Type": "application/json"}
-    body = json.dumps({"query": DASHBOARD_QUERY, "variables": {"first": args.patients}}).encode()
-    with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
-        work = Path(tmp)
-        (work / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
-        async with (
-            httpx.AsyncClient(timeout=60) as client,
-            upstream_process(UPSTREAMS[0], DEMO_POPULATION, client) as one,
-            upstream_process(UPSTREAMS[1], DEMO_POPULATION, client) as two,
-        ):
-            urls = {u.name: u.fhir_url for u in (one, two)}
-            settings = demo_settings(work, "127.0.0.1", 0, urls, token)
-            settings_file = work / "settings.json"
-            settings_file.write_text(json.dumps(settings.model_dump(mode="json")))
-            async with child(SERVERS, "api", str(settings_file)) as api:
-                url = f"{api.base}/graphql"
-                first = await client.post(url, content=body, headers=client_headers)
-                again = await client.post(url, content=body, headers=client_headers)
-                assert first.headers.get("x-cache") == "miss", (first.status_code, first.text[:300])
-                assert again.headers["x-cache"] == "hit", again.headers
-                assert "errors" not in again.json()
-                (work / "body.json").write_bytes(again.content)
-                print(
-                    f"dashboard query, {args.patients} patients, cached response "
-                    f"{len(again.content):,} bytes; {args.connections} connections, "
-                    f"{args.rounds} x {args.seconds:g} s per server, interleaved"
-                )
-                async with child(SERVERS, "bare", str(work / "body.json")) as bare:
-                    await compare(args, url, f"{bare.base}/graphql", body, headers)
-                print(f"\n4. Peak RSS of the API worker after the load: {api.peak_rss_mb():.1f} MB")
+    body = dashboard_body(args.patients)
+    async with (
+        demo_world() as world,
+        child_process(SERVERS, "api", str(world.write_settings("api.json"))) as api,
+    ):
+        url = f"{api.base}/graphql"
+        headers = {**world.auth, "Content-Type": "application/json"}
+        first = await world.client.post(url, content=body, headers=headers)
+        again = await world.client.post(url, content=body, headers=headers)
+        assert first.headers.get("x-cache") == "miss", (first.status_code, first.text[:300])
+        assert again.headers["x-cache"] == "hit", again.headers
+        assert "errors" not in again.json()
+        (world.work / "body.json").write_bytes(again.content)
+        print(
+            f"dashboard query, {args.patients} patients, cached response "
+            f"{len(again.content):,} bytes; {args.connections} connections, "
+            f"{args.rounds} x {args.seconds:g} s per server, interleaved"
+        )
+        bare_file = str(world.work / "body.json")
+        async with child_process(SERVERS, "bare", bare_file) as bare:
+            await compare(args, url, f"{bare.base}/graphql", body, world.auth)
+        print(f"\n4. Peak RSS of the API worker after the load: {peak_rss_mb(api):.1f} MB")
 
 
 async def compare(

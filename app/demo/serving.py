@@ -12,6 +12,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 import uvicorn
@@ -72,10 +73,16 @@ async def serve_until_stdin_closes(app: ASGIApp) -> None:
         await asyncio.to_thread(sys.stdin.read)
 
 
+@dataclass(frozen=True)
+class Child:
+    base: str  # http://127.0.0.1:port
+    pid: int
+
+
 @contextlib.asynccontextmanager
-async def child_server(*args: str) -> AsyncIterator[str]:
+async def child_process(*args: str) -> AsyncIterator[Child]:
     """Run `python *args` (a script calling `serve_until_stdin_closes`) in a child process until
-    the block exits; yields the child's base URL (`http://127.0.0.1:port`)."""
+    the block exits; yields its base URL and pid (benchmarks read its memory)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
@@ -85,7 +92,7 @@ async def child_server(*args: str) -> AsyncIterator[str]:
         ready, _, base = line.strip().partition(" ")
         if ready != READY or not base:
             raise RuntimeError(f"child server {args} did not start: {line!r}")
-        yield base
+        yield Child(base, proc.pid)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -94,3 +101,10 @@ async def child_server(*args: str) -> AsyncIterator[str]:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def child_server(*args: str) -> AsyncIterator[str]:
+    """`child_process`, yielding the child's base URL only."""
+    async with child_process(*args) as child:
+        yield child.base

@@ -5,8 +5,6 @@ with CacheUnavailable, never a hang or a leak, when Redis cannot be reached."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,21 +13,6 @@ from app.cache.memory import ENTRY_OVERHEAD, MemoryCache
 from app.cache.redis_backend import RedisCache
 from app.cache.singleflight import SingleFlight
 from tests.conftest import closed_port_url
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
-    cache: CacheBackend
-    if request.param == "memory":
-        cache = MemoryCache(max_entries=100, max_bytes=1_000_000)
-    else:
-        prefix = f"test-{uuid.uuid4().hex}"
-        cache = RedisCache(REDIS_URL, prefix=prefix, namespace="unit", max_ttl=60)
-    yield cache
-    await cache.clear()
-    await cache.aclose()
 
 
 async def test_get_set_and_expiry(backend: CacheBackend) -> None:

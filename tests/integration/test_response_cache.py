@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +17,11 @@ import pytest
 from app.demo.generator import DemoPopulation
 from app.sources.hl7v2.mllp import MllpClient
 from tests.conftest import Api, ApiFactory, Upstream, closed_port_url, fhir_source, lab_source
+from tests.integration.conftest import REDIS_URL, unique_prefix
 from tests.integration.test_authorization import a_patient_id
 from tests.integration.test_lab_ingest import msa, oru
+from tests.unit.test_cli import run as run_cli
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 ROOT = Path(__file__).resolve().parents[2]
 ONE = "query($id: ID!) { patient(id: $id) { id name { family } observations { totalCount } } }"
 NAMES = "{ patients(first: 100) { nodes { id name { family } } } }"
@@ -36,7 +34,7 @@ def cache_settings(backend: str, **options: Any) -> dict[str, Any]:
     return {
         "backend": backend,
         "redis_url": REDIS_URL,
-        "key_prefix": f"test-{uuid.uuid4().hex}",
+        "key_prefix": unique_prefix(),
         "source_ttl_seconds": 0,  # responses only: upstream calls show what was computed
         **options,
     }
@@ -216,17 +214,6 @@ async def test_caching_off_answers_bypass(no_cache_api: Api, population: DemoPop
     patient_id = await a_patient_id(no_cache_api, population)
     response = await no_cache_api.query(ONE, {"id": patient_id})
     assert response.headers["x-cache"] == "bypass"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_the_purge_command_reaches_a_running_servers_redis_cache(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,8 +31,7 @@ from app.settings import FhirSourceSettings, NcpdpSourceSettings
 from app.sources.fhir.source import FhirSource
 from app.sources.ncpdp.source import NcpdpSource
 from tests.conftest import Upstream, closed_port_url, running_upstream
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.integration.conftest import REDIS_URL, unique_prefix
 
 
 class Clock:
@@ -63,19 +61,6 @@ class Recording(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
-    cache: CacheBackend
-    if request.param == "memory":
-        cache = MemoryCache(max_entries=1000, max_bytes=50_000_000)
-    else:
-        prefix = f"test-{uuid.uuid4().hex}"
-        cache = RedisCache(REDIS_URL, prefix=prefix, namespace="source", max_ttl=86400)
-    yield cache
-    await cache.clear()
-    await cache.aclose()
 
 
 @pytest.fixture
@@ -270,7 +255,7 @@ async def test_purge_patient_removes_exactly_that_patients_entries(
 async def test_redis_keys_and_tags_hold_no_identifier_in_clear(
     hospital: Upstream, population: DemoPopulation
 ) -> None:
-    prefix = f"test-{uuid.uuid4().hex}"
+    prefix = unique_prefix()
     backend = RedisCache(REDIS_URL, prefix=prefix, namespace="source", max_ttl=86400)
     source = fhir_source(hospital, SourceCache(backend, 60, hash_key="k"))
     person = population.people[0]

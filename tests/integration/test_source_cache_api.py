@@ -4,7 +4,6 @@ a Redis that is down costs no query."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,14 +12,13 @@ import pytest
 import redis.asyncio as redis
 
 from tests.conftest import ApiFactory, Upstream, closed_port_url, fhir_source
+from tests.integration.conftest import REDIS_URL, unique_prefix
 from tests.integration.test_graphql_api import FIVE_COLLECTIONS
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def cache_settings(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
-    prefix = f"test-{uuid.uuid4().hex}"
+    prefix = unique_prefix()
     yield {"backend": request.param, "key_prefix": prefix, "response_ttl_seconds": 0}
     if request.param == "redis":
         client = redis.from_url(REDIS_URL)

@@ -79,6 +79,12 @@ def test_patient_confinement() -> None:
         ("[roles.a]\nread = []\n[sensitive]\ncodes = ['no-bar']", "system|code"),
         ("[roles.a]\nread = []\n[sensitive]\nlabels = 'R'", "lists of strings"),
         ("[roles.a]\nread = []\n[sensitive]\nlevel = 3", "[sensitive] may only"),
+        ("[roles.a]\nread = []\ncare_team_only = 'yes'", "care_team_only"),
+        ("[roles.a]\nread = []\naddress = 'street'", "roles.a.address"),
+        ("[roles.a]\nread = []\ndeny_fields = 'Patient.telecom'", "roles.a.deny_fields"),
+        ("[roles.a]\nread = []\ndeny_fields = ['telecom']", "Type.field"),
+        ("[roles.a]\nread = []\npurposes = ['treat']", "codes like TREAT"),
+        ("[roles.a]\nread = []\n[purpose_of_use]\nrequired = 1", "[purpose_of_use]"),
     ],
 )
 def test_bad_policy_files_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
@@ -175,25 +181,6 @@ def test_care_team_and_address_rules(tmp_path: Path) -> None:
     assert doc_and_office.address_in_full
     assert doc_and_lab.care_team == npi
     assert not doc_and_lab.address_in_full
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [
-        ("[roles.a]\nread = []\ncare_team_only = 'yes'", "care_team_only"),
-        ("[roles.a]\nread = []\naddress = 'street'", "roles.a.address"),
-        ("[roles.a]\nread = []\ndeny_fields = 'Patient.telecom'", "roles.a.deny_fields"),
-        ("[roles.a]\nread = []\ndeny_fields = ['telecom']", "Type.field"),
-        ("[roles.a]\nread = []\npurposes = ['treat']", "codes like TREAT"),
-        ("[roles.a]\nread = []\n[purpose_of_use]\nrequired = 1", "[purpose_of_use]"),
-    ],
-)
-def test_bad_field_and_purpose_rules_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
-    path = tmp_path / "policy.toml"
-    path.write_text(text)
-    with pytest.raises(PolicyError) as raised:
-        load_policy(path)
-    assert fragment in str(raised.value)
 
 
 @pytest.mark.parametrize(
