@@ -1,6 +1,7 @@
 """Clinician dashboard benchmark: upstream round trips, latency amplification, server overhead.
 
     .venv/bin/python benchmarks/dashboard.py [--latency-ms 50] [--iterations 40] [--patients 20]
+    .venv/bin/python benchmarks/dashboard.py --only overhead   # figure 3 alone, about 15 s
 
 Everything runs on 127.0.0.1 and every figure comes from this one run (see benchmarks/README.md
 for the method and what each figure means). Not a test: it asserts nothing about speed.
@@ -102,36 +103,66 @@ def print_latency(runs: Sequence[LatencyRun], latency: float, first: int) -> Non
     )
 
 
+OVERHEAD_ROWS = (
+    ("graphql-core", "bare graphql-core: parse, validate, execute"),
+    ("graphql-core parsed", "bare graphql-core: execute (parsed once)"),
+    ("memory", "PatientGraph, in-memory sources + index"),
+    ("sqlite", "PatientGraph, in-memory sources, SQLite index"),
+)
+PORTAL_ROWS = (
+    ("portal graphql-core", "bare graphql-core: parse, validate, execute"),
+    ("portal graphql-core parsed", "bare graphql-core: execute (parsed once)"),
+    ("portal memory", "PatientGraph, in-memory sources + index"),
+)
+
+
 def print_overhead(
-    overhead: Overhead, e2e: Sequence[float], cpu: float, first: int
+    overhead: Overhead, e2e: Sequence[float] | None, cpu: float | None, first: int
 ) -> dict[str, float]:
-    fields = overhead.fields
-    us = {name: statistics.median(s) / fields * 1e6 for name, s in overhead.seconds.items()}
-    us["http"] = statistics.median(e2e) / fields * 1e6
+    fields = overhead.fields["dashboard"]
+    seconds = dict(overhead.seconds)
+    if e2e is not None:
+        seconds["http"] = list(e2e)
+    us = {
+        name: statistics.median(s)
+        / overhead.fields["portal" if "portal" in name else "dashboard"]
+        * 1e6
+        for name, s in seconds.items()
+    }
     print(
         f"\n3. Server overhead: dashboard for {first} patients = {fields} resolved fields "
         f"(every key of every object in `data`, list items included)"
     )
-    same = "identical" if overhead.same_data else "DIFFERENT (the comparison is not like for like)"
+    installed = "installed" if overhead.fast_paths else "NOT installed by build_schema()"
+    print(f"   schema fast paths (schema/fast_paths.py): {installed}")
+    same = "identical" if overhead.same_data["dashboard"] else "DIFFERENT (not like for like)"
     print(f"   PatientGraph and graphql-core returned {same} `data`")
-    rows = [
-        ("graphql-core", "bare graphql-core (same SDL, dicts)", overhead.seconds["graphql-core"]),
-        ("memory", "PatientGraph, in-memory sources + index", overhead.seconds["memory"]),
-        ("sqlite", "PatientGraph, in-memory sources, SQLite index", overhead.seconds["sqlite"]),
-        ("http", "HTTP end to end, 0 ms injected", e2e),
-    ]
+    rows = [*OVERHEAD_ROWS, *((("http", "HTTP end to end, 0 ms injected"),) if e2e else ())]
+    print_rows(rows, seconds, us)
+    if cpu is not None:
+        print(
+            f"   CPU of this process per HTTP query (API + its client): {cpu * 1000:.1f} ms; the"
+            " rest of the wall time is waiting (upstream processes, a busy machine's scheduler)"
+        )
+    same = "identical" if overhead.same_data["portal"] else "DIFFERENT (not like for like)"
+    print(
+        f"   portal query (`me`, patient token) = {overhead.fields['portal']} resolved fields, "
+        f"{same} `data`"
+    )
+    print_rows(PORTAL_ROWS, seconds, us)
+    return us
+
+
+def print_rows(
+    rows: Sequence[tuple[str, str]], seconds: Mapping[str, Sequence[float]], us: Mapping[str, float]
+) -> None:
     print(f"   {'':<46} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'µs/field (p50)':>15}")
-    for name, label, seconds in rows:
-        stats = Stats.of(seconds)
+    for name, label in rows:
+        stats = Stats.of(seconds[name])
         print(
             f"   {label:<46} {stats.p50 * 1000:8.2f} {stats.p90 * 1000:8.2f} "
             f"{stats.best * 1000:8.2f} {us[name]:15.1f}"
         )
-    print(
-        f"   CPU of this process per HTTP query (API + its client): {cpu * 1000:.1f} ms; the "
-        "rest of the wall time is waiting (upstream processes, a busy machine's scheduler)"
-    )
-    return us
 
 
 def print_ratios(
@@ -145,24 +176,36 @@ def print_ratios(
     firsts = {
         n: sum(sum(c.first_pages.values()) for c in per.values()) for n, per in counts.items()
     }
-    low, high = min(totals), max(totals)
-    if low != high:
+    if totals and min(totals) != max(totals):
+        low, high = min(totals), max(totals)
         label = f"upstream requests, {high} ÷ {low} patients"
         print(
             f"   {label:<39}{totals[high] / totals[low]:6.2f}"
             f"   (first pages only: {firsts[high] / firsts[low]:.2f})"
         )
-    wall = statistics.median(r.wall for r in runs)
+    if runs:
+        wall = statistics.median(r.wall for r in runs)
+        print(
+            f"   wall ÷ slowest upstream request (p50)  "
+            f"{statistics.median(r.wall / r.slowest for r in runs):6.2f}"
+        )
+        print(f"   wall ÷ injected latency (p50)          {wall / latency:6.2f}")
+    parsed, full = us["graphql-core parsed"], us["graphql-core"]
+    http = f"; HTTP end to end {us['http'] / parsed:.2f}" if "http" in us else ""
     print(
-        f"   wall ÷ slowest upstream request (p50)  "
-        f"{statistics.median(r.wall / r.slowest for r in runs):6.2f}"
+        f"   PatientGraph ÷ graphql-core per field  {us['memory'] / parsed:6.2f}"
+        f"   (with SQLite index {us['sqlite'] / parsed:.2f}{http}; graphql-core parsing once,"
+        " as PatientGraph does)"
     )
-    print(f"   wall ÷ injected latency (p50)          {wall / latency:6.2f}")
-    base = us["graphql-core"]
     print(
-        f"   PatientGraph ÷ graphql-core per field  {us['memory'] / base:6.2f}"
-        f"   (with SQLite index {us['sqlite'] / base:.2f};"
-        f" HTTP end to end {us['http'] / base:.2f})"
+        f"   PatientGraph ÷ graphql-core per field  {us['memory'] / full:6.2f}"
+        f"   (with SQLite index {us['sqlite'] / full:.2f}; graphql-core parsing and validating"
+        " every query)"
+    )
+    portal = us["portal graphql-core parsed"]
+    print(
+        f"   portal: PatientGraph ÷ graphql-core    {us['portal memory'] / portal:6.2f}"
+        f"   ({us['portal memory'] / us['portal graphql-core']:.2f} against parsing every query)"
     )
 
 
@@ -178,6 +221,7 @@ async def benchmark(args: argparse.Namespace) -> None:
         f"dashboard first={args.patients}; {args.iterations} timed iterations after {WARMUP} "
         "warm-up"
     )
+    only_overhead = args.only == "overhead"
     async with contextlib.AsyncExitStack() as stack:
         control = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         upstreams = [
@@ -186,19 +230,23 @@ async def benchmark(args: argparse.Namespace) -> None:
         ]
         api = await stack.enter_async_context(running_api(upstreams))
         await api.dashboard(population)  # links every patient in the index, fills the pools
-        counts = {
-            n: await count_requests(api, upstreams, n)
-            for n in sorted({args.compare_patients, args.patients})
-        }
-        for upstream in upstreams:
-            await upstream.set_delay(latency)
-        runs = await latency_runs(api, args.patients, args.iterations)
-        for upstream in upstreams:
-            await upstream.set_delay(0.0)
+        counts: dict[int, dict[str, RequestCount]] = {}
+        runs: list[LatencyRun] = []
+        if not only_overhead:
+            counts = {
+                n: await count_requests(api, upstreams, n)
+                for n in sorted({args.compare_patients, args.patients})
+            }
+            for upstream in upstreams:
+                await upstream.set_delay(latency)
+            runs = await latency_runs(api, args.patients, args.iterations)
+            for upstream in upstreams:
+                await upstream.set_delay(0.0)
         e2e, cpu = await http_runs(api, args.patients, args.iterations)
         overhead = await measure_overhead(api.settings, api.workdir, args.patients, args.iterations)
-    print_counts(counts)
-    print_latency(runs, latency, args.patients)
+    if not only_overhead:
+        print_counts(counts)
+        print_latency(runs, latency, args.patients)
     us = print_overhead(overhead, e2e, cpu, args.patients)
     print_ratios(counts, runs, latency, us)
 
@@ -215,6 +263,11 @@ def parse_args() -> argparse.Namespace:
         "--iterations", type=int, default=40, help="timed queries per measurement (default 40)"
     )
     parser.add_argument("--patients", type=int, default=20, help="dashboard page size")
+    parser.add_argument(
+        "--only",
+        choices=["overhead"],
+        help="run one figure only: `overhead` = figure 3 (server overhead per field)",
+    )
     parser.add_argument(
         "--compare-patients",
         type=int,

@@ -81,12 +81,20 @@ class Api:
         return data
 
 
-@contextlib.asynccontextmanager
-async def running_api(upstreams: Sequence[Upstream]) -> AsyncIterator[Api]:
-    """The API in this process, configured as the demo configures it (`demo_settings`)."""
+def uncached(settings: Settings) -> Settings:
+    """Every figure measures computing an answer: no response cache, no upstream cache (the
+    cache benchmarks measure those)."""
+    off = settings.cache.model_copy(update={"response_ttl_seconds": 0, "source_ttl_seconds": 0})
+    return settings.model_copy(update={"cache": off})
+
+
+def clinician_token(workdir: Path) -> str:
+    """A clinician token signed by a fresh key, whose JWKS `demo_settings` reads from
+    `workdir/jwks.json`."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = key_id(key)
-    token = issue_token(
+    (workdir / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
+    return issue_token(
         key,
         issuer=ISSUER,
         audience=AUDIENCE,
@@ -95,12 +103,17 @@ async def running_api(upstreams: Sequence[Upstream]) -> AsyncIterator[Api]:
         scope=ROLE_SCOPES["clinician"],
         kid=kid,
     )
+
+
+@contextlib.asynccontextmanager
+async def running_api(upstreams: Sequence[Upstream]) -> AsyncIterator[Api]:
+    """The API in this process, configured as the demo configures it (`demo_settings`)."""
     timer = RequestTimer()
     with tempfile.TemporaryDirectory(prefix="patientgraph-bench-") as tmp:
         workdir = Path(tmp)
-        (workdir / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
+        token = clinician_token(workdir)
         urls = {u.name: u.fhir_url for u in upstreams}
-        settings = demo_settings(workdir, "127.0.0.1", 8000, urls, token)
+        settings = uncached(demo_settings(workdir, "127.0.0.1", 8000, urls, token))
         transports = {name: TimingTransport(name, timer) for name in urls}
         app = create_app(settings, transports=transports)
         async with (

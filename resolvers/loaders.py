@@ -3,15 +3,22 @@
 Every loader is keyed by source-local ids, so each batch becomes one upstream search (chunked
 only past the source's `max_batch_size`). Loaders for different sources dispatch in the same
 tick and therefore run concurrently.
+
+`record_answer` and `people_answer` also remember each answer's future for the rest of the
+request, failed ones included (a DataLoader forgets a key whose batch failed, so asking again
+would repeat the upstream call): a collection prefetched for a page of patients and then read
+by each patient's field costs one upstream search, whether it succeeded or not.
 """
 
 from __future__ import annotations
 
+from asyncio import Future
 from collections.abc import Sequence
 from typing import Any
 
 from aiodataloader import DataLoader
 
+from app.auth.policy import Access
 from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
 from app.domain.records import PersonQuery, RecordKind, RecordQuery
@@ -26,6 +33,10 @@ class RequestLoaders:
         self._patients: dict[str, DataLoader[str, SourcePatient | None]] = {}
         self._records: dict[tuple[str, str], DataLoader[RecordQuery, Sequence[Any]]] = {}
         self._people: dict[tuple[str, str], DataLoader[PersonQuery, Sequence[Any]]] = {}
+        self._answers: dict[tuple[str, str, object], Future[Sequence[Any]]] = {}
+        # Record types of each kind the caller may read (`resolvers.records.readable_types`),
+        # with the Access they were worked out for.
+        self.readable_types: dict[str, tuple[Access, frozenset[str]]] = {}
 
     @property
     def links(self) -> DataLoader[str, tuple[SourceLink, ...]]:
@@ -79,3 +90,23 @@ class RequestLoaders:
 
             loader = self._people[(source.id, kind.name)] = DataLoader(load)
         return loader
+
+    def record_answer(
+        self, source: RecordSource, kind: RecordKind[Any], query: RecordQuery
+    ) -> Future[Sequence[Any]]:
+        """`records(source, kind).load(query)`, the same future all request long."""
+        key = (source.id, kind.name, query)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = self.records(source, kind).load(query)
+        return answer
+
+    def people_answer(
+        self, source: PersonRecordSource, kind: RecordKind[Any], person: PersonQuery
+    ) -> Future[Sequence[Any]]:
+        """`people(source, kind).load(person)`, the same future all request long."""
+        key = (source.id, kind.name, person)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._answers[key] = self.people(source, kind).load(person)
+        return answer

@@ -39,7 +39,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from app.domain.common import CodeableConcept, SourceLink
@@ -52,6 +52,8 @@ Merged = TypeVar("Merged", Observation, Medication)  # the kinds whose records m
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 
 
 def merge_patient(
@@ -98,11 +100,10 @@ RECORD_DATES: Mapping[str, Callable[[Any], str | None]] = {
 
 
 def newest_first(kind_name: str, records: Iterable[R]) -> list[R]:
+    """Newest first by the kind's date, records without one last; ties keep their order (a
+    reverse sort is stable, and an undated record's key "" sorts below every date)."""
     date_of = RECORD_DATES[kind_name]
-    dated = [r for r in records if date_of(r)]
-    undated = [r for r in records if not date_of(r)]
-    dated.sort(key=lambda r: date_of(r) or "", reverse=True)
-    return dated + undated
+    return sorted(records, key=lambda r: date_of(r) or "", reverse=True)
 
 
 def combine_records(kind_name: str, per_source: Iterable[Sequence[R]]) -> list[R]:
@@ -117,7 +118,9 @@ def observation_key(obs: Observation) -> tuple[Any, ...] | None:
     code, when, value = _code_key(obs.code), parse_instant(obs.effective), _value_key(obs)
     if code is None or when is None or value is None:
         return None
-    return (code, when.astimezone(UTC).replace(microsecond=0), value)
+    # The instant in whole seconds since the epoch: UTC, to the second (floor division keeps
+    # the microseconds' truncation towards the past, also before 1970).
+    return (code, (when - EPOCH) // SECOND, value)
 
 
 def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
@@ -137,11 +140,13 @@ def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
 
 
 def _code_key(concept: CodeableConcept) -> tuple[str, str] | None:
-    loinc = next((c.code for c in concept.coding if c.system == LOINC and c.code), None)
-    if loinc:
-        return (LOINC, loinc)
-    first = next((c for c in concept.coding if c.system and c.code), None)
-    return (first.system, first.code) if first and first.system and first.code else None
+    for c in concept.coding:
+        if c.system == LOINC and c.code:
+            return (LOINC, c.code)
+    for c in concept.coding:
+        if c.system and c.code:
+            return (c.system, c.code)
+    return None
 
 
 def _value_key(obs: Observation) -> tuple[Any, ...] | None:

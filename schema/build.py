@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from app.auth.policy import Policy, PolicyError, load_policy
 from app.logging import describe_exception
 from schema.errors import error_code
+from schema.fast_paths import install_fast_paths
 from schema.field_rules import FIELD_OWNERS, field_rule_problems, guard_fields
 from schema.mutation import Mutation
 from schema.query import Query
@@ -59,6 +60,7 @@ def build_schema(*, introspection: bool = True, policy: Policy | None = None) ->
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
+    install_fast_paths(schema)  # before or after the field guards: each keeps the other's
     if policy is not None:
         problems = field_rule_problems(schema, policy.denied_fields)
         if problems:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 import strawberry
@@ -9,9 +10,9 @@ import strawberry
 from app.domain import patients as domain
 from app.domain import records as kinds
 from app.domain.records import RecordKind, RecordQuery
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import Page, PageLimits, paginate
 from resolvers.patients import visible_addresses, visible_identifiers
-from resolvers.records import records_of
+from resolvers.records import RecordSet, records_of
 from schema.allergies import Allergy
 from schema.common import Address, Connection, ContactPoint, HumanName, Identifier, SourceLink
 from schema.conditions import Condition
@@ -52,9 +53,10 @@ Merged = Annotated[
 ]
 NO_FILTER = RecordQuery(patient="")
 LABORATORY = "laboratory"
+PageOrLater = Page[Any] | Awaitable[Page[Any]]
 
 
-async def _page(
+def _page(
     info: Info,
     root: domain.Patient,
     kind: RecordKind[Any],
@@ -63,22 +65,63 @@ async def _page(
     filters: RecordQuery = NO_FILTER,
     *,
     merged: bool = True,
-) -> Page[Any]:
+) -> PageOrLater:
+    """The page itself when the records are already loaded (prefetched for a page of
+    patients, `schema.prefetch`), else an awaitable: graphql-core awaits only what must be."""
     ctx = info.context
-    found = await records_of(ctx, root, kind, filters, path_of(info), merged=merged)
-    return paginate(found.records, first, after, ctx.services.page_limits, withheld=found.withheld)
+    found = records_of(ctx, root, kind, filters, path_of(info), merged=merged)
+    if isinstance(found, RecordSet):
+        return _paged(found, first, after, ctx.services.page_limits)
+    return _page_later(found, first, after, ctx.services.page_limits)
+
+
+def _paged(
+    found: RecordSet[Any], first: int | None, after: str | None, limits: PageLimits
+) -> Page[Any]:
+    return paginate(found.records, first, after, limits, withheld=found.withheld)
+
+
+async def _page_later(
+    found: Awaitable[RecordSet[Any]], first: int | None, after: str | None, limits: PageLimits
+) -> Page[Any]:
+    return _paged(await found, first, after, limits)
+
+
+def observation_filters(category: str | None, code: str | None, since: str | None) -> RecordQuery:
+    return RecordQuery("", category or None, code or None, since)
+
+
+# What each collection field of Patient loads, from its GraphQL arguments: `schema.prefetch`
+# asks for it for a whole page of patients before graphql-core resolves the fields.
+COLLECTIONS: Mapping[str, Callable[[Mapping[str, Any]], tuple[RecordKind[Any], RecordQuery]]] = {
+    "observations": lambda a: (
+        kinds.OBSERVATIONS,
+        observation_filters(a.get("category"), a.get("code"), a.get("since")),
+    ),
+    "labResults": lambda a: (
+        kinds.OBSERVATIONS,
+        observation_filters(LABORATORY, a.get("code"), a.get("since")),
+    ),
+    "conditions": lambda _: (kinds.CONDITIONS, NO_FILTER),
+    "allergies": lambda _: (kinds.ALLERGIES, NO_FILTER),
+    "medications": lambda _: (kinds.MEDICATIONS, NO_FILTER),
+    "immunizations": lambda _: (kinds.IMMUNIZATIONS, NO_FILTER),
+    "encounters": lambda _: (kinds.ENCOUNTERS, NO_FILTER),
+    "procedures": lambda _: (kinds.PROCEDURES, NO_FILTER),
+    "diagnosticReports": lambda _: (kinds.DIAGNOSTIC_REPORTS, NO_FILTER),
+}
 
 
 def _collection(kind: RecordKind[Any], node: type, description: str) -> Any:
     """A paged collection field of Patient (arguments `first`, `after`) for one record kind."""
 
-    async def resolve(
+    def resolve(
         root: strawberry.Parent[domain.Patient],
         info: Info,
         first: First = None,
         after: After = None,
-    ) -> Page[Any]:
-        return await _page(info, root, kind, first, after)
+    ) -> PageOrLater:
+        return _page(info, root, kind, first, after)
 
     return strawberry.field(
         resolver=resolve,
@@ -129,7 +172,7 @@ class Patient:
         "`code` are FHIR tokens (`laboratory`, `http://loinc.org|2339-0`); `since` keeps "
         "those effective at or after the given time.",
     )
-    async def observations(
+    def observations(
         self,
         root: strawberry.Parent[domain.Patient],
         info: Info,
@@ -139,16 +182,16 @@ class Patient:
         first: First = None,
         after: After = None,
         merged: Merged = True,
-    ) -> Page[Any]:
-        filters = RecordQuery("", category or None, code or None, since)
-        return await _page(info, root, kinds.OBSERVATIONS, first, after, filters, merged=merged)
+    ) -> PageOrLater:
+        filters = observation_filters(category, code, since)
+        return _page(info, root, kinds.OBSERVATIONS, first, after, filters, merged=merged)
 
     @strawberry.field(
         graphql_type=Connection[Observation],
         description="Laboratory results from every source (EHRs and lab feeds): the same as "
         '`observations(category: "laboratory")`, newest first.',
     )
-    async def lab_results(
+    def lab_results(
         self,
         root: strawberry.Parent[domain.Patient],
         info: Info,
@@ -157,9 +200,9 @@ class Patient:
         first: First = None,
         after: After = None,
         merged: Merged = True,
-    ) -> Page[Any]:
-        filters = RecordQuery("", LABORATORY, code or None, since)
-        return await _page(info, root, kinds.OBSERVATIONS, first, after, filters, merged=merged)
+    ) -> PageOrLater:
+        filters = observation_filters(LABORATORY, code, since)
+        return _page(info, root, kinds.OBSERVATIONS, first, after, filters, merged=merged)
 
     conditions = _collection(kinds.CONDITIONS, Condition, "Problems and diagnoses.")
     allergies = _collection(kinds.ALLERGIES, Allergy, "Allergies and intolerances.")
@@ -170,15 +213,15 @@ class Patient:
         "fills attached (`fills`); drugs known only from fills appear as kind DISPENSE. Newest "
         "first. With `merged: false`, every source's entry separately.",
     )
-    async def medications(
+    def medications(
         self,
         root: strawberry.Parent[domain.Patient],
         info: Info,
         first: First = None,
         after: After = None,
         merged: Merged = True,
-    ) -> Page[Any]:
-        return await _page(info, root, kinds.MEDICATIONS, first, after, merged=merged)
+    ) -> PageOrLater:
+        return _page(info, root, kinds.MEDICATIONS, first, after, merged=merged)
 
     immunizations = _collection(kinds.IMMUNIZATIONS, Immunization, "Immunizations.")
     encounters = _collection(kinds.ENCOUNTERS, Encounter, "Visits and admissions.")

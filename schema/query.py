@@ -12,6 +12,7 @@ from resolvers.pagination import Page, paginate
 from schema.common import Connection
 from schema.context import Info, path_of
 from schema.patient import After, First, Patient
+from schema.prefetch import prefetch_collections
 from schema.scalars import Date
 
 
@@ -59,7 +60,9 @@ class Query:
     ) -> Page[Any]:
         criteria = PatientCriteria(identifier, family, given, birth_date)
         found = await resolve.search_patients(info.context, criteria, path_of(info))
-        return paginate(found, first, after, info.context.services.page_limits)
+        page = paginate(found, first, after, info.context.services.page_limits)
+        await prefetch_collections(info, page.nodes)
+        return page
 
     @strawberry.field(
         graphql_type=Patient | None,

@@ -15,6 +15,7 @@ from resolvers.merge import (
     dedupe_observations,
     drug_keys,
     merge_medications,
+    newest_first,
     union_notes,
     unmerged_medications,
 )
@@ -270,3 +271,47 @@ def test_merged_medication_notes_are_the_union_in_source_order() -> None:
 def test_union_notes_keeps_the_first_wording_and_order() -> None:
     assert union_notes(("a  b", "c"), (), ("a b", "d", "c")) == ("a  b", "c", "d")
     assert union_notes() == ()
+
+
+def test_instants_compare_in_utc_to_the_second_before_and_after_1970() -> None:
+    same = [
+        ("1969-12-31T23:59:59Z", "1969-12-31T23:59:59.999999Z"),
+        ("1969-12-31T18:59:59.5-05:00", "1969-12-31T23:59:59Z"),
+        ("2025-03-01T08:00:00.250+00:00", "2025-03-01T09:00:00+01:00"),
+        ("2025-03-01", "2025-03-01T00:00:00Z"),  # a date alone is its midnight UTC
+    ]
+    apart = [
+        ("1969-12-31T23:59:59.999999Z", "1970-01-01T00:00:00Z"),
+        ("2025-03-01T08:00:00Z", "2025-03-01T08:00:01Z"),
+    ]
+    for first, second in same:
+        assert (
+            len(
+                dedupe_observations(
+                    [obs("a", "1", effective=first), obs("b", "2", effective=second)]
+                )
+            )
+            == 1
+        ), (first, second)
+    for first, second in apart:
+        assert (
+            len(
+                dedupe_observations(
+                    [obs("a", "1", effective=first), obs("b", "2", effective=second)]
+                )
+            )
+            == 2
+        ), (first, second)
+
+
+def test_newest_first_puts_undated_records_last_and_keeps_ties_in_order() -> None:
+    records = [
+        obs("a", "undated-1", effective=None),
+        obs("a", "old", effective="2020-01-01"),
+        obs("a", "tie-1", effective="2024-05-01T08:00:00Z"),
+        obs("a", "undated-2", effective=None),
+        obs("b", "tie-2", effective="2024-05-01T08:00:00Z"),
+        obs("b", "issued-only", effective=None, issued="2022-01-01T00:00:00Z"),
+    ]
+    ordered = [r.sources[0].local_id for r in newest_first("observations", records)]
+    assert ordered == ["tie-1", "tie-2", "issued-only", "old", "undated-1", "undated-2"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -42,6 +43,7 @@ from app.domain.procedures import Procedure
 
 Json = Mapping[str, Any]
 EMPTY_CONCEPT = CodeableConcept(text=None)
+NO_META = RecordMeta()
 
 
 class MappingError(ValueError):
@@ -66,6 +68,8 @@ def _objs(value: Any) -> list[Json]:
 def _str(value: Any) -> str | None:
     if isinstance(value, str):
         return value or None
+    if value is None:
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -84,22 +88,35 @@ def coding(data: Json) -> Coding:
 
 
 def concept(data: Any) -> CodeableConcept:
-    data = _obj(data)
-    codings = tuple(coding(c) for c in _objs(data.get("coding")))
-    text = _str(data.get("text")) or next((c.display for c in codings if c.display), None)
-    return _concept(text, codings)
+    if not isinstance(data, dict):
+        return _concept(None, ())
+    raw = data.get("coding")
+    codes = (
+        tuple(
+            (_str(c.get("system")), _str(c.get("code")), _str(c.get("display")))
+            for c in raw
+            if isinstance(c, dict)
+        )
+        if isinstance(raw, list)
+        else ()
+    )
+    return _concept(_str(data.get("text")), codes)
 
 
-# The same few codes (LOINC, SNOMED, units) recur in every bundle: sharing one immutable
-# instance per distinct value saves most of the allocation in mapping.
+# The same few codes (LOINC, SNOMED, units) recur in every bundle: one immutable instance per
+# distinct value saves most of the allocation in mapping. `_concept` is keyed by the strings
+# (hashed in C), so a cache hit builds no Coding at all.
 @functools.lru_cache(maxsize=8192)
 def _coding(system: str | None, code: str | None, display: str | None) -> Coding:
     return Coding(system, code, display)
 
 
 @functools.lru_cache(maxsize=8192)
-def _concept(text: str | None, codings: tuple[Coding, ...]) -> CodeableConcept:
-    return CodeableConcept(text, codings)
+def _concept(
+    text: str | None, codes: tuple[tuple[str | None, str | None, str | None], ...]
+) -> CodeableConcept:
+    codings = tuple(_coding(*c) for c in codes)
+    return CodeableConcept(text or next((c.display for c in codings if c.display), None), codings)
 
 
 def _concept_or_none(data: Any) -> CodeableConcept | None:
@@ -108,7 +125,11 @@ def _concept_or_none(data: Any) -> CodeableConcept | None:
 
 def _codes(data: Any) -> tuple[str, ...]:
     """The codes of a repeating CodeableConcept (e.g. `category`), for filtering and display."""
-    return tuple(c.code for cc in _objs(data) for c in concept(cc).coding if c.code)
+    if not isinstance(data, list):
+        return ()
+    return tuple(
+        code for cc in data if isinstance(cc, dict) for c in concept(cc).coding if (code := c.code)
+    )
 
 
 def _status_code(data: Any) -> str | None:
@@ -120,22 +141,27 @@ def _status_code(data: Any) -> str | None:
 def quantity(data: Any) -> Quantity | None:
     if not isinstance(data, dict):
         return None
-    unit = _str(data.get("unit")) or _str(data.get("code"))
+    code = _str(data.get("code"))
     return Quantity(
         _num(data.get("value")),
-        unit,
+        _str(data.get("unit")) or code,
         _str(data.get("system")),
-        _str(data.get("code")),
+        code,
         _str(data.get("comparator")),
     )
 
 
 def meta(resource: Json) -> RecordMeta:
-    data = _obj(resource.get("meta"))
+    data = resource.get("meta")
+    if not isinstance(data, dict):
+        return NO_META
+    security = data.get("security")
     return RecordMeta(
         _str(data.get("lastUpdated")),
         _str(data.get("versionId")),
-        tuple(coding(c) for c in _objs(data.get("security"))),
+        tuple(coding(c) for c in security if isinstance(c, dict))
+        if isinstance(security, list)
+        else (),
     )
 
 
@@ -147,19 +173,44 @@ def _period_start(data: Any) -> str | None:
 def choice_time(resource: Json, prefix: str) -> str | None:
     """A `prefix[x]` time as one ISO 8601 string: DateTime/Instant as is, Period by its start,
     Timing by its first event, Age/String/Range as text."""
-    for suffix in ("DateTime", "Instant", "String", "Date"):
-        value = _str(resource.get(prefix + suffix))
+    keys = _CHOICE_KEYS.get(prefix) or _choice_keys(prefix)
+    for key in keys.instants:
+        value = _str(resource.get(key))
         if value:
             return value
-    if (period := resource.get(prefix + "Period")) is not None:
+    if (period := resource.get(keys.period)) is not None:
         return _period_start(period)
-    if (timing := resource.get(prefix + "Timing")) is not None:
+    if (timing := resource.get(keys.timing)) is not None:
         events = _obj(timing).get("event")
         return _str(events[0]) if isinstance(events, list) and events else None
-    age = quantity(resource.get(prefix + "Age"))
+    age = quantity(resource.get(keys.age))
     if age is not None and age.value is not None:
         return f"{age.value:g} {age.unit or ''}".strip()
-    return _range_text(resource.get(prefix + "Range"))
+    return _range_text(resource.get(keys.range))
+
+
+@dataclass(frozen=True, slots=True)
+class _ChoiceKeys:
+    instants: tuple[str, ...]  # DateTime, Instant, String, Date: the first non-empty wins
+    period: str
+    timing: str
+    age: str
+    range: str
+
+
+def _choice_keys(prefix: str) -> _ChoiceKeys:
+    keys = _ChoiceKeys(
+        tuple(prefix + s for s in ("DateTime", "Instant", "String", "Date")),
+        prefix + "Period",
+        prefix + "Timing",
+        prefix + "Age",
+        prefix + "Range",
+    )
+    _CHOICE_KEYS[prefix] = keys
+    return keys
+
+
+_CHOICE_KEYS: dict[str, _ChoiceKeys] = {}
 
 
 def _reference_text(data: Any) -> str | None:

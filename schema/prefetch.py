@@ -1,0 +1,130 @@
+"""Asking for the collections a query selects on a page of patients before graphql-core
+resolves them.
+
+A dashboard selects a few collections on every patient of a page. Left to themselves, each
+patient's collection fields would each start their loads and wait (one coroutine per field,
+one task per patient for graphql-core to gather them), all to end up in the same batches.
+Instead `patients` reads its own selection (`nodes { ... }`), starts every load the collection
+fields will need for every patient of the page (the same DataLoader keys, so the same batched
+upstream searches) and waits once; the collection fields then find their answers in and
+resolve without awaiting (`resolvers.records.records_of`). A single patient (`patient`, `me`)
+gains nothing from this and is left alone.
+
+The selection is read conservatively: fields and fragments are followed; anything under a
+directive (`@skip`, `@include`, ...) or with an argument value it does not evaluate (lists,
+objects) is not asked for in advance. Such a field simply loads when it is resolved, as
+before, so the answer never depends on this module; it only decides what is already there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from graphql import (
+    BooleanValueNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    IntValueNode,
+    NullValueNode,
+    SelectionSetNode,
+    StringValueNode,
+    VariableNode,
+)
+
+from app.domain.patients import Patient
+from app.domain.records import RecordKind, RecordQuery
+from resolvers.records import Asked, ask
+from schema.context import Info
+from schema.patient import COLLECTIONS
+
+Need = tuple[RecordKind[Any], RecordQuery]
+
+
+async def prefetch_collections(info: Info, patients: Sequence[Patient]) -> None:
+    """Start and await the loads of every collection this connection field selects on its
+    `nodes`, for `patients` (the page). Never raises for a failed source: the collection field
+    that reads the answer reports it, at its own path."""
+    if not patients:
+        return
+    needs = selected_collections(info)
+    if not needs:
+        return
+    ctx = info.context
+    asked = [ask(ctx, patient, kind, filters) for patient in patients for kind, filters in needs]
+    await Asked(
+        tuple(f for a in asked for f in a.linked), tuple(f for a in asked for f in a.people)
+    ).wait()
+
+
+def selected_collections(info: Info) -> list[Need]:
+    """What the Patient collection fields under this connection's `nodes` will load, without
+    duplicates."""
+    raw = info._raw_info  # graphql-core's resolve info: field nodes, fragments, variables
+    fragments: Mapping[str, FragmentDefinitionNode] = raw.fragments
+    values: Any = raw.variable_values  # Strawberry passes the coerced dict
+    variables: Mapping[str, Any] = getattr(values, "coerced", values)
+    patient_sets = [
+        field.selection_set
+        for node in raw.field_nodes
+        for field in _fields(node.selection_set, fragments)
+        if field.name.value == "nodes"
+    ]
+    denied = info.context.access.denied_fields
+    needs: dict[tuple[str, RecordQuery], Need] = {}
+    for selections in patient_sets:
+        for field in _fields(selections, fragments):
+            name = field.name.value
+            need_of = COLLECTIONS.get(name)
+            if need_of is None or f"Patient.{name}" in denied:
+                continue
+            arguments = _argument_values(field, variables)
+            if arguments is not None:
+                kind, filters = need_of(arguments)
+                needs.setdefault((kind.name, filters), (kind, filters))
+    return list(needs.values())
+
+
+def _fields(
+    selections: SelectionSetNode | None,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    spread: frozenset[str] = frozenset(),
+) -> Iterator[FieldNode]:
+    """The fields of a selection set, through inline fragments and fragment spreads (our
+    object types implement no interface, so every fragment valid here applies)."""
+    if selections is None:
+        return
+    for selection in selections.selections:
+        if selection.directives:
+            continue  # @skip/@include are not evaluated here: resolved later, as before
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _fields(selection.selection_set, fragments, spread)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in spread:
+                yield from _fields(fragment.selection_set, fragments, spread | {name})
+
+
+def _argument_values(field: FieldNode, variables: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The field's arguments as the resolver will receive them (variables already coerced;
+    an unset variable leaves its argument out), or None for a value not evaluated here."""
+    values: dict[str, Any] = {}
+    for argument in field.arguments or ():
+        name, node = argument.name.value, argument.value
+        if isinstance(node, VariableNode):
+            if node.name.value in variables:
+                values[name] = variables[node.name.value]
+        elif isinstance(node, NullValueNode):
+            values[name] = None
+        elif isinstance(node, StringValueNode | BooleanValueNode):
+            values[name] = node.value
+        elif isinstance(node, IntValueNode):
+            values[name] = int(node.value)
+        else:
+            return None
+    return values
