@@ -41,6 +41,9 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/dashboard.py
 	$(BIN)/python benchmarks/merge.py
 	$(BIN)/python benchmarks/mllp_ingest.py
+	$(BIN)/python benchmarks/big_list.py
+	$(BIN)/python benchmarks/cache_hit.py
+	$(BIN)/python benchmarks/cold.py
 
 docker-lint: $(VENV)/.installed-test
 	$(BIN)/hadolint docker/Dockerfile
