@@ -126,8 +126,9 @@ async def graphql_post(request: Request) -> Response:
 
     async def compute() -> Stored:
         outcome = await _execute(runtime, call)
-        if outcome.stored.cacheable:
-            await cache.put(key, outcome.stored.body, cache.ttl_for(document), outcome.disclosed)
+        ttl = cache.ttl_for(document)  # 0 for a type configured never to be cached
+        if outcome.stored.cacheable and ttl > 0:
+            await cache.put(key, outcome.stored.body, ttl, outcome.disclosed)
         return outcome.stored
 
     stored, computed = await cache.flight.run(key, compute)

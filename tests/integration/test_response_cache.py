@@ -302,3 +302,18 @@ async def test_responses_say_when_each_sources_data_was_fetched(
         assert abs(fetched.timestamp() - asked) < 5
     assert second.headers["x-cache"] == "hit"
     assert second.json()["extensions"] == first.json()["extensions"]  # the age shows
+
+
+async def test_a_type_with_ttl_zero_is_never_cached(
+    upstreams: dict[str, Upstream], api_factory: ApiFactory, population: DemoPopulation
+) -> None:
+    sources = [fhir_source(u) for u in upstreams.values()]
+    settings = cache_settings("memory", response_ttl_by_type={"Observation": 0})
+    async with api_factory(sources, cache=settings) as api:
+        patient_id = await a_patient_id(api, population)
+        names = "query($id: ID!) { patient(id: $id) { id name { family } } }"
+        states = [
+            (await api.query(query, {"id": patient_id})).headers["x-cache"]
+            for query in (ONE, ONE, names, names)
+        ]
+    assert states == ["miss", "miss", "miss", "hit"]
