@@ -95,6 +95,7 @@ RECORD_DATES: Mapping[str, Callable[[Any], str | None]] = {
     "encounters": lambda r: r.start,
     "procedures": lambda r: r.performed,
     "diagnostic_reports": lambda r: r.effective or r.issued,
+    "care_teams": lambda r: r.start,
     "dispenses": lambda r: r.last_fill_date or r.written_date,
 }
 

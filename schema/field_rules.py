@@ -29,6 +29,7 @@ FIELD_OWNERS: Mapping[str, frozenset[str]] = {
     "Encounter": frozenset(kinds.ENCOUNTERS.resource_types),
     "Procedure": frozenset(kinds.PROCEDURES.resource_types),
     "DiagnosticReport": frozenset(kinds.DIAGNOSTIC_REPORTS.resource_types),
+    "CareTeam": frozenset(kinds.CARE_TEAMS.resource_types),
 }
 
 

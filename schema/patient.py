@@ -14,6 +14,7 @@ from resolvers.pagination import Page, PageLimits, paginate
 from resolvers.patients import visible_addresses, visible_identifiers
 from resolvers.records import RecordSet, records_of
 from schema.allergies import Allergy
+from schema.care_teams import CareTeam
 from schema.common import Address, Connection, ContactPoint, HumanName, Identifier, SourceLink
 from schema.conditions import Condition
 from schema.context import Info, path_of
@@ -109,6 +110,7 @@ COLLECTIONS: Mapping[str, Callable[[Mapping[str, Any]], tuple[RecordKind[Any], R
     "encounters": lambda _: (kinds.ENCOUNTERS, NO_FILTER),
     "procedures": lambda _: (kinds.PROCEDURES, NO_FILTER),
     "diagnosticReports": lambda _: (kinds.DIAGNOSTIC_REPORTS, NO_FILTER),
+    "careTeams": lambda _: (kinds.CARE_TEAMS, NO_FILTER),
 }
 
 
@@ -228,4 +230,7 @@ class Patient:
     procedures = _collection(kinds.PROCEDURES, Procedure, "Procedures performed.")
     diagnostic_reports = _collection(
         kinds.DIAGNOSTIC_REPORTS, DiagnosticReport, "Diagnostic reports (lab panels, imaging)."
+    )
+    care_teams = _collection(
+        kinds.CARE_TEAMS, CareTeam, "Care teams: the clinicians and others caring for the patient."
     )

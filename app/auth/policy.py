@@ -60,7 +60,8 @@ class RoleRule:
     ssn_in_full: bool = False  # else an SSN is shown as its last four digits
     sensitive: bool = False  # may see records the sensitivity rules hold back
     break_glass: bool = False  # may lift the sensitivity rules in an emergency, with a reason
-    care_team_only: bool = False  # patients whose encounters list the caller's practitioner id
+    # Only patients whose encounters or care teams list the caller's practitioner id.
+    care_team_only: bool = False
     address_in_full: bool = False  # else city, state, country and the ZIP's first 3 digits
     deny_fields: frozenset[str] = frozenset()  # GraphQL `Type.field` coordinates
     purposes: frozenset[str] | None = None  # purposes of use it may act for; None: any

@@ -3,7 +3,8 @@
 May import anything in `app`; nothing outside `app.demo` and `app.cli` imports it, except the
 demo clinician's identity re-exported here: `DEMO_CLINICIAN` (the name the demo signs in as),
 `clinician_npi(name)` and `practitioner_identifier(name)` (`system|value`, NPI system
-`NPI_SYSTEM`), the same NPIs the demo EHRs put on encounter participants.
+`NPI_SYSTEM`), the same NPIs the demo EHRs put on encounter participants and care-team
+members.
 """
 
 from app.demo.catalog import NPI_SYSTEM as NPI_SYSTEM

@@ -114,6 +114,13 @@ CLINICIANS: Final = (
     "Dr. Esther Lindgren",
     "Dr. Felix Ambrose",
 )
+# Care-team member roles (SNOMED CT), in member order: the first member is the primary care
+# provider. The team's category (LOINC answer, US Core care team categories).
+CARE_TEAM_ROLES: Final = (
+    ("453231000124104", "Primary care provider"),
+    ("158965000", "Medical practitioner"),
+)
+CARE_TEAM_CATEGORY: Final = ("LA28865-6", "Longitudinal care-coordination focused care team")
 PROVIDERS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "hospital": "Riverbend General Hospital",

@@ -1,11 +1,13 @@
 """One demo person's clinical facts: a profile of traits and the observations, conditions,
-allergies, medications, immunizations, encounters and procedures drawn for it.
+allergies, medications, immunizations, encounters and procedures drawn for it, and their care
+team.
 
 A fact is a FHIR resource body without id, meta or patient reference, so the same fact can be
 rendered into either upstream (`generator.py` decides where). All randomness comes from the
 profile's `random.Random` and all times from `ANCHOR`, in a fixed order: changing the order of
-draws here changes the whole population. Notes on some facts are the exception: chosen by
-hashing the fact (`_note`), they never draw from the rng, so they changed nothing else.
+draws here changes the whole population. Notes on some facts and the care team are the
+exceptions: derived by hashing (`_note`, `care_team_fact`), they never draw from the rng, so
+they changed nothing else.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from app.demo.catalog import (
     ALLERGY_CLINICAL,
     ALLERGY_VERIFICATION,
     ANCHOR,
+    CARE_TEAM_CATEGORY,
+    CARE_TEAM_ROLES,
     CLINICIANS,
     CONDITION_CATEGORY,
     CONDITION_CLINICAL,
@@ -398,3 +402,23 @@ def procedure_facts(p: Profile, count: int) -> list[Fact]:
             body["performedDateTime"] = instant(start)
         facts.append(Fact("Procedure", body, start))
     return facts
+
+
+def care_team_fact(person_key: str) -> tuple[str, Fact]:
+    """A person's care team and the upstream that records it: one or two demo clinicians,
+    chosen by a generator seeded from the person's key (never the profile's rng)."""
+    rng = random.Random(f"care-team|{person_key}")  # its own generator, by design
+    upstream = rng.choice(UPSTREAMS)
+    members = rng.sample(CLINICIANS, rng.choice((1, 2)))
+    start = ANCHOR - timedelta(days=rng.randint(30, 3 * 365))
+    body = {
+        "status": "active",
+        "name": f"{PROVIDERS[upstream]} care team",
+        "category": [concept(LOINC, *CARE_TEAM_CATEGORY)],
+        "period": {"start": instant(start)},
+        "participant": [
+            {"role": [concept(SNOMED, *role)], "member": practitioner_reference(name)}
+            for name, role in zip(members, CARE_TEAM_ROLES, strict=False)
+        ],
+    }
+    return upstream, Fact("CareTeam", body, start)

@@ -145,13 +145,17 @@ SEARCH_PARAMS: Final[Mapping[str, Mapping[str, Param]]] = {
         "code": _token("code"),
         "date": _OBSERVED,
     },
+    "CareTeam": {
+        **_CLINICAL,
+        "category": _token("category"),
+        "date": _date("period.start"),
+    },
 }
 # Searchable (empty) even when the data holds none, like a real server that supports the type.
 EXTRA_TYPES: Final = frozenset(
     {
         "DocumentReference",
         "Coverage",
-        "CareTeam",
         "Goal",
         "CarePlan",
         "Practitioner",

@@ -9,8 +9,9 @@ view has duplicates to merge and records only one side knows.
 Only `random.Random(seed)` drives the choices and all dates hang off a fixed anchor, so the same
 seed always yields byte-identical resources (demo screenshots and benchmarks stay comparable).
 Names and people are invented from small lists; the codes are real LOINC/SNOMED/RxNorm/CVX codes.
-Addresses, phone numbers, e-mail addresses and clinicians' NPIs (`contacts.py`) and notes on
-some facts are derived by hashing, not drawn from the seeded generator.
+Addresses, phone numbers, e-mail addresses and clinicians' NPIs (`contacts.py`), notes on
+some facts and each person's care team (`facts.care_team_fact`) are derived by hashing, not
+drawn from the seeded generator.
 
 `catalog.py` holds the vocabularies, code systems, `UPSTREAMS` and `ANCHOR`; `facts.py` draws one
 person's clinical facts. This module places the facts in the upstreams, renders them as FHIR
@@ -20,6 +21,7 @@ resources with per-upstream ids, adds Patients and lab reports, and assembles th
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from app.demo.facts import (
     Fact,
     Profile,
     allergy_facts,
+    care_team_fact,
     concept,
     condition_facts,
     encounter_facts,
@@ -86,6 +89,7 @@ ID_PREFIX: Final[Mapping[str, str]] = MappingProxyType(
         "Encounter": "enc",
         "Procedure": "proc",
         "DiagnosticReport": "dr",
+        "CareTeam": "ct",
     }
 )
 
@@ -145,6 +149,17 @@ class _Ids:
             n = self._counters[resource_type] = self._counters.get(resource_type, 0) + 1
             return self._claim(f"h-{ID_PREFIX[resource_type]}-{n:05d}")
         return self._unique(lambda: f"{self._rng.getrandbits(64):016x}")
+
+    def derived(self, upstream: str, resource_type: str, key: str) -> str:
+        """An id like `resource`'s that draws nothing from the rng: a counter at the hospital,
+        hex from a hash of `key` at the clinic (with a non-hex letter, so it never collides
+        with a random id)."""
+        if upstream == "hospital":
+            return self.resource(upstream, resource_type)
+        digest = hashlib.sha256(f"{resource_type}|{key}".encode()).hexdigest()
+        return self._claim(
+            f"{ID_PREFIX[resource_type]}{digest[: 16 - len(ID_PREFIX[resource_type])]}"
+        )
 
     def _unique(self, make: Callable[[], str]) -> str:
         return _unique(make, self._seen)  # ids must stay unique per upstream
@@ -313,6 +328,10 @@ def _person_resources(p: Profile, person: DemoPerson, ids: _Ids) -> dict[str, li
             out[upstream].append(
                 _report(groups[upstream][key], person.local_ids[upstream], rid, lags[upstream])
             )
+    # The care team is derived by hashing, not drawn: adding it left every other value as it was.
+    upstream, team = care_team_fact(person.key)
+    rid = ids.derived(upstream, team.resource_type, person.key)
+    out[upstream].append(_render(team, rid, person.local_ids[upstream], lags[upstream]))
     return out
 
 

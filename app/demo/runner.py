@@ -40,7 +40,8 @@ ROLE_SCOPES = {
     "patient": "openid fhirUser patient/*.rs",
     "clinician": "openid fhirUser user/*.rs",
     "care-coordinator": (
-        "openid fhirUser user/Patient.rs user/Encounter.rs user/MedicationRequest.rs"
+        "openid fhirUser user/Patient.rs user/Encounter.rs user/CareTeam.rs "
+        "user/MedicationRequest.rs"
     ),
     "billing": "openid fhirUser user/Patient.rs user/Coverage.rs",
     "auditor": "openid fhirUser user/AuditEvent.rs",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from app.domain.allergies import Allergy
+from app.domain.care_teams import CareTeam
 from app.domain.conditions import Condition
 from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.encounters import Encounter
@@ -41,6 +42,7 @@ PROCEDURES: RecordKind[Procedure] = RecordKind("procedures", ("Procedure",))
 DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind(
     "diagnostic_reports", ("DiagnosticReport",)
 )
+CARE_TEAMS: RecordKind[CareTeam] = RecordKind("care_teams", ("CareTeam",))
 DISPENSES: RecordKind[MedicationDispense] = RecordKind("dispenses", ("MedicationDispense",))
 
 ALL_KINDS: tuple[RecordKind[Any], ...] = (
@@ -52,6 +54,7 @@ ALL_KINDS: tuple[RecordKind[Any], ...] = (
     ENCOUNTERS,
     PROCEDURES,
     DIAGNOSTIC_REPORTS,
+    CARE_TEAMS,
 )
 
 

@@ -1,5 +1,6 @@
 """The optional care-team rule (issue 4): a clinician bound to its care team sees only patients
-whose encounters list its practitioner identifier, through every entry point."""
+whose encounters or care teams (FHIR CareTeam) list its practitioner identifier, through every
+entry point."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from tests.integration.test_sensitive_data import DEFAULT_POLICY
 
 EVERYONE = (
     "{ patients(first: 100) { nodes { id name { family } "
-    "encounters(first: 100) { nodes { participants } } } } }"
+    "encounters(first: 100) { nodes { participants } } "
+    "careTeams(first: 100) { nodes { participants } } } } }"
 )
 ONE = "query($id: ID!) { patient(id: $id) { id encounters { totalCount } } }"
+MEMBERSHIP = ("/Encounter", "/CareTeam")
 
 
 @pytest.fixture
@@ -38,20 +41,31 @@ async def bound_api(
         yield api
 
 
-async def care_teams(api: Api) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """Per clinician name, the patients it met; and each patient's family name (as admin)."""
+async def memberships(
+    api: Api,
+) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, str]]:
+    """Per clinician name, the patients it met (encounters) and the patients whose care teams
+    it is on; and each patient's family name (as admin)."""
     body = (await api.query(EVERYONE, role="admin", scope="user/*.rs")).json()
     met: dict[str, set[str]] = {}
+    teams: dict[str, set[str]] = {}
     families = {}
     for patient in body["data"]["patients"]["nodes"]:
         families[patient["id"]] = patient["name"]["family"]
-        for encounter in patient["encounters"]["nodes"]:
-            for name in encounter["participants"]:
-                met.setdefault(name, set()).add(patient["id"])
-    return met, families
+        for found, collection in ((met, "encounters"), (teams, "careTeams")):
+            for record in patient[collection]["nodes"]:
+                for name in record["participants"]:
+                    found.setdefault(name, set()).add(patient["id"])
+    return met, teams, families
 
 
-async def test_a_bound_clinician_sees_only_the_patients_it_met(
+async def care_teams(api: Api) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Per clinician name, the patients on its care team: met, or on the patient's CareTeam."""
+    met, teams, families = await memberships(api)
+    return {n: met.get(n, set()) | teams.get(n, set()) for n in met.keys() | teams}, families
+
+
+async def test_a_bound_clinician_sees_only_its_care_teams_patients(
     bound_api: Api, population: DemoPopulation
 ) -> None:
     met, families = await care_teams(bound_api)
@@ -89,7 +103,25 @@ async def test_a_bound_clinician_without_an_identifier_sees_no_patient(
         assert forbidden_paths(body) == [["patient"]]
 
 
-async def test_the_check_reuses_the_requests_encounter_batch(
+async def test_a_care_team_member_who_never_met_the_patient_is_admitted(
+    bound_api: Api, population: DemoPopulation
+) -> None:
+    met, teams, families = await memberships(bound_api)
+    name, patient_id = next(
+        (n, p) for n, ids in sorted(teams.items()) for p in sorted(ids - met.get(n, set()))
+    )
+    token: dict[str, Any] = {"practitioner": practitioner_identifier(name)}
+    own = (await bound_api.query(ONE, {"id": patient_id}, **token)).json()
+    assert own["data"]["patient"]["id"] == patient_id
+    assert "errors" not in own
+    listed = (await bound_api.query("{ patients(first: 100) { nodes { id } } }", **token)).json()
+    seen = {n["id"] for n in listed["data"]["patients"]["nodes"]}
+    assert seen == met.get(name, set()) | teams[name]
+    assert patient_id in seen
+    assert len(seen) < len(families)
+
+
+async def test_the_check_reuses_the_requests_batches(
     bound_api: Api, upstreams: dict[str, Upstream]
 ) -> None:
     met, _ = await care_teams(bound_api)
@@ -100,8 +132,18 @@ async def test_the_check_reuses_the_requests_encounter_batch(
     body = (await bound_api.query(ONE, {"id": sorted(mine)[0]}, **token)).json()
     assert body["data"]["patient"]["encounters"]["totalCount"] > 0
     for upstream in upstreams.values():
-        encounter_searches = [r for r in upstream.requests if "/Encounter" in r]
-        assert len(encounter_searches) == 1  # the care-team check and the field share it
+        for kind in MEMBERSHIP:
+            # Encounters: the care-team check and the field share the search; care teams: the
+            # check's own, one per source.
+            assert len([r for r in upstream.requests if kind in r]) == 1, (upstream.name, kind)
+    # A whole page of patients is checked in one search per source and kind.
+    for upstream in upstreams.values():
+        upstream.requests.clear()
+    listed = (await bound_api.query("{ patients(first: 100) { nodes { id } } }", **token)).json()
+    assert len(listed["data"]["patients"]["nodes"]) > 1
+    for upstream in upstreams.values():
+        for kind in MEMBERSHIP:
+            assert len([r for r in upstream.requests if kind in r]) == 1, (upstream.name, kind)
 
 
 async def test_an_unbound_role_is_not_restricted(bound_api: Api) -> None:

@@ -13,6 +13,7 @@ import pytest
 from app.auth.tokens import IDENTIFIER_TOKEN
 from app.demo import DEMO_CLINICIAN, NPI_SYSTEM, clinician_npi, practitioner_identifier
 from app.demo import facts as demo_facts
+from app.demo import generator as demo_generator
 from app.demo.catalog import CLINICIANS
 from app.demo.contacts import contact_of
 from app.demo.generator import (
@@ -419,9 +420,11 @@ def test_some_conditions_medication_requests_and_observations_have_a_note(
 
 
 def _without_derived(population: DemoPopulation) -> str:
-    """The population without what is derived by hashing (notes, contact details, NPIs)."""
+    """The population without what is derived by hashing (notes, contact details, NPIs, care
+    teams)."""
     upstreams = json.loads(json.dumps({u: list(rs) for u, rs in population.upstreams.items()}))
-    for resources in upstreams.values():
+    for name, resources in upstreams.items():
+        upstreams[name] = resources = [r for r in resources if r["resourceType"] != "CareTeam"]
         for resource in resources:
             for key in ("note", "address", "telecom"):
                 resource.pop(key, None)
@@ -436,3 +439,42 @@ def test_notes_draw_nothing_from_the_seeded_generator(monkeypatch: pytest.Monkey
     without = generate_population(11, 6)
     assert not any("note" in r for rs in without.upstreams.values() for r in rs)
     assert _without_derived(with_notes) == _without_derived(without)
+
+
+def test_each_person_has_one_care_team_of_one_or_two_demo_clinicians(
+    population: DemoPopulation,
+) -> None:
+    npis = {practitioner_identifier(name): name for name in CLINICIANS}
+    upstreams_used = set()
+    for person in population.people:
+        teams = [
+            (upstream, r)
+            for upstream in UPSTREAMS
+            for r in _clinical(population, upstream, person)
+            if r["resourceType"] == "CareTeam"
+        ]
+        assert len(teams) == 1, person.key
+        upstream, team = teams[0]
+        upstreams_used.add(upstream)
+        record = mapping.care_team(upstream, team)
+        assert record.status == "active"
+        assert 1 <= len(record.participants) <= 2
+        members = [npis[f"{i.system}|{i.value}"] for i in record.participant_identifiers]
+        assert members == list(record.participants)  # each member by NPI, named as display
+    assert upstreams_used == set(UPSTREAMS)
+
+
+def test_care_teams_draw_nothing_from_the_seeded_generator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with_teams = generate_population(11, 6)
+    original = demo_facts.care_team_fact
+
+    def elsewhere(key: str) -> tuple[str, demo_facts.Fact]:
+        upstream, fact = original(key)
+        return ("clinic" if upstream == "hospital" else "hospital"), fact
+
+    monkeypatch.setattr(demo_generator, "care_team_fact", elsewhere)
+    moved = generate_population(11, 6)
+    assert _all(with_teams, "CareTeam") != _all(moved, "CareTeam")
+    assert _without_derived(with_teams) == _without_derived(moved)

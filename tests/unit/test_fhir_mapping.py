@@ -1022,6 +1022,95 @@ def test_encounter_fields() -> None:
     assert r5.class_code is None
 
 
+CARE_TEAM: Resource = {
+    "resourceType": "CareTeam",
+    "id": "ct-1",
+    "meta": {"versionId": "3", "lastUpdated": "2024-05-02T10:00:00Z"},
+    "status": "active",
+    "name": "Diabetes care team",
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": LOINC,
+                    "code": "LA28865-6",
+                    "display": "Longitudinal care-coordination focused care team",
+                }
+            ]
+        }
+    ],
+    "subject": {"reference": "Patient/p1", "display": "Amy V. Shaw"},
+    "period": {"start": "2024-01-15", "end": "2024-12-31"},
+    "participant": [
+        {
+            "role": [{"coding": [{"system": SNOMED, "code": "453231000124104"}]}],
+            "member": {
+                "identifier": {"system": NPI, "value": "9991234567"},
+                "display": "Dr Ada Quill",
+            },
+        },
+        {
+            "role": [{"coding": [{"system": SNOMED, "code": "17561000"}]}],
+            "member": {
+                "reference": f"Practitioner?identifier={NPI}|9997654321",
+                "display": "Dr Ben Marsh",
+            },
+            "period": {"start": "2024-03-01"},
+        },
+        {
+            "member": {"reference": "Practitioner/practitioner-2", "display": "Dr Kathy Fielding"},
+        },
+        {"member": {"reference": "RelatedPerson/niece"}},
+        {"role": [{"text": "no member"}]},
+        "junk",
+    ],
+}
+
+
+def test_care_team_fields() -> None:
+    record = mapping.care_team(SRC, CARE_TEAM)
+    assert record.sources == (SourceLink(SRC, "ct-1", "CareTeam"),)
+    assert record.meta == RecordMeta("2024-05-02T10:00:00Z", "3")
+    assert (record.status, record.name, record.category) == (
+        "active",
+        "Diabetes care team",
+        ("LA28865-6",),
+    )
+    assert (record.start, record.end) == ("2024-01-15", "2024-12-31")
+    assert record.participants == (
+        "Dr Ada Quill",
+        "Dr Ben Marsh",
+        "Dr Kathy Fielding",
+        "RelatedPerson/niece",
+    )
+    # A member by identifier and one by conditional reference; a literal reference identifies
+    # no one outside its own server.
+    assert record.participant_identifiers == (
+        Identifier(NPI, "9991234567"),
+        Identifier(NPI, "9997654321"),
+    )
+    assert mapping.MAPPERS["CareTeam"] is mapping.care_team
+
+
+def test_care_team_members_follow_the_encounter_rules() -> None:
+    references = [
+        {
+            "identifier": {"system": NPI, "value": "1"},
+            "reference": f"Practitioner?identifier={NPI}|2",
+        },
+        {"reference": f"Practitioner?identifier={NPI}|5"},
+        {"identifier": {"system": NPI, "value": "5"}},
+        {"reference": "Practitioner?identifier=x|1,y|2"},
+        None,
+    ]
+    team = mapping.care_team(SRC, res("CareTeam", participant=[{"member": r} for r in references]))
+    assert team.participant_identifiers == participant_ids(*references)
+    assert team.participant_identifiers == (Identifier(NPI, "1"), Identifier(NPI, "5"))
+    # An Encounter's `individual` key means nothing on a CareTeam participant.
+    other = mapping.care_team(SRC, res("CareTeam", participant=[{"individual": references[0]}]))
+    assert (other.participants, other.participant_identifiers) == ((), ())
+
+
 def test_condition_and_allergy_statuses() -> None:
     condition = mapping.condition(
         SRC,

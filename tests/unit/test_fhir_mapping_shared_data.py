@@ -90,6 +90,7 @@ GROUPS = (
             "Encounter": 3,
             "Procedure": 2,
             "DiagnosticReport": 5,
+            "CareTeam": 2,
         },
     ),
     Group(
@@ -106,6 +107,7 @@ GROUPS = (
             "Encounter": 3,
             "Procedure": 2,
             "DiagnosticReport": 5,
+            "CareTeam": 2,
         },
     ),
     Group(
@@ -228,7 +230,7 @@ def test_us_core_transaction_maps_like_the_example_files() -> None:
         for _, r in resources("us-core/us-core-examples.transaction.json")
         if r.get("resourceType") in mapping.MAPPERS
     ]
-    assert len(transaction) == 166
+    assert len(transaction) == 168
     for resource in transaction:
         key = (resource["resourceType"], resource["id"])
         mapper = mapping.MAPPERS[key[0]]
@@ -477,6 +479,21 @@ def test_diagnostic_report_result_references() -> None:
         "urn:uuid:5ca2bf7d-d6ed-4895-ae20-3dc3eb8e2d01",
         "urn:uuid:2f696d6b-8992-40af-9347-9e39a5db45c3",
     )
+
+
+def test_us_core_care_team_members() -> None:
+    team = mapped(f"{US_CORE}/careteam-example.json", "CareTeam", "example")
+    assert (team.status, team.name, team.category) == ("active", "US-Core example CareTeam", ())
+    assert (team.start, team.end) == (None, None)
+    assert team.participants == (
+        "Ronald Bone, MD",
+        "Kathy Fielding, MD",
+        "Amy V. Shaw",
+        "Sarah van Putten",
+    )
+    # Every member is a literal reference (`Practitioner/practitioner-1`, ...): no identifier
+    # that means anything outside that server, so no one for the care-team rule.
+    assert team.participant_identifiers == ()
 
 
 def test_synthea_procedure_performed_period() -> None:

@@ -5,10 +5,11 @@ Tolerant of real-world data: every optional element may be missing, choice types
 present, unknown codes pass through as data, extensions are ignored. A resource whose shape is
 wrong (not an object, no id) raises `MappingError`; the source counts and reports it.
 
-References are kept as data and never fetched. The one exception read for meaning is an
-Encounter participant's practitioner identifier (for the care-team rule): `individual.identifier`
-or a conditional reference `Practitioner?identifier=system|value`; any other reference (a
-literal `Practitioner/123`, `urn:uuid:...`) identifies no one outside its own server.
+References are kept as data and never fetched. The one exception read for meaning is the
+practitioner identifier of an Encounter participant or a CareTeam member (for the care-team
+rule): the reference's `identifier` or a conditional reference
+`Practitioner?identifier=system|value`; any other reference (a literal `Practitioner/123`,
+`urn:uuid:...`) identifies no one outside its own server.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from app.domain.allergies import Allergy
+from app.domain.care_teams import CareTeam
 from app.domain.common import (
     Address,
     CodeableConcept,
@@ -516,12 +518,20 @@ def _conditional_identifier(reference: str) -> Identifier | None:
     return Identifier(system or None, value) if value.strip() else None
 
 
-def _participant_identifier(individual: Any) -> Identifier | None:
-    data = _obj(individual)
+def _participant_identifier(reference: Any) -> Identifier | None:
+    """The practitioner identifier of a Reference (Encounter `participant.individual`,
+    CareTeam `participant.member`): its `identifier`, else a conditional reference's."""
+    data = _obj(reference)
     if isinstance(ident := data.get("identifier"), dict) and (found := identifier(ident)):
         return found
-    reference = data.get("reference")
-    return _conditional_identifier(reference) if isinstance(reference, str) else None
+    target = data.get("reference")
+    return _conditional_identifier(target) if isinstance(target, str) else None
+
+
+def _participant_identifiers(references: list[Any]) -> tuple[Identifier, ...]:
+    """The distinct practitioner identifiers among `references`, in order."""
+    found = (_participant_identifier(r) for r in references)
+    return tuple(dict.fromkeys(i for i in found if i is not None))
 
 
 def encounter(source_id: str, r: Json) -> Encounter:
@@ -529,8 +539,7 @@ def encounter(source_id: str, r: Json) -> Encounter:
     period = _obj(r.get("period"))
     klass = r.get("class")
     class_code = _str(_obj(klass).get("code")) if isinstance(klass, dict) else None
-    participants = _objs(r.get("participant"))
-    identifiers = (_participant_identifier(p.get("individual")) for p in participants)
+    individuals = [p.get("individual") for p in _objs(r.get("participant"))]
     return Encounter(
         sources=(source,),
         meta=meta(r),
@@ -541,8 +550,25 @@ def encounter(source_id: str, r: Json) -> Encounter:
         end=_str(period.get("end")),
         reason=tuple(concept(c) for c in _objs(r.get("reasonCode"))),
         service_provider=_reference_text(r.get("serviceProvider")),
-        participants=tuple(t for p in participants if (t := _reference_text(p.get("individual")))),
-        participant_identifiers=tuple(dict.fromkeys(i for i in identifiers if i is not None)),
+        participants=tuple(t for i in individuals if (t := _reference_text(i))),
+        participant_identifiers=_participant_identifiers(individuals),
+    )
+
+
+def care_team(source_id: str, r: Json) -> CareTeam:
+    source = link(source_id, r)
+    period = _obj(r.get("period"))
+    members = [p.get("member") for p in _objs(r.get("participant"))]
+    return CareTeam(
+        sources=(source,),
+        meta=meta(r),
+        status=_str(r.get("status")),
+        name=_str(r.get("name")),
+        category=_codes(r.get("category")),
+        start=_str(period.get("start")),
+        end=_str(period.get("end")),
+        participants=tuple(t for m in members if (t := _reference_text(m))),
+        participant_identifiers=_participant_identifiers(members),
     )
 
 
@@ -581,4 +607,5 @@ MAPPERS: Mapping[str, Callable[[str, Json], object]] = {
     "Encounter": encounter,
     "Procedure": procedure,
     "DiagnosticReport": diagnostic_report,
+    "CareTeam": care_team,
 }

@@ -41,6 +41,7 @@ RESOURCE_TYPES: Mapping[str, tuple[tuple[str, Mapper], ...]] = {
     "encounters": (("Encounter", mapping.encounter),),
     "procedures": (("Procedure", mapping.procedure),),
     "diagnostic_reports": (("DiagnosticReport", mapping.diagnostic_report),),
+    "care_teams": (("CareTeam", mapping.care_team),),
 }
 FilterKey = tuple[str | None, str | None, str | None]
 
