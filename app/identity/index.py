@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
+from cachetools import LRUCache
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.common import SourceLink
@@ -38,6 +39,7 @@ patient_identifiers = sa.Table(
 )
 
 LINK_ATTEMPTS = 3
+REMEMBERED_LINKS = 50_000  # about 25 MB at most
 PATIENT_ID = re.compile(r"pg-[0-9a-f]{24}")
 
 
@@ -55,6 +57,11 @@ class PatientIndex:
         self._systems = frozenset(link_systems)
         self._key = hash_key.encode()
         self._lock = asyncio.Lock()  # one linker at a time in this process
+        # (source, local id) -> (its link keys, PatientGraph id), for records linked before:
+        # a link never changes once made, so a search that finds the same records with the
+        # same identifiers again needs no database round trip (every worker agrees anyway).
+        self._linked: LRUCache[tuple[str, str], tuple[frozenset[tuple[str, str]], str]]
+        self._linked = LRUCache(REMEMBERED_LINKS)
 
     async def create_tables(self) -> None:
         async with self._engine.begin() as conn:
@@ -77,13 +84,23 @@ class PatientIndex:
         and a retry reads what it wrote, so every worker agrees on one id."""
         if not patients:
             return []
+        refs = [(p.link.source_id, p.link.local_id) for p in patients]
+        keys = [frozenset(self._link_keys(p)) for p in patients]
+        remembered = [self._linked.get(ref) for ref in refs]
+        if all(r is not None and r[0] == k for r, k in zip(remembered, keys, strict=True)):
+            return [r[1] for r in remembered if r is not None]
         async with self._lock:
             for _ in range(LINK_ATTEMPTS - 1):
                 try:
-                    return await self._link_once(patients)
+                    ids = await self._link_once(patients)
+                    break
                 except sa.exc.IntegrityError:
                     continue
-            return await self._link_once(patients)
+            else:
+                ids = await self._link_once(patients)
+        for ref, key_set, pid in zip(refs, keys, ids, strict=True):
+            self._linked[ref] = (key_set, pid)
+        return ids
 
     async def _link_once(self, patients: Sequence[SourcePatient]) -> list[str]:
         async with self._engine.begin() as conn:

@@ -131,3 +131,37 @@ async def test_two_workers_racing_agree_on_one_id(index: PatientIndex, store_url
     finally:
         await engine.dispose()
     assert mine == theirs
+
+
+async def test_records_linked_before_need_no_database_round_trip(
+    index: PatientIndex, store_url: str
+) -> None:
+    statements: list[str] = []
+    engine = index._engine.sync_engine
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = [person("hospital", "h1", "999-00-0001"), person("clinic", "c1", "999-00-0001")]
+        first = await index.link(page)
+        asked = len(statements)
+        again = await index.link(page)
+        assert again == first
+        assert len(statements) == asked  # remembered: nothing asked of the store
+        # Another MRN changes no link key (only the SSN system links): still remembered.
+        other_mrn = await index.link([person("hospital", "h1", "999-00-0001", mrn="M2")])
+        assert other_mrn == first[:1]
+        assert len(statements) == asked
+        # A new linking identifier on a known record is evidence the store must record; the
+        # record keeps its id (the first link decides).
+        new_key = await index.link([person("hospital", "h1", "999-00-0003")])
+        assert new_key == first[:1]
+        assert len(statements) > asked
+        asked = len(statements)
+        unseen = await index.link([person("clinic", "c2", "999-00-0001")])
+        assert unseen == first[:1]
+        assert len(statements) > asked  # a record not seen before goes to the store
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)

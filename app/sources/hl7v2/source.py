@@ -12,10 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from cachetools import LRUCache
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.domain.common import Identifier
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import DIAGNOSTIC_REPORTS, OBSERVATIONS, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
@@ -29,7 +27,6 @@ from app.sources.hl7v2.mllp import MllpServer
 from app.sources.hl7v2.store import LabStore
 
 log = logging.getLogger(__name__)
-LINK_CACHE_SIZE = 10_000
 R = TypeVar("R")
 T = TypeVar("T")
 
@@ -49,9 +46,6 @@ class Hl7v2Source:
             max_message_bytes=settings.max_message_bytes,
             idle_timeout=settings.idle_timeout_seconds,
         )
-        # Links never change once made, so remembering them is safe across workers.
-        # local id -> (identifiers linked, PatientGraph id)
-        self._linked: LRUCache[str, tuple[tuple[Identifier, ...], str]] = LRUCache(LINK_CACHE_SIZE)
         self.unmapped = 0
         # Told the PatientGraph id of a patient whose new results were just stored, before the
         # ACK (the server purges that patient's cached responses with it).
@@ -113,11 +107,8 @@ class Hl7v2Source:
 
     async def _after_ingest(self, patient: SourcePatient) -> str | None:
         """Link the patient now (best effort: a search links them later otherwise) and return
-        their PatientGraph id. A lab sends the same patients all day: a PID linked before with
-        the same identifiers is not linked again."""
-        known = self._linked.get(patient.link.local_id)
-        if known is not None and known[0] == patient.identifiers:
-            return known[1]
+        their PatientGraph id. A lab sends the same patients all day: the index remembers the
+        links it made, so a PID linked before costs no database round trip."""
         try:
             (patient_id,) = await self._index.link([patient])
         except (SQLAlchemyError, OSError) as exc:
@@ -125,7 +116,6 @@ class Hl7v2Source:
                 "source %s: linking after ingest failed: %s", self.id, describe_exception(exc)
             )
             return None
-        self._linked[patient.link.local_id] = (patient.identifiers, patient_id)
         return patient_id
 
     async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
