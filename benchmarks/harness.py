@@ -20,13 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.auth.signing import issue_token, key_id, public_jwk
 from app.demo.generator import UPSTREAMS
-from app.demo.runner import AUDIENCE, ISSUER, ROLE_SCOPES, demo_settings
+from app.demo.runner import demo_settings
 from app.demo.serving import Child
 from app.web.examples import DASHBOARD_QUERY
+from benchmarks.served_api import clinician_token
 from benchmarks.upstreams import DEMO_POPULATION, Upstream, upstream_process
 
 SERVERS = str(Path(__file__).with_name("servers.py"))  # `servers.py api|bare FILE`
@@ -50,21 +49,9 @@ class World:
 
 @contextlib.asynccontextmanager
 async def demo_world() -> AsyncIterator[World]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    kid = key_id(key)
-    token = issue_token(
-        key,
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        subject="bench-clinician",
-        roles=["clinician"],
-        scope=ROLE_SCOPES["clinician"],
-        ttl_seconds=3600,
-        kid=kid,
-    )
     with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
         work = Path(tmp)
-        (work / "jwks.json").write_text(json.dumps({"keys": [public_jwk(key, kid)]}))
+        token = clinician_token(work)
         async with (
             httpx.AsyncClient(timeout=60) as client,
             upstream_process(UPSTREAMS[0], DEMO_POPULATION, client) as one,

@@ -43,7 +43,7 @@ async def on_care_team(ctx: Context, links: Sequence[SourceLink], path: Path) ->
             continue
         for kind in MEMBERSHIP_KINDS:
             if kind.name in source.record_kinds:
-                calls.append(ctx.loaders.records(source, kind).load(RecordQuery(link.local_id)))
+                calls.append(ctx.loaders.record_answer(source, kind, RecordQuery(link.local_id)))
     results, _ = await gather_sources(calls, ctx.problems, path)
     return any(
         _is(i, system, value)

@@ -11,7 +11,8 @@ of patients whose collections were asked for in advance (`ask` from the parent f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -119,23 +120,13 @@ def records_of(
     counted in `withheld` unless the caller's role may see them."""
     allowed = _allowed_types(ctx, kind, path)
     asked = ask(ctx, patient, kind, filters, allowed)
-    if asked.ready():
-        return _combine(ctx, kind, filters, path, asked, allowed, merged=merged)
-    return _combine_later(ctx, kind, filters, path, asked, allowed, merged=merged)
+    combine = functools.partial(_combine, ctx, kind, filters, path, asked, allowed, merged=merged)
+    return combine() if asked.ready() else _when_answered(asked, combine)
 
 
-async def _combine_later(
-    ctx: Context,
-    kind: RecordKind[R],
-    filters: RecordQuery,
-    path: Path,
-    asked: Asked,
-    allowed: frozenset[str],
-    *,
-    merged: bool,
-) -> RecordSet[R]:
+async def _when_answered(asked: Asked, combine: Callable[[], RecordSet[R]]) -> RecordSet[R]:
     await asked.wait()
-    return _combine(ctx, kind, filters, path, asked, allowed, merged=merged)
+    return combine()
 
 
 def _combine(
