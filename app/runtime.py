@@ -26,7 +26,7 @@ from app.store import create_engine
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
 from schema.build import build_schema
-from schema.field_rules import FIELD_OWNERS
+from schema.patient import FIELD_OWNERS
 
 log = logging.getLogger(__name__)
 

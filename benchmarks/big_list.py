@@ -51,7 +51,7 @@ from app.domain.records import OBSERVATIONS, RecordQuery
 from app.identity.index import PatientIndex
 from app.main import create_app
 from app.settings import GraphQLSettings, Settings
-from app.sources.fhir import mapping
+from app.sources.fhir import resources as mappers
 from app.store import create_engine
 from benchmarks.overhead import (
     MemorySource,
@@ -69,7 +69,7 @@ from benchmarks.timing import WARMUP, Stats, machine_line, settle, time_interlea
 from resolvers.context import Context, Services
 from resolvers.pagination import paginate
 from resolvers.patients import search_patients
-from resolvers.records import RecordSet, records_of
+from resolvers.records import records_of
 from schema.build import build_schema
 from schema.fast_paths import has_fast_paths
 
@@ -141,13 +141,13 @@ def big_patient_sources(items: int) -> list[MemorySource]:
     sources = []
     for name in SOURCES:
         patients: list[SourcePatient] = [
-            mapping.patient(name, r)
+            mappers.patient(name, r)
             for r in population.upstreams[name]
             if r["resourceType"] == "Patient"
         ]
         local = patients[0].link.local_id
         observations = [
-            mapping.observation(name, observation_resource(i, name, local))
+            mappers.observation(name, observation_resource(i, name, local))
             for i in range(items)
             if name in reported_by(i)
         ]
@@ -181,9 +181,7 @@ async def prepare(workdir: Path, items: int, sources: Sequence[MemorySource]) ->
     await engine.dispose()
     ctx = context_for(services)
     (patient,) = await resolve_patients(ctx)
-    found = records_of(ctx, patient, OBSERVATIONS, RecordQuery(""))
-    if not isinstance(found, RecordSet):
-        found = await found
+    found = await records_of(ctx, patient, OBSERVATIONS, RecordQuery(""))
     root = {"patient": {"observations": [observation_dict(o) for o in found.records]}}
     return Setup(settings, services, patient.id, root)
 
@@ -209,9 +207,7 @@ def records_work(setup: Setup, items: int) -> Callable[[], Awaitable[object]]:
     async def run() -> object:
         ctx = context_for(setup.services)
         (patient,) = await resolve_patients(ctx)
-        found = records_of(ctx, patient, OBSERVATIONS, RecordQuery(""))
-        if not isinstance(found, RecordSet):
-            found = await found
+        found = await records_of(ctx, patient, OBSERVATIONS, RecordQuery(""))
         return paginate(found.records, items, None, setup.services.page_limits)
 
     return run

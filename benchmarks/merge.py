@@ -28,14 +28,15 @@ from typing import Any
 from app.domain.common import CodeableConcept, Coding, Quantity, RecordMeta, SourceLink
 from app.domain.medications import Medication, MedicationDispense, MedicationKind
 from app.domain.observations import Observation
+from app.domain.records import MEDICATIONS, OBSERVATIONS
 from benchmarks.timing import machine_line, settle
 from resolvers.merge import (
     LOINC,
     NDC,
     RXNORM,
-    combine_records,
     dedupe_observations,
     merge_medications,
+    newest_first,
 )
 
 CODES = [
@@ -159,13 +160,9 @@ def main() -> None:
 
     records = patient_observations(args.observations, args.sources, args.overlap)
     merged = dedupe_observations(records)
-    base = statistics.median(
-        timed(lambda: combine_records("observations", [records]), args.iterations)
-    )
+    base = statistics.median(timed(lambda: newest_first(OBSERVATIONS, records), args.iterations))
     dedupe = statistics.median(
-        timed(
-            lambda: combine_records("observations", [dedupe_observations(records)]), args.iterations
-        )
+        timed(lambda: newest_first(OBSERVATIONS, dedupe_observations(records)), args.iterations)
     )
     print(
         f"\nobservations: {len(records)} records from {args.sources} sources -> "
@@ -181,9 +178,7 @@ def main() -> None:
 
     meds, fills = medications(args.orders, args.fills)
     entries = merge_medications(meds, fills)
-    med_base = statistics.median(
-        timed(lambda: combine_records("medications", [meds]), args.iterations)
-    )
+    med_base = statistics.median(timed(lambda: newest_first(MEDICATIONS, meds), args.iterations))
     med_merge = statistics.median(timed(lambda: merge_medications(meds, fills), args.iterations))
     print(
         f"\nmedications: {len(meds)} orders from 2 EHRs + {len(fills)} fills -> "

@@ -29,7 +29,7 @@ from resolvers.context import Context, Services
 from resolvers.loaders import RequestLoaders
 from resolvers.pagination import PageLimits
 from resolvers.patients import search_patients
-from resolvers.records import RecordSet, records_of
+from resolvers.records import records_of
 from schema.build import build_schema, sdl
 from schema.fast_paths import has_fast_paths
 
@@ -248,9 +248,7 @@ async def patient_records(ctx: Context, patient: Patient) -> dict[str, list[Any]
     """Every list the baseline may serve for `patient`, merged by PatientGraph's resolvers."""
     out: dict[str, list[Any]] = {}
     for key, (kind, category) in CONNECTIONS.items():
-        found = records_of(ctx, patient, kind, RecordQuery("", category))
-        if not isinstance(found, RecordSet):
-            found = await found
+        found = await records_of(ctx, patient, kind, RecordQuery("", category))
         out[key] = found.records
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.auth.policy import Access
 from app.auth.principal import Principal
@@ -13,6 +14,9 @@ from app.sources.base import PatientSource, PersonRecordSource, RecordSource
 from app.sources.errors import SourceError
 from resolvers.loaders import RequestLoaders
 from resolvers.pagination import PageLimits
+
+if TYPE_CHECKING:
+    from resolvers.access import Decision
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,5 @@ class Context:
     denials: Denials = field(default_factory=Denials)
     # PatientGraph ids of the patients whose data this response discloses (cache tags).
     disclosed: set[str] = field(default_factory=set)
+    # Every access decision made for this request, in order (`resolvers.access.decide`).
+    decisions: list[Decision] = field(default_factory=list)

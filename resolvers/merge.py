@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ from app.domain.common import CodeableConcept, SourceLink
 from app.domain.medications import Medication, MedicationDispense, MedicationKind
 from app.domain.observations import Observation
 from app.domain.patients import Patient, SourcePatient
+from app.domain.records import DISPENSES, MEDICATIONS, Combine, RecordKind, RecordQuery
 
 R = TypeVar("R")
 Merged = TypeVar("Merged", Observation, Medication)  # the kinds whose records merge into one
@@ -85,31 +86,54 @@ def parse_instant(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-# The date each kind of record is ordered by (ISO 8601 strings sort chronologically).
-RECORD_DATES: Mapping[str, Callable[[Any], str | None]] = {
-    "observations": lambda r: r.effective or r.issued,
-    "conditions": lambda r: r.onset or r.recorded_date,
-    "allergies": lambda r: r.recorded_date or r.onset,
-    "medications": lambda r: r.authored_on or r.effective,
-    "immunizations": lambda r: r.occurrence,
-    "encounters": lambda r: r.start,
-    "procedures": lambda r: r.performed,
-    "diagnostic_reports": lambda r: r.effective or r.issued,
-    "care_teams": lambda r: r.start,
-    "dispenses": lambda r: r.last_fill_date or r.written_date,
-}
-
-
-def newest_first(kind_name: str, records: Iterable[R]) -> list[R]:
+def newest_first(kind: RecordKind[Any], records: Iterable[R]) -> list[R]:
     """Newest first by the kind's date, records without one last; ties keep their order (a
     reverse sort is stable, and an undated record's key "" sorts below every date)."""
-    date_of = RECORD_DATES[kind_name]
+    date_of = kind.date
     return sorted(records, key=lambda r: date_of(r) or "", reverse=True)
 
 
-def combine_records(kind_name: str, per_source: Iterable[Sequence[R]]) -> list[R]:
-    """Every source's records (sources in priority order), newest first, not de-duplicated."""
-    return newest_first(kind_name, [record for records in per_source for record in records])
+def combine(
+    kind: RecordKind[Any],
+    per_source: Sequence[Sequence[Any]],
+    companions: Sequence[Sequence[Any]],
+    allowed: frozenset[str],
+    filters: RecordQuery,
+    *,
+    merged: bool,
+) -> list[Any]:
+    """One view of `kind` from every linked source's records (priority order) and, for a kind
+    with a companion (medications), the records found by who the person is (pharmacy fills):
+    records of types outside `allowed` and those not matching `filters` are left out, then the
+    kind's combine rule applies (`merged: false`: every source's record as it came)."""
+    records = [r for group in per_source for r in group]
+    if len(allowed) < len(kind.resource_types):
+        records = [r for r in records if r.sources[0].resource_type in allowed]
+    if filters.category or filters.code or filters.since:
+        # Also filter here: a lenient upstream may ignore a search parameter it does not know.
+        records = [r for r in records if matches(kind, r, filters)]
+    if kind.combine is Combine.SAME_DRUG:
+        fills = [f for group in companions for f in group]
+        return (merge_medications if merged else unmerged_medications)(records, fills)
+    if kind.combine is Combine.SAME_FACT and merged:
+        records = dedupe_observations(records)
+    return newest_first(kind, records)
+
+
+def matches(kind: RecordKind[R], record: R, filters: RecordQuery) -> bool:
+    """The record meets the query's filters: `category` and `code` as FHIR tokens, `since`
+    against the kind's searched date (a record without the element does not match)."""
+    if filters.category and filters.category.rpartition("|")[2] not in kind.categories(record):
+        return False
+    if filters.code:
+        code = kind.code(record)
+        if code is None or not code.has_code(filters.code):
+            return False
+    if filters.since:
+        when = parse_instant(kind.since_date(record))
+        since = parse_instant(filters.since)
+        return when is not None and since is not None and when >= since
+    return True
 
 
 # ---- observations ----------------------------------------------------------------------------
@@ -213,19 +237,19 @@ def merge_medications(
         else:
             fills.setdefault(target, []).append(fill)
     merged = [
-        dataclasses.replace(entry, fills=tuple(newest_first("dispenses", fills[i])))
+        dataclasses.replace(entry, fills=tuple(newest_first(DISPENSES, fills[i])))
         if i in fills
         else entry
         for i, entry in enumerate(entries.items)
     ]
-    return newest_first("medications", merged + [_dispense_entry(g) for g in orphans.groups])
+    return newest_first(MEDICATIONS, merged + [_dispense_entry(g) for g in orphans.groups])
 
 
 def unmerged_medications(
     medications: Sequence[Medication], dispenses: Sequence[MedicationDispense]
 ) -> list[Medication]:
     singles = [_dispense_entry([fill]) for fill in dispenses]
-    return newest_first("medications", [*medications, *singles])
+    return newest_first(MEDICATIONS, [*medications, *singles])
 
 
 def _medication_date(med: Medication) -> str:
@@ -278,7 +302,7 @@ class _DrugIndex:
 
 
 def _dispense_entry(fills: Sequence[MedicationDispense]) -> Medication:
-    ordered = newest_first("dispenses", fills)
+    ordered = newest_first(DISPENSES, fills)
     latest = ordered[0]
     sources: tuple[SourceLink, ...] = ()
     for fill in ordered:

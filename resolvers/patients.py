@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Awaitable, Sequence
 
-from app.auth.policy import Access
-from app.domain.common import Address, Identifier, SourceLink
-from app.domain.patients import SSN_SYSTEM, Patient, PatientCriteria, SourcePatient
+from app.domain.common import SourceLink
+from app.domain.patients import Patient, PatientCriteria, SourcePatient
 from app.identity.index import is_patient_id
-from resolvers.care_team import bound_to_care_team, on_care_team, on_care_team_each
+from resolvers import access
 from resolvers.context import Context
-from resolvers.errors import Forbidden, UserInputError
+from resolvers.errors import UserInputError
 from resolvers.merge import merge_patient
 from resolvers.outcomes import gather_sources
 
 Path = tuple[str | int, ...] | None
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-PATIENT = "Patient"
 
 
 async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Patient | None:
     if not is_patient_id(patient_id):
         raise UserInputError("'id' is not a PatientGraph patient id")
-    if not ctx.access.can_read(PATIENT):
-        raise Forbidden("Not allowed to read patients")
-    if not ctx.access.can_see_patient(patient_id):
-        # Same answer whether or not the patient exists: no enumeration through errors.
-        raise Forbidden("This patient is outside the caller's access")
-    links: tuple[SourceLink, ...] = await ctx.loaders.links.load(patient_id)
-    if bound_to_care_team(ctx) and not await on_care_team(ctx, links, path):
-        raise Forbidden("This patient is outside the caller's access")
+    links = await access.admit_patient(ctx, patient_id, path)
     if not links:
         return None
     records, failed = await _source_patients(ctx, links, path)
@@ -53,34 +43,23 @@ async def search_patients(
     ctx: Context, criteria: PatientCriteria, path: Path = None
 ) -> list[Patient]:
     """Search every source concurrently, link what they return, and answer one Patient per
-    person, in order of first appearance (sources in priority order)."""
+    person the caller may see, in order of first appearance (sources in priority order)."""
     _validate(criteria)
-    if not ctx.access.can_read(PATIENT):
-        ctx.denials.add(path, "Not allowed to read patients")  # the connection is non-null
-        return []
+    if not access.may_search_patients(ctx, path):
+        return []  # the connection is non-null: empty, with FORBIDDEN at its path
     sources = ctx.services.patient_sources
     answers, _ = await gather_sources(
         [s.search_patients(criteria) for s in sources], ctx.problems, path
     )
     found = [p for answer in answers.values() for p in answer]
-    patient_ids = await ctx.services.index.link(found)
-    # A patient-context caller finds only themself; nothing more is fetched for anyone else.
-    order = [pid for pid in dict.fromkeys(patient_ids) if ctx.access.can_see_patient(pid)]
-    links = await ctx.loaders.links.load_many(order)
-    if bound_to_care_team(ctx):
-        kept = await on_care_team_each(ctx, links, path)
-        order = [pid for pid, keep in zip(order, kept, strict=True) if keep]
-        links = [group for group, keep in zip(links, kept, strict=True) if keep]
+    admitted = await access.admit_patients(ctx, await ctx.services.index.link(found), path)
     records = {p.link: p for p in found}
-    missing = [link for group in links for link in group if link not in records]
+    missing = [link for _, group in admitted for link in group if link not in records]
     extra, _ = await _source_patients(ctx, missing, path)
     records.update(extra)
     source_order = _source_order(ctx)
-    ctx.disclosed.update(order)
-    return [
-        merge_patient(pid, group, records, source_order)
-        for pid, group in zip(order, links, strict=True)
-    ]
+    ctx.disclosed.update(pid for pid, _ in admitted)
+    return [merge_patient(pid, group, records, source_order) for pid, group in admitted]
 
 
 async def _source_patients(
@@ -114,43 +93,3 @@ def _validate(criteria: PatientCriteria) -> None:
             raise UserInputError(f"'{name}' must be 1 to 200 characters")
     if criteria.identifier is not None and criteria.identifier.endswith("|"):
         raise UserInputError("'identifier' must be 'system|value' or 'value'")
-
-
-def visible_identifiers(patient: Patient, access: Access) -> list[Identifier]:
-    """The patient's identifiers as this caller may see them: an SSN in full only for roles
-    whose policy says so, else as its last four digits (minimum necessary)."""
-    if access.ssn_in_full:
-        return list(patient.identifiers)
-    return [
-        dataclasses.replace(i, value=f"***-**-{_digits(i.value)[-4:]}")
-        if i.system == SSN_SYSTEM
-        else i
-        for i in patient.identifiers
-    ]
-
-
-def _digits(value: str) -> str:
-    return "".join(c for c in value if c.isdigit())
-
-
-def visible_addresses(patient: Patient, access: Access) -> list[Address]:
-    """The patient's addresses in full for roles whose policy says so; else only the region:
-    city, state, country and the first three ZIP digits (minimum necessary)."""
-    if access.address_in_full:
-        return list(patient.addresses)
-    return [
-        Address(
-            use=a.use,
-            lines=(),
-            city=a.city,
-            state=a.state,
-            postal_code=_zip3(a.postal_code),
-            country=a.country,
-        )
-        for a in patient.addresses
-    ]
-
-
-def _zip3(postal_code: str | None) -> str | None:
-    code = (postal_code or "").strip()
-    return f"{code[:3]}**" if len(code) >= 5 else None  # a shorter code would show whole

@@ -1,34 +1,26 @@
 """A patient's clinical records of one kind, from every linked source that serves it (and,
-for medications, every pharmacy that knows the person), combined by `resolvers.merge`.
+for a kind with a companion, every person source that knows the patient: pharmacy fills for
+medications), combined by the kind's rule in `resolvers.merge` and filtered by
+`resolvers.access`.
 
-Two steps: `ask` starts the loads (one DataLoader key per linked source and, for
-medications, per pharmacy) and `records_of` combines their answers. When every answer has
-already arrived, `records_of` returns the records themselves rather than an awaitable: a page
-of patients whose collections were asked for in advance (`ask` from the parent field, see
-`schema.prefetch`) then resolves every collection without a coroutine per field.
+Two steps: `start` begins the loads (`ask`: one DataLoader key per linked source and person
+source) and `Pending.result` turns their answers into what the caller sees; `records_of` does
+both. `schema.prefetch` starts the loads of a whole page of patients in advance, so that each
+collection field finds its answers in and takes its result without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from app.domain.medications import Medication, MedicationDispense
-from app.domain.observations import Observation
 from app.domain.patients import Patient
-from app.domain.records import (
-    DISPENSES,
-    MEDICATIONS,
-    OBSERVATIONS,
-    PersonQuery,
-    RecordKind,
-    RecordQuery,
-)
+from app.domain.records import PersonQuery, RecordKind, RecordQuery
 from app.sources.errors import SourceError
-from resolvers import merge
+from resolvers import access, merge
+from resolvers.access import RecordSet
 from resolvers.context import Context, SourceProblems
 
 R = TypeVar("R")
@@ -37,15 +29,9 @@ Path = tuple[str | int, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
-class RecordSet(Generic[R]):
-    records: list[R]
-    withheld: int  # held back by the sensitivity rules: the caller learns how many, not which
-
-
-@dataclass(frozen=True, slots=True)
 class Asked:
-    """The loads one collection needs: each linked source's answer (priority order) and, for
-    medications, each pharmacy's."""
+    """The loads one collection needs: each linked source's answer (priority order) and each
+    person source's (companion records)."""
 
     linked: tuple[asyncio.Future[Sequence[Any]], ...] = ()
     people: tuple[asyncio.Future[Sequence[Any]], ...] = ()
@@ -61,32 +47,18 @@ class Asked:
 NOTHING_ASKED = Asked()
 
 
-def readable_types(ctx: Context, kind: RecordKind[Any]) -> frozenset[str]:
-    """The resource types of `kind` the caller may read (granular scopes decide per record);
-    worked out once per request and kind."""
-    access, memo = ctx.access, ctx.loaders.readable_types
-    known = memo.get(kind.name)
-    if known is not None and known[0] is access:
-        return known[1]
-    readable = frozenset(t for t in kind.resource_types if access.can_read(t))
-    memo[kind.name] = (access, readable)
-    return readable
-
-
 def ask(
     ctx: Context,
     patient: Patient,
-    kind: RecordKind[R],
+    kind: RecordKind[Any],
     filters: RecordQuery,
     allowed: frozenset[str] | None = None,
 ) -> Asked:
-    """Start the loads `records_of` will combine (nothing for types the caller may not read).
+    """Start the loads `combine` will read (nothing for types the caller may not read).
     `filters.patient` is ignored: each linked source record supplies its own local id."""
-    allowed = readable_types(ctx, kind) if allowed is None else allowed
+    allowed = access.readable_types(ctx, kind) if allowed is None else allowed
     if not allowed:
         return NOTHING_ASKED
-    if kind is MEDICATIONS:
-        filters = RecordQuery("")
     linked = []
     for link in patient.sources:
         source = ctx.services.record_source(link.source_id)
@@ -94,18 +66,56 @@ def ask(
             query = RecordQuery(link.local_id, filters.category, filters.code, filters.since)
             linked.append(ctx.loaders.record_answer(source, kind, query))
     people: list[asyncio.Future[Sequence[Any]]] = []
-    if kind is MEDICATIONS and DISPENSES.resource_types[0] in allowed:
-        person = person_query(patient)  # pharmacies are asked by demographics
+    companion = kind.companion
+    if companion is not None and companion.resource_types[0] in allowed:
+        person = person_query(patient)  # person sources are asked by demographics
         if person is not None:
             people = [
-                ctx.loaders.people_answer(source, DISPENSES, person)
+                ctx.loaders.people_answer(source, companion, person)
                 for source in ctx.services.person_sources
-                if DISPENSES.name in source.record_kinds
+                if companion.name in source.record_kinds
             ]
     return Asked(tuple(linked), tuple(people))
 
 
-def records_of(
+@dataclass(frozen=True, slots=True)
+class Pending(Generic[R]):
+    """One collection's loads, started: `result` once they have finished (`ready`)."""
+
+    ctx: Context
+    kind: RecordKind[R]
+    filters: RecordQuery
+    path: Path
+    allowed: frozenset[str]
+    asked: Asked
+
+    def ready(self) -> bool:
+        return self.asked.ready()
+
+    async def wait(self) -> None:
+        await self.asked.wait()
+
+    def result(self, *, merged: bool = True) -> RecordSet[R]:
+        """What the caller sees (call once every load has finished)."""
+        ctx, path = self.ctx, self.path
+        per_source = settled(self.asked.linked, ctx.problems, path)
+        companions = settled(self.asked.people, ctx.problems, path)
+        found = merge.combine(
+            self.kind, per_source, companions, self.allowed, self.filters, merged=merged
+        )
+        return access.visible_records(ctx, self.kind, found, path)
+
+
+def start(
+    ctx: Context, patient: Patient, kind: RecordKind[R], filters: RecordQuery, path: Path = None
+) -> Pending[R]:
+    """Start loading the records of `kind` this caller may see. Record types the caller may
+    not read are neither fetched nor returned (a FORBIDDEN error at `path` says so)."""
+    allowed = access.allowed_types(ctx, kind, path)
+    return Pending(ctx, kind, filters, path, allowed, ask(ctx, patient, kind, filters, allowed))
+
+
+async def records_of(
     ctx: Context,
     patient: Patient,
     kind: RecordKind[R],
@@ -113,84 +123,12 @@ def records_of(
     path: Path = None,
     *,
     merged: bool = True,
-) -> RecordSet[R] | Awaitable[RecordSet[R]]:
-    """The records of `kind` this caller may see: the RecordSet itself when every source has
-    already answered, else an awaitable of it. Record types the caller may not read are
-    neither fetched nor returned (a FORBIDDEN error at `path` says so); sensitive records are
-    counted in `withheld` unless the caller's role may see them."""
-    allowed = _allowed_types(ctx, kind, path)
-    asked = ask(ctx, patient, kind, filters, allowed)
-    combine = functools.partial(_combine, ctx, kind, filters, path, asked, allowed, merged=merged)
-    return combine() if asked.ready() else _when_answered(asked, combine)
-
-
-async def _when_answered(asked: Asked, combine: Callable[[], RecordSet[R]]) -> RecordSet[R]:
-    await asked.wait()
-    return combine()
-
-
-def _combine(
-    ctx: Context,
-    kind: RecordKind[R],
-    filters: RecordQuery,
-    path: Path,
-    asked: Asked,
-    allowed: frozenset[str],
-    *,
-    merged: bool,
 ) -> RecordSet[R]:
-    per_source = settled(asked.linked, ctx.problems, path)
-    found: list[Any]
-    if kind is MEDICATIONS:
-        fills = settled(asked.people, ctx.problems, path)
-        found = _medications(per_source, fills, allowed, merged=merged)
-    elif kind is not OBSERVATIONS:
-        found = merge.combine_records(kind.name, per_source)
-    else:
-        found = _observations(per_source, filters, merged=merged)
-    return _visible(ctx, found, path)
-
-
-def _visible(ctx: Context, found: list[R], path: Path) -> RecordSet[R]:
-    """Granular scopes, then sensitivity: one pass over the records."""
-    allows, withholds = ctx.access.allows_record, ctx.access.withholds
-    visible: list[R] = []
-    in_scope = 0
-    for record in found:
-        if allows(record):
-            in_scope += 1
-            if not withholds(record):
-                visible.append(record)
-    if in_scope < len(found):
-        ctx.denials.add(path, "Some records are outside the token's scopes")
-    return RecordSet(visible, in_scope - len(visible))
-
-
-def _observations(
-    per_source: list[Sequence[Any]], filters: RecordQuery, *, merged: bool
-) -> list[Observation]:
-    observations: list[Observation] = [r for records in per_source for r in records]
-    if filters.category or filters.code or filters.since:
-        # Also filter here: a lenient upstream may ignore a search parameter it does not know.
-        observations = [o for o in observations if _observation_matches(o, filters)]
-    if merged:
-        observations = merge.dedupe_observations(observations)
-    return merge.newest_first(OBSERVATIONS.name, observations)
-
-
-def _medications(
-    orders: list[Sequence[Any]],
-    fill_groups: list[Sequence[Any]],
-    allowed: frozenset[str],
-    *,
-    merged: bool,
-) -> list[Medication]:
-    medications: list[Medication] = [
-        m for records in orders for m in records if m.sources[0].resource_type in allowed
-    ]
-    fills: list[MedicationDispense] = [f for group in fill_groups for f in group]
-    combine = merge.merge_medications if merged else merge.unmerged_medications
-    return combine(medications, fills)
+    """The records of `kind` this caller may see (`start`, then `Pending.result`): sensitive
+    records are counted in `withheld` unless the caller's role may see them."""
+    pending = start(ctx, patient, kind, filters, path)
+    await pending.wait()
+    return pending.result(merged=merged)
 
 
 def settled(futures: Sequence[asyncio.Future[T]], problems: SourceProblems, path: Path) -> list[T]:
@@ -209,30 +147,8 @@ def settled(futures: Sequence[asyncio.Future[T]], problems: SourceProblems, path
     return out
 
 
-def _allowed_types(ctx: Context, kind: RecordKind[R], path: Path) -> frozenset[str]:
-    allowed = readable_types(ctx, kind)
-    withheld = sorted(set(kind.resource_types) - allowed)
-    if not allowed:
-        ctx.denials.add(path, f"Not allowed to read {kind.name.replace('_', ' ')}")
-    elif withheld:
-        ctx.denials.add(path, f"Not shown by policy: {', '.join(withheld)}")
-    return allowed
-
-
 def person_query(patient: Patient) -> PersonQuery | None:
     name = patient.name
     if name is None or not name.family or not name.given or not patient.birth_date:
         return None  # too little to match on: asking would risk another person's records
     return PersonQuery(patient.id, name.family, name.given, patient.birth_date, patient.gender)
-
-
-def _observation_matches(record: Observation, filters: RecordQuery) -> bool:
-    if filters.category and filters.category.rpartition("|")[2] not in record.category:
-        return False
-    if filters.code and not record.code.has_code(filters.code):
-        return False
-    if filters.since:
-        when = merge.parse_instant(record.effective)
-        since = merge.parse_instant(filters.since)
-        return when is not None and since is not None and when >= since
-    return True

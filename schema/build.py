@@ -21,8 +21,9 @@ from app.auth.policy import Policy, PolicyError, load_policy
 from app.logging import describe_exception
 from schema.errors import error_code
 from schema.fast_paths import install_fast_paths
-from schema.field_rules import FIELD_OWNERS, field_rule_problems, guard_fields
+from schema.field_rules import field_rule_problems, guard_fields
 from schema.mutation import Mutation
+from schema.patient import FIELD_OWNERS
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 
@@ -62,7 +63,7 @@ def build_schema(*, introspection: bool = True, policy: Policy | None = None) ->
     )
     install_fast_paths(schema)  # before or after the field guards: each keeps the other's
     if policy is not None:
-        problems = field_rule_problems(schema, policy.denied_fields)
+        problems = field_rule_problems(schema, policy.denied_fields, FIELD_OWNERS)
         if problems:
             raise PolicyError(f"policy: deny_fields {'; '.join(problems)}")
         guard_fields(schema, policy.denied_fields)

@@ -13,34 +13,21 @@ from typing import Any
 import strawberry
 from graphql import GraphQLNonNull, GraphQLObjectType, default_field_resolver
 
-from app.domain import records as kinds
+from resolvers import access
+from resolvers.context import Context
 from resolvers.errors import Forbidden
 
-# GraphQL object type -> resource types its records come from: a denial concerns the roles
-# that read one of them (see `app.auth.policy`).
-FIELD_OWNERS: Mapping[str, frozenset[str]] = {
-    "Patient": frozenset({"Patient"}),
-    "Observation": frozenset(kinds.OBSERVATIONS.resource_types),
-    "Condition": frozenset(kinds.CONDITIONS.resource_types),
-    "Allergy": frozenset(kinds.ALLERGIES.resource_types),
-    "Medication": frozenset(kinds.MEDICATIONS.resource_types + kinds.DISPENSES.resource_types),
-    "MedicationDispense": frozenset(kinds.DISPENSES.resource_types),
-    "Immunization": frozenset(kinds.IMMUNIZATIONS.resource_types),
-    "Encounter": frozenset(kinds.ENCOUNTERS.resource_types),
-    "Procedure": frozenset(kinds.PROCEDURES.resource_types),
-    "DiagnosticReport": frozenset(kinds.DIAGNOSTIC_REPORTS.resource_types),
-    "CareTeam": frozenset(kinds.CARE_TEAMS.resource_types),
-}
 
-
-def field_rule_problems(schema: strawberry.Schema, coordinates: Iterable[str]) -> list[str]:
+def field_rule_problems(
+    schema: strawberry.Schema, coordinates: Iterable[str], owners: Mapping[str, frozenset[str]]
+) -> list[str]:
     """Why these `Type.field` names cannot be denied: unknown, not on Patient or a record
-    type, or non-null (a null there would wipe out the whole parent object)."""
+    type (a key of `owners`), or non-null (a null there would wipe out the whole parent)."""
     problems = []
     for coordinate in sorted(coordinates):
         type_name, _, field_name = coordinate.partition(".")
         graphql_type = schema._schema.type_map.get(type_name)
-        if type_name not in FIELD_OWNERS or not isinstance(graphql_type, GraphQLObjectType):
+        if type_name not in owners or not isinstance(graphql_type, GraphQLObjectType):
             problems.append(f"{coordinate}: not a field of Patient or a record type")
         elif field_name not in graphql_type.fields:
             problems.append(f"{coordinate}: {type_name} has no field {field_name}")
@@ -61,9 +48,15 @@ def guard_fields(schema: strawberry.Schema, coordinates: Iterable[str]) -> None:
         )
 
 
+def denied(ctx: Context, coordinate: str) -> bool:
+    """Whether reading `Type.field` would be refused (for work done ahead of the read, such
+    as prefetching: the refusal itself is decided when the field is read)."""
+    return access.field_denied(ctx, coordinate)
+
+
 def _guarded(resolve: Any, coordinate: str) -> Any:
     def resolver(source: Any, info: Any, **arguments: Any) -> Any:
-        if coordinate in info.context.access.denied_fields:
+        if not access.field_allowed(info.context, coordinate):
             raise Forbidden(f"Not allowed to read {coordinate}")
         return resolve(source, info, **arguments)
 

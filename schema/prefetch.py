@@ -18,8 +18,8 @@ before, so the answer never depends on this module; it only decides what is alre
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from graphql import (
     BooleanValueNode,
@@ -37,19 +37,47 @@ from graphql import (
 from app.domain.patients import Patient
 from app.domain.records import RecordKind, RecordQuery
 from resolvers.records import Asked, ask
+from schema import field_rules
 from schema.context import Info
-from schema.patient import COLLECTIONS
 
+if TYPE_CHECKING:
+    from schema.collections import CollectionFields
+
+T = TypeVar("T")
 Need = tuple[RecordKind[Any], RecordQuery]
+# A field's answer: the value itself when it is already known, else an awaitable of it.
+NowOrLater: TypeAlias = T | Awaitable[T]
 
 
-async def prefetch_collections(info: Info, patients: Sequence[Patient]) -> None:
+class Loads(Protocol):
+    def ready(self) -> bool: ...
+
+    async def wait(self) -> None: ...
+
+
+def when_answered(loads: Loads, then: Callable[[], T]) -> NowOrLater[T]:
+    """`then()` right away when every load has already finished (a collection prefetched for
+    the page), else an awaitable of it: graphql-core awaits only what must be, so a page of
+    prefetched collections resolves without a coroutine per field."""
+    if loads.ready():
+        return then()
+    return _later(loads, then)
+
+
+async def _later(loads: Loads, then: Callable[[], T]) -> T:
+    await loads.wait()
+    return then()
+
+
+async def prefetch_collections(
+    info: Info, patients: Sequence[Patient], collections: CollectionFields
+) -> None:
     """Start and await the loads of every collection this connection field selects on its
     `nodes`, for `patients` (the page). Never raises for a failed source: the collection field
     that reads the answer reports it, at its own path."""
     if not patients:
         return
-    needs = selected_collections(info)
+    needs = selected_collections(info, collections)
     if not needs:
         return
     ctx = info.context
@@ -59,9 +87,9 @@ async def prefetch_collections(info: Info, patients: Sequence[Patient]) -> None:
     ).wait()
 
 
-def selected_collections(info: Info) -> list[Need]:
+def selected_collections(info: Info, collections: CollectionFields) -> list[Need]:
     """What the Patient collection fields under this connection's `nodes` will load, without
-    duplicates."""
+    duplicates (fields the caller is denied load nothing)."""
     raw = info._raw_info  # graphql-core's resolve info: field nodes, fragments, variables
     fragments: Mapping[str, FragmentDefinitionNode] = raw.fragments
     values: Any = raw.variable_values  # Strawberry passes the coerced dict
@@ -72,18 +100,18 @@ def selected_collections(info: Info) -> list[Need]:
         for field in _fields(node.selection_set, fragments)
         if field.name.value == "nodes"
     ]
-    denied = info.context.access.denied_fields
+    ctx = info.context
     needs: dict[tuple[str, RecordQuery], Need] = {}
     for selections in patient_sets:
         for field in _fields(selections, fragments):
             name = field.name.value
-            need_of = COLLECTIONS.get(name)
-            if need_of is None or f"Patient.{name}" in denied:
+            collection = collections.by_name.get(name)
+            if collection is None or field_rules.denied(ctx, f"Patient.{name}"):
                 continue
             arguments = _argument_values(field, variables)
             if arguments is not None:
-                kind, filters = need_of(arguments)
-                needs.setdefault((kind.name, filters), (kind, filters))
+                filters = collection.filters(arguments)
+                needs.setdefault((collection.kind.name, filters), (collection.kind, filters))
     return list(needs.values())
 
 

@@ -9,9 +9,10 @@ import strawberry
 from app.domain.patients import PatientCriteria
 from resolvers import patients as resolve
 from resolvers.pagination import Page, paginate
+from schema.collections import After, First
 from schema.common import Connection
 from schema.context import Info, path_of
-from schema.patient import After, First, Patient
+from schema.patient import COLLECTIONS, Patient
 from schema.prefetch import prefetch_collections
 from schema.scalars import Date
 
@@ -61,7 +62,7 @@ class Query:
         criteria = PatientCriteria(identifier, family, given, birth_date)
         found = await resolve.search_patients(info.context, criteria, path_of(info))
         page = paginate(found, first, after, info.context.services.page_limits)
-        await prefetch_collections(info, page.nodes)
+        await prefetch_collections(info, page.nodes, COLLECTIONS)
         return page
 
     @strawberry.field(

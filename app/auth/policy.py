@@ -24,10 +24,9 @@ from typing import Any
 
 from app.auth.principal import PURPOSE_CODE, Principal
 from app.auth.scopes import Context, parse_scopes
+from app.domain.records import Record, RecordKind
 
 EVERY_TYPE = "*"
-# The attribute holding a record's main code, in the order records use them.
-CODED_ATTRIBUTES = ("code", "medication", "vaccine")
 ROLE_KEYS = frozenset(
     {
         "read",
@@ -78,11 +77,10 @@ class Sensitivity:
     labels: frozenset[str] = frozenset()
     codes: frozenset[tuple[str, str]] = frozenset()  # (system, code)
 
-    def applies_to(self, record: Any) -> bool:
-        meta = getattr(record, "meta", None)
-        if meta is not None and any(c.code in self.labels for c in meta.security):
+    def applies_to(self, kind: RecordKind[Any], record: Record) -> bool:
+        if any(c.code in self.labels for c in record.meta.security):
             return True
-        concept = next((getattr(record, a) for a in CODED_ATTRIBUTES if hasattr(record, a)), None)
+        concept = kind.concept(record)
         return concept is not None and any(
             (c.system or "", c.code or "") in self.codes for c in concept.coding
         )
@@ -183,8 +181,8 @@ class Access:
     address_in_full: bool = False
     denied_fields: frozenset[str] = frozenset()  # GraphQL `Type.field` nulled with FORBIDDEN
 
-    def withholds(self, record: Any) -> bool:
-        return self.sensitivity is not None and self.sensitivity.applies_to(record)
+    def withholds(self, kind: RecordKind[Any], record: Record) -> bool:
+        return self.sensitivity is not None and self.sensitivity.applies_to(kind, record)
 
     def can_read(self, resource_type: str) -> bool:
         """Some records of this type may be read (granular scopes: `allows_record` decides)."""
@@ -192,16 +190,16 @@ class Access:
             self._fully_scoped(resource_type) or bool(self._conditions(resource_type))
         )
 
-    def allows_record(self, record: Any) -> bool:
-        """Whether this record (typed by its first source link) is within the caller's rights,
-        granular scopes evaluated."""
+    def allows_record(self, kind: RecordKind[Any], record: Record) -> bool:
+        """Whether this record of `kind` (typed by its first source link) is within the
+        caller's rights, granular scopes evaluated."""
         resource_type: str = record.sources[0].resource_type
         if not self._role_ok(resource_type):
             return False
         if self._fully_scoped(resource_type):
             return True
         return any(
-            all(_meets(record, key, token) for key, token in alternative)
+            all(_meets(kind, record, key, token) for key, token in alternative)
             for alternative in self._conditions(resource_type)
         )
 
@@ -220,14 +218,14 @@ class Access:
         )
 
 
-def _meets(record: Any, key: str, token: str) -> bool:
+def _meets(kind: RecordKind[Any], record: Record, key: str, token: str) -> bool:
     """A SMART granular constraint: `category` against the record's category codes (the
     domain keeps codes only, so the system part is not compared), `code` as a FHIR token
     against its code. A record without that element does not meet it (fail closed)."""
     if key == "category":
-        return token.rpartition("|")[2] in getattr(record, "category", ())
-    concept = getattr(record, "code", None)
-    return key == "code" and concept is not None and bool(concept.has_code(token))
+        return token.rpartition("|")[2] in kind.categories(record)
+    concept = kind.code(record)
+    return key == "code" and concept is not None and concept.has_code(token)
 
 
 def load_policy(

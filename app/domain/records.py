@@ -1,16 +1,21 @@
-"""The kinds of clinical record a source can serve, and the batch key used to ask for them.
+"""The kinds of clinical record a source can serve, and the batch keys used to ask for them.
 
-A `RecordKind[R]` names one capability ("observations") and its record type, so the source seam
-and the loaders stay generic while mypy keeps each collection's element type.
+A `RecordKind[R]` is everything known about one kind in one entry: its name (the capability a
+source serves), the resource types its records carry, the date it is ordered by, which
+combine rule applies when several sources report it, and the elements access rules read.
+Adding a kind means one entry here (plus its domain module, mapper and schema type).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from enum import Enum
+from typing import Any, Generic, Protocol, TypeVar
 
 from app.domain.allergies import Allergy
 from app.domain.care_teams import CareTeam
+from app.domain.common import CodeableConcept, RecordMeta, SourceLink
 from app.domain.conditions import Condition
 from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.encounters import Encounter
@@ -19,31 +24,120 @@ from app.domain.medications import Medication, MedicationDispense
 from app.domain.observations import Observation
 from app.domain.procedures import Procedure
 
+
+class Record(Protocol):
+    """What every clinical record has: provenance and upstream bookkeeping (security labels)."""
+
+    @property
+    def sources(self) -> tuple[SourceLink, ...]: ...
+
+    @property
+    def meta(self) -> RecordMeta: ...
+
+
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
+class Combine(Enum):
+    """How records of one kind from several sources become one view (`resolvers.merge`)."""
+
+    KEEP_ALL = "keep all"  # every source's record, newest first
+    SAME_FACT = "same fact"  # observations: same code, instant and value appear once
+    SAME_DRUG = "same drug"  # medications: one entry per drug and day; pharmacy fills attached
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _no_categories(_: Any) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # one instance per kind: identity is equality
 class RecordKind(Generic[R]):
     name: str
     # The FHIR resource type names its records carry in `SourceLink.resource_type`: what an
     # access policy names.
     resource_types: tuple[str, ...]
+    date: Callable[[R], str | None]  # ordered by, newest first (ISO 8601 sorts as text)
+    combine: Combine = Combine.KEEP_ALL
+    # The coded concept the policy's `[sensitive] codes` match (its main code).
+    concept: Callable[[R], CodeableConcept | None] = _none
+    # The `code` element a SMART granular `code=` constraint tests (None: has none).
+    code: Callable[[R], CodeableConcept | None] = _none
+    categories: Callable[[R], tuple[str, ...]] = _no_categories  # category codes
+    # The instant a `since` filter compares (the FHIR `date` search parameter's element).
+    since_date: Callable[[R], str | None] = _none
+    # Records found by who the person is (pharmacies) that this kind's combine rule attaches.
+    companion: RecordKind[Any] | None = None
 
 
-OBSERVATIONS: RecordKind[Observation] = RecordKind("observations", ("Observation",))
-CONDITIONS: RecordKind[Condition] = RecordKind("conditions", ("Condition",))
-ALLERGIES: RecordKind[Allergy] = RecordKind("allergies", ("AllergyIntolerance",))
+DISPENSES: RecordKind[MedicationDispense] = RecordKind(
+    "dispenses",
+    ("MedicationDispense",),
+    date=lambda r: r.last_fill_date or r.written_date,
+    concept=lambda r: r.medication,
+)
+OBSERVATIONS: RecordKind[Observation] = RecordKind(
+    "observations",
+    ("Observation",),
+    date=lambda r: r.effective or r.issued,
+    combine=Combine.SAME_FACT,
+    concept=lambda r: r.code,
+    code=lambda r: r.code,
+    categories=lambda r: r.category,
+    since_date=lambda r: r.effective,
+)
+CONDITIONS: RecordKind[Condition] = RecordKind(
+    "conditions",
+    ("Condition",),
+    date=lambda r: r.onset or r.recorded_date,
+    concept=lambda r: r.code,
+    code=lambda r: r.code,
+    categories=lambda r: r.category,
+)
+ALLERGIES: RecordKind[Allergy] = RecordKind(
+    "allergies",
+    ("AllergyIntolerance",),
+    date=lambda r: r.recorded_date or r.onset,
+    concept=lambda r: r.code,
+    code=lambda r: r.code,
+    categories=lambda r: r.category,
+)
 MEDICATIONS: RecordKind[Medication] = RecordKind(
-    "medications", ("MedicationRequest", "MedicationStatement", "MedicationDispense")
+    "medications",
+    ("MedicationRequest", "MedicationStatement", "MedicationDispense"),
+    date=lambda r: r.authored_on or r.effective,
+    combine=Combine.SAME_DRUG,
+    concept=lambda r: r.medication,
+    companion=DISPENSES,
 )
-IMMUNIZATIONS: RecordKind[Immunization] = RecordKind("immunizations", ("Immunization",))
-ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters", ("Encounter",))
-PROCEDURES: RecordKind[Procedure] = RecordKind("procedures", ("Procedure",))
+IMMUNIZATIONS: RecordKind[Immunization] = RecordKind(
+    "immunizations",
+    ("Immunization",),
+    date=lambda r: r.occurrence,
+    concept=lambda r: r.vaccine,
+)
+ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters", ("Encounter",), date=lambda r: r.start)
+PROCEDURES: RecordKind[Procedure] = RecordKind(
+    "procedures",
+    ("Procedure",),
+    date=lambda r: r.performed,
+    concept=lambda r: r.code,
+    code=lambda r: r.code,
+)
 DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind(
-    "diagnostic_reports", ("DiagnosticReport",)
+    "diagnostic_reports",
+    ("DiagnosticReport",),
+    date=lambda r: r.effective or r.issued,
+    concept=lambda r: r.code,
+    code=lambda r: r.code,
+    categories=lambda r: r.category,
 )
-CARE_TEAMS: RecordKind[CareTeam] = RecordKind("care_teams", ("CareTeam",))
-DISPENSES: RecordKind[MedicationDispense] = RecordKind("dispenses", ("MedicationDispense",))
+CARE_TEAMS: RecordKind[CareTeam] = RecordKind(
+    "care_teams", ("CareTeam",), date=lambda r: r.start, categories=lambda r: r.category
+)
 
 ALL_KINDS: tuple[RecordKind[Any], ...] = (
     OBSERVATIONS,

@@ -20,13 +20,13 @@ from app.domain.records import ALL_KINDS, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
 from app.sources.base import SourceHealth
 from app.sources.errors import SourceUnavailable
-from app.sources.fhir.mapping import patient as map_patient
-from app.sources.fhir.source import RESOURCE_TYPES
+from app.sources.fhir.resources import RECORD_RESOURCES
+from app.sources.fhir.resources import patient as map_patient
 from app.store import create_engine
 from resolvers.context import Context, Services
 from resolvers.loaders import RequestLoaders
 from resolvers.pagination import PageLimits
-from schema.field_rules import FIELD_OWNERS
+from schema.patient import FIELD_OWNERS
 
 POLICY = load_policy(None, FIELD_OWNERS)
 
@@ -76,8 +76,8 @@ class MemorySource:
 def memory_sources(patients: int = 4) -> list[MemorySource]:
     """The demo population's upstreams, mapped as the FHIR connector maps them."""
     population = generate_population(patients=patients)
-    mappers = {t: m for pairs in RESOURCE_TYPES.values() for t, m in pairs}
-    kind_of = {t: k for k, pairs in RESOURCE_TYPES.items() for t, _ in pairs}
+    mappers = {t: m for pairs in RECORD_RESOURCES.values() for t, m in pairs}
+    kind_of = {t: k.name for k, pairs in RECORD_RESOURCES.items() for t, _ in pairs}
     sources = []
     for name, resources in population.upstreams.items():
         found: dict[str, SourcePatient] = {}

@@ -25,7 +25,7 @@ from app.demo.generator import (
     generate_population,
 )
 from app.domain.common import Identifier
-from app.sources.fhir import mapping
+from app.sources.fhir import resources as mappers
 
 Resource = dict[str, Any]
 ANCHOR = "2026-01-01"
@@ -340,7 +340,7 @@ def test_every_person_has_the_same_address_and_telecom_in_both_upstreams(
         assert (email["system"], email["use"]) == ("email", "home")
         assert re.fullmatch(r"[a-z]+\.[a-z]+\d+@example\.org", email["value"])
         assert email["value"].startswith(f"{person.given[0]}.{person.family}".lower())
-        mapped = mapping.patient("hospital", hospital)
+        mapped = mappers.patient("hospital", hospital)
         assert mapped.addresses[0].postal_code == address["postalCode"]
         assert [t.value for t in mapped.telecom] == [phone["value"], email["value"]]
         contacts.add(contact_of(person))
@@ -394,7 +394,7 @@ def test_encounter_participants_name_clinicians_by_npi(population: DemoPopulatio
             assert participant["individual"]["reference"] == (
                 f"Practitioner?identifier={NPI_SYSTEM}|{clinician_npi(name)}"
             )
-            record = mapping.encounter(upstream, visit)
+            record = mappers.encounter(upstream, visit)
             assert record.participants == (name,)
             assert record.participant_identifiers == (Identifier(NPI_SYSTEM, clinician_npi(name)),)
             if name == DEMO_CLINICIAN:
@@ -414,7 +414,7 @@ def test_some_conditions_medication_requests_and_observations_have_a_note(
             (note,) = record["note"]
             assert set(note) == {"text"}
             assert note["text"].endswith(".")
-            assert mapping.MAPPERS[kind]("x", record).notes == (note["text"],)
+            assert mappers.MAPPERS[kind]("x", record).notes == (note["text"],)
     for kind in ("AllergyIntolerance", "Immunization", "Encounter", "MedicationStatement"):
         assert not any("note" in r for r in _all(population, kind)), kind
 
@@ -456,7 +456,7 @@ def test_each_person_has_one_care_team_of_one_or_two_demo_clinicians(
         assert len(teams) == 1, person.key
         upstream, team = teams[0]
         upstreams_used.add(upstream)
-        record = mapping.care_team(upstream, team)
+        record = mappers.care_team(upstream, team)
         assert record.status == "active"
         assert 1 <= len(record.participants) <= 2
         members = [npis[f"{i.system}|{i.value}"] for i in record.participant_identifiers]

@@ -14,7 +14,7 @@ from app.demo.generator import ANCHOR, DemoPerson, DemoPopulation, generate_popu
 from app.demo.lab_feed import lab_messages
 from app.domain.common import Identifier
 from app.domain.observations import Observation
-from app.sources.fhir import mapping as fhir
+from app.sources.fhir import resources as fhir
 from app.sources.hl7v2.mapping import LabMessage, LabResult, parse_message
 
 SRC = "citylab"

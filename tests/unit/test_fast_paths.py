@@ -19,8 +19,9 @@ from app.auth.policy import load_policy
 from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
 from schema.build import build_schema
 from schema.fast_paths import MARK, PlainDataExecution, has_fast_paths, install_fast_paths
-from schema.field_rules import FIELD_OWNERS, guard_fields
+from schema.field_rules import guard_fields
 from schema.mutation import Mutation
+from schema.patient import FIELD_OWNERS
 from schema.query import Query as PatientGraphQuery
 from schema.scalars import SCALAR_MAP
 from tests.unit.graph_fakes import Graph, memory_graph

@@ -26,14 +26,15 @@ from app.domain.common import (
 )
 from app.domain.medications import Medication, MedicationKind
 from app.domain.observations import ObservationComponent, ReferenceRange
-from app.sources.fhir import mapping
+from app.sources.fhir import datatypes
+from app.sources.fhir import resources as mappers
 
 SRC = "upstream-a"
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-ALL_TYPES = sorted(mapping.MAPPERS)
+ALL_TYPES = sorted(mappers.MAPPERS)
 Resource = dict[str, Any]
 
 
@@ -42,7 +43,7 @@ def res(resource_type: str, **fields: Any) -> Resource:
 
 
 def obs(**fields: Any) -> Any:
-    return mapping.observation(SRC, res("Observation", **fields))
+    return mappers.observation(SRC, res("Observation", **fields))
 
 
 def link_of(record: Any) -> SourceLink:
@@ -54,7 +55,7 @@ def link_of(record: Any) -> SourceLink:
 
 @pytest.mark.parametrize("resource_type", ALL_TYPES)
 def test_minimal_resource_maps_with_every_optional_field_empty(resource_type: str) -> None:
-    record = mapping.MAPPERS[resource_type](SRC, {"resourceType": resource_type, "id": "min"})
+    record = mappers.MAPPERS[resource_type](SRC, {"resourceType": resource_type, "id": "min"})
 
     assert link_of(record) == SourceLink(SRC, "min", resource_type)
     empty = (None, (), RecordMeta(), CodeableConcept(None))
@@ -66,7 +67,7 @@ def test_minimal_resource_maps_with_every_optional_field_empty(resource_type: st
 
 @pytest.mark.parametrize("resource_type", [t for t in ALL_TYPES if t != "Patient"])
 def test_record_id_is_derived_from_source_and_local_id(resource_type: str) -> None:
-    mapper = mapping.MAPPERS[resource_type]
+    mapper = mappers.MAPPERS[resource_type]
     a = mapper(SRC, res(resource_type))
     assert a.id == record_id(SourceLink(SRC, "r1", resource_type))
     assert a.id == mapper(SRC, res(resource_type)).id  # stable
@@ -88,26 +89,26 @@ def test_record_id_is_derived_from_source_and_local_id(resource_type: str) -> No
 def test_resource_without_usable_id_raises_mapping_error(
     resource_type: str, broken: Resource
 ) -> None:
-    with pytest.raises(mapping.MappingError):
-        mapping.MAPPERS[resource_type](SRC, {"resourceType": resource_type, **broken})
+    with pytest.raises(datatypes.MappingError):
+        mappers.MAPPERS[resource_type](SRC, {"resourceType": resource_type, **broken})
 
 
 @pytest.mark.parametrize("resource_type", ALL_TYPES)
 def test_resource_without_resource_type_raises_mapping_error(resource_type: str) -> None:
-    with pytest.raises(mapping.MappingError):
-        mapping.MAPPERS[resource_type](SRC, {"id": "r1"})
+    with pytest.raises(datatypes.MappingError):
+        mappers.MAPPERS[resource_type](SRC, {"id": "r1"})
 
 
 @pytest.mark.parametrize("resource_type", ALL_TYPES)
 @pytest.mark.parametrize("junk", [None, [], ["r1"], "Patient/r1", 7], ids=repr)
 def test_non_object_resource_raises_mapping_error(resource_type: str, junk: Any) -> None:
-    with pytest.raises(mapping.MappingError):
-        mapping.MAPPERS[resource_type](SRC, junk)
+    with pytest.raises(datatypes.MappingError):
+        mappers.MAPPERS[resource_type](SRC, junk)
 
 
 def test_mapping_error_message_holds_no_resource_data() -> None:
-    with pytest.raises(mapping.MappingError) as exc:
-        mapping.patient(
+    with pytest.raises(datatypes.MappingError) as exc:
+        mappers.patient(
             SRC,
             {"resourceType": "Patient", "name": [{"family": "Zyxwvut"}], "birthDate": "1901-02-03"},
         )
@@ -140,8 +141,8 @@ def test_mapping_error_message_holds_no_resource_data() -> None:
 )
 def test_effective_choice_variants(fields: Resource, expected: str | None) -> None:
     assert obs(**fields).effective == expected
-    assert mapping.diagnostic_report(SRC, res("DiagnosticReport", **fields)).effective == expected
-    statement = mapping.medication_statement(SRC, res("MedicationStatement", **fields))
+    assert mappers.diagnostic_report(SRC, res("DiagnosticReport", **fields)).effective == expected
+    statement = mappers.medication_statement(SRC, res("MedicationStatement", **fields))
     assert statement.effective == expected
 
 
@@ -308,18 +309,18 @@ def test_component_values_and_junk_components() -> None:
     ids=lambda v: next(iter(v), "none") if isinstance(v, dict) else None,
 )
 def test_onset_choice_variants(fields: Resource, expected: str | None) -> None:
-    assert mapping.condition(SRC, res("Condition", **fields)).onset == expected
-    assert mapping.allergy(SRC, res("AllergyIntolerance", **fields)).onset == expected
+    assert mappers.condition(SRC, res("Condition", **fields)).onset == expected
+    assert mappers.allergy(SRC, res("AllergyIntolerance", **fields)).onset == expected
 
 
 def test_abatement_occurrence_and_performed_choices() -> None:
-    assert mapping.condition(SRC, res("Condition", abatementDateTime="2016-08-17")).abatement == (
+    assert mappers.condition(SRC, res("Condition", abatementDateTime="2016-08-17")).abatement == (
         "2016-08-17"
     )
-    assert mapping.condition(SRC, res("Condition", abatementString="in remission")).abatement == (
+    assert mappers.condition(SRC, res("Condition", abatementString="in remission")).abatement == (
         "in remission"
     )
-    immunization = mapping.immunization
+    immunization = mappers.immunization
     assert immunization(SRC, res("Immunization", occurrenceString="fall 2019")).occurrence == (
         "fall 2019"
     )
@@ -329,7 +330,7 @@ def test_abatement_occurrence_and_performed_choices() -> None:
         ).occurrence
         == "2020-11-19T12:46:57-08:00"
     )
-    procedure = mapping.procedure
+    procedure = mappers.procedure
     assert procedure(SRC, res("Procedure", performedDateTime="2020-01-01")).performed == (
         "2020-01-01"
     )
@@ -357,7 +358,7 @@ AXID_CONCEPT = CodeableConcept(
 
 
 def med_request(**fields: Any) -> Medication:
-    return mapping.medication_request(SRC, res("MedicationRequest", **fields))
+    return mappers.medication_request(SRC, res("MedicationRequest", **fields))
 
 
 def test_medication_codeable_concept() -> None:
@@ -438,7 +439,7 @@ def test_medication_request_details() -> None:
 
 
 def test_medication_statement() -> None:
-    record = mapping.medication_statement(
+    record = mappers.medication_statement(
         SRC,
         res(
             "MedicationStatement",
@@ -531,14 +532,14 @@ def _with_extensions(value: Any) -> Any:
     "resource", [FULL_OBSERVATION, FULL_PATIENT, FULL_CONDITION], ids=lambda r: r["resourceType"]
 )
 def test_extensions_are_ignored(resource: Resource) -> None:
-    mapper = mapping.MAPPERS[resource["resourceType"]]
+    mapper = mappers.MAPPERS[resource["resourceType"]]
     plain = mapper(SRC, resource)
     assert mapper(SRC, _with_extensions(resource)) == plain
     assert plain != mapper(SRC, {"resourceType": resource["resourceType"], "id": "r1"})
 
 
 def test_full_observation() -> None:
-    record = mapping.observation(SRC, FULL_OBSERVATION)
+    record = mappers.observation(SRC, FULL_OBSERVATION)
     assert record.meta == RecordMeta(
         "2024-01-01T00:00:00Z",
         "3",
@@ -575,7 +576,7 @@ def test_unknown_codes_pass_through() -> None:
     assert record.code == CodeableConcept(None, (Coding("urn:local:codes", "ABC-1"),))
     assert record.value_concept == CodeableConcept(None, (Coding("urn:local:answers", "Q9"),))
 
-    condition = mapping.condition(
+    condition = mappers.condition(
         SRC,
         res(
             "Condition",
@@ -584,7 +585,7 @@ def test_unknown_codes_pass_through() -> None:
         ),
     )
     assert (condition.clinical_status, condition.verification_status) == ("dormant", "sort of")
-    allergy = mapping.allergy(
+    allergy = mappers.allergy(
         SRC, res("AllergyIntolerance", criticality="extreme", type="quirk", category=["cosmic"])
     )
     assert (allergy.criticality, allergy.type, allergy.category) == (
@@ -592,7 +593,7 @@ def test_unknown_codes_pass_through() -> None:
         "quirk",
         ("cosmic",),
     )
-    encounter = mapping.encounter(SRC, {**res("Encounter"), "class": {"code": "SPACE"}})
+    encounter = mappers.encounter(SRC, {**res("Encounter"), "class": {"code": "SPACE"}})
     assert encounter.class_code == "SPACE"
 
 
@@ -613,7 +614,7 @@ def test_non_dict_junk_in_lists_is_ignored() -> None:
     assert record.components == (ObservationComponent(CodeableConcept("c"), None, "v"),)
     assert record.meta.security == (Coding(None, "HTEST"),)
 
-    patient = mapping.patient(
+    patient = mappers.patient(
         SRC,
         res(
             "Patient",
@@ -624,7 +625,7 @@ def test_non_dict_junk_in_lists_is_ignored() -> None:
     assert patient.identifiers == (Identifier("urn:mrn", "M1"),)
     assert patient.name == HumanName("Shaw", ("Amy", "V."), "Amy V. Shaw")
 
-    report = mapping.diagnostic_report(
+    report = mappers.diagnostic_report(
         SRC,
         res(
             "DiagnosticReport",
@@ -639,7 +640,7 @@ def test_non_dict_junk_in_lists_is_ignored() -> None:
     )
     assert report.result_ids == ("Observation/1", "Observation/2")
 
-    allergy = mapping.allergy(
+    allergy = mappers.allergy(
         SRC,
         res(
             "AllergyIntolerance",
@@ -654,7 +655,7 @@ def test_non_dict_junk_in_lists_is_ignored() -> None:
     assert allergy.category == ("food",)
     assert allergy.reactions == (CodeableConcept("hives"),)
 
-    encounter = mapping.encounter(
+    encounter = mappers.encounter(
         SRC,
         res(
             "Encounter",
@@ -713,7 +714,7 @@ def test_wrongly_typed_elements_are_treated_as_absent(resource_type: str) -> Non
         "telecom",
         "note",
     )
-    mapper = mapping.MAPPERS[resource_type]
+    mapper = mappers.MAPPERS[resource_type]
     for junk in (7, None, [7], "x", True):
         resource = {"resourceType": resource_type, "id": "j", **dict.fromkeys(keys, junk)}
         assert link_of(mapper(SRC, resource)) == SourceLink(SRC, "j", resource_type)
@@ -723,7 +724,7 @@ def test_wrongly_typed_elements_are_treated_as_absent(resource_type: str) -> Non
 
 
 def name_of(*names: Any) -> HumanName | None:
-    return mapping.patient(SRC, res("Patient", name=list(names))).name
+    return mappers.patient(SRC, res("Patient", name=list(names))).name
 
 
 def test_official_name_wins_over_usual_regardless_of_order() -> None:
@@ -771,11 +772,11 @@ def test_name_text_and_parts() -> None:
     assert name_of({"given": "John", "family": "Doe"}) == HumanName("Doe", (), "Doe")
     assert name_of({"given": None}) == HumanName(None, (), None)
     assert name_of() is None
-    assert mapping.patient(SRC, res("Patient", name="Amy Shaw")).name is None
+    assert mappers.patient(SRC, res("Patient", name="Amy Shaw")).name is None
 
 
 def test_patient_identifiers_and_demographics() -> None:
-    patient = mapping.patient(
+    patient = mappers.patient(
         SRC,
         res(
             "Patient",
@@ -803,7 +804,7 @@ def test_patient_identifiers_and_demographics() -> None:
 
 
 def test_patient_addresses_keep_every_part_and_skip_empty_ones() -> None:
-    patient = mapping.patient(
+    patient = mappers.patient(
         SRC,
         res(
             "Patient",
@@ -848,7 +849,7 @@ def test_patient_addresses_keep_every_part_and_skip_empty_ones() -> None:
 
 
 def test_patient_address_bad_shapes_are_tolerated() -> None:
-    patient = mapping.patient(
+    patient = mappers.patient(
         SRC,
         res(
             "Patient",
@@ -867,11 +868,11 @@ def test_patient_address_bad_shapes_are_tolerated() -> None:
         Address(None, ("2 Elm St",), None, None, "12345", None),
         Address(None, (), None, None, None, None, "Somewhere"),
     )
-    assert mapping.patient(SRC, res("Patient", address={"city": "x"})).addresses == ()
+    assert mappers.patient(SRC, res("Patient", address={"city": "x"})).addresses == ()
 
 
 def test_patient_telecom_needs_a_string_value() -> None:
-    patient = mapping.patient(
+    patient = mappers.patient(
         SRC,
         res(
             "Patient",
@@ -893,7 +894,7 @@ def test_patient_telecom_needs_a_string_value() -> None:
         ContactPoint("email", "amy.shaw@example.com"),
         ContactPoint("sms", "+1 555 0100", "mobile"),
     )
-    assert mapping.patient(SRC, res("Patient", telecom="555-0100")).telecom == ()
+    assert mappers.patient(SRC, res("Patient", telecom="555-0100")).telecom == ()
 
 
 @pytest.mark.parametrize(
@@ -910,9 +911,9 @@ def test_note_texts_become_notes_in_order(resource_type: str) -> None:
         {"text": 7},
         {"text": "Second\nline two."},
     ]
-    record = mapping.MAPPERS[resource_type](SRC, res(resource_type, note=note))
+    record = mappers.MAPPERS[resource_type](SRC, res(resource_type, note=note))
     assert record.notes == ("First note.", "7", "Second\nline two.")
-    assert mapping.MAPPERS[resource_type](SRC, res(resource_type, note="x")).notes == ()
+    assert mappers.MAPPERS[resource_type](SRC, res(resource_type, note="x")).notes == ()
 
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
@@ -920,7 +921,7 @@ NPI = "http://hl7.org/fhir/sid/us-npi"
 
 def participant_ids(*individuals: Any) -> tuple[Identifier, ...]:
     participant = [{"individual": i} for i in individuals]
-    return mapping.encounter(SRC, res("Encounter", participant=participant)).participant_identifiers
+    return mappers.encounter(SRC, res("Encounter", participant=participant)).participant_identifiers
 
 
 def test_participant_identifiers_from_identifier_or_conditional_reference() -> None:
@@ -984,7 +985,7 @@ def test_participant_identifier_edge_cases() -> None:
         Identifier("urn:x", "a|b,c"),
         Identifier(NPI, "5"),
     )
-    record = mapping.encounter(SRC, res("Encounter", participant="Dr X"))
+    record = mappers.encounter(SRC, res("Encounter", participant="Dr X"))
     assert (record.participants, record.participant_identifiers) == ((), ())
 
 
@@ -992,7 +993,7 @@ def test_participant_identifier_edge_cases() -> None:
 
 
 def test_encounter_fields() -> None:
-    record = mapping.encounter(
+    record = mappers.encounter(
         SRC,
         {
             **res("Encounter", status="finished"),
@@ -1018,7 +1019,7 @@ def test_encounter_fields() -> None:
     assert record.participants == ("Dr Bone", "Practitioner/p2")
     assert record.participant_identifiers == ()  # literal references identify no one here
     # R5 shape (`class` as a list of CodeableConcepts) is not R4: no class code, no error.
-    r5 = mapping.encounter(SRC, {**res("Encounter"), "class": [{"coding": [{"code": "AMB"}]}]})
+    r5 = mappers.encounter(SRC, {**res("Encounter"), "class": [{"coding": [{"code": "AMB"}]}]})
     assert r5.class_code is None
 
 
@@ -1068,7 +1069,7 @@ CARE_TEAM: Resource = {
 
 
 def test_care_team_fields() -> None:
-    record = mapping.care_team(SRC, CARE_TEAM)
+    record = mappers.care_team(SRC, CARE_TEAM)
     assert record.sources == (SourceLink(SRC, "ct-1", "CareTeam"),)
     assert record.meta == RecordMeta("2024-05-02T10:00:00Z", "3")
     assert (record.status, record.name, record.category) == (
@@ -1089,7 +1090,7 @@ def test_care_team_fields() -> None:
         Identifier(NPI, "9991234567"),
         Identifier(NPI, "9997654321"),
     )
-    assert mapping.MAPPERS["CareTeam"] is mapping.care_team
+    assert mappers.MAPPERS["CareTeam"] is mappers.care_team
 
 
 def test_care_team_members_follow_the_encounter_rules() -> None:
@@ -1103,16 +1104,16 @@ def test_care_team_members_follow_the_encounter_rules() -> None:
         {"reference": "Practitioner?identifier=x|1,y|2"},
         None,
     ]
-    team = mapping.care_team(SRC, res("CareTeam", participant=[{"member": r} for r in references]))
+    team = mappers.care_team(SRC, res("CareTeam", participant=[{"member": r} for r in references]))
     assert team.participant_identifiers == participant_ids(*references)
     assert team.participant_identifiers == (Identifier(NPI, "1"), Identifier(NPI, "5"))
     # An Encounter's `individual` key means nothing on a CareTeam participant.
-    other = mapping.care_team(SRC, res("CareTeam", participant=[{"individual": references[0]}]))
+    other = mappers.care_team(SRC, res("CareTeam", participant=[{"individual": references[0]}]))
     assert (other.participants, other.participant_identifiers) == ((), ())
 
 
 def test_condition_and_allergy_statuses() -> None:
-    condition = mapping.condition(
+    condition = mappers.condition(
         SRC,
         res(
             "Condition",
@@ -1124,9 +1125,9 @@ def test_condition_and_allergy_statuses() -> None:
     )
     assert (condition.clinical_status, condition.verification_status) == ("resolved", "Confirmed")
     assert (condition.category, condition.recorded_date) == (("problem-list-item",), "2016-08-17")
-    assert mapping.condition(SRC, res("Condition", clinicalStatus=None)).clinical_status is None
+    assert mappers.condition(SRC, res("Condition", clinicalStatus=None)).clinical_status is None
 
-    allergy = mapping.allergy(
+    allergy = mappers.allergy(
         SRC,
         res(
             "AllergyIntolerance",
@@ -1150,17 +1151,17 @@ def test_condition_and_allergy_statuses() -> None:
 
 def test_immunization_primary_source_only_when_boolean() -> None:
     vaccine = {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "140"}]}
-    record = mapping.immunization(
+    record = mappers.immunization(
         SRC, res("Immunization", vaccineCode=vaccine, primarySource=False, lotNumber="AAJN11K")
     )
     assert record.vaccine.has_code("http://hl7.org/fhir/sid/cvx|140")
     assert (record.primary_source, record.lot_number) == (False, "AAJN11K")
-    loose = mapping.immunization(SRC, res("Immunization", primarySource="yes"))
+    loose = mappers.immunization(SRC, res("Immunization", primarySource="yes"))
     assert loose.primary_source is None
 
 
 def test_diagnostic_report_fields() -> None:
-    record = mapping.diagnostic_report(
+    record = mappers.diagnostic_report(
         SRC,
         res(
             "DiagnosticReport",

@@ -30,7 +30,8 @@ from app.domain.common import (
 from app.domain.medications import MedicationKind
 from app.domain.observations import ObservationComponent, ReferenceRange
 from app.domain.patients import SourcePatient
-from app.sources.fhir import mapping
+from app.sources.fhir import datatypes
+from app.sources.fhir import resources as mappers
 from tests.shared_data import Resource, iter_fhir_resources, require_shared_data
 
 pytestmark = pytest.mark.shared_data
@@ -164,7 +165,7 @@ def mapped(file: str, resource_type: str, local_id: str, *, ids_from_full_url: b
         if r.get("resourceType") == resource_type and r.get("id") == local_id
     ]
     assert len(matches) == 1, f"{len(matches)} {resource_type}/{local_id} in {file}"
-    return mapping.MAPPERS[resource_type](SRC, matches[0])
+    return mappers.MAPPERS[resource_type](SRC, matches[0])
 
 
 def link_of(record: Any) -> SourceLink:
@@ -183,11 +184,11 @@ def test_every_supported_resource_maps_with_provenance(group: Group) -> None:
     problems: list[str] = []
     for file, resource in resources(group.pattern, ids_from_full_url=group.ids_from_full_url):
         resource_type = resource.get("resourceType")
-        if resource_type not in mapping.MAPPERS:
+        if resource_type not in mappers.MAPPERS:
             continue
         where = f"{file}: {resource_type}/{resource.get('id')}"
         try:
-            record = mapping.MAPPERS[resource_type](SRC, resource)
+            record = mappers.MAPPERS[resource_type](SRC, resource)
         except Exception as exc:  # report every failure, not just the first
             problems.append(f"{where}: {exc.__class__.__name__}: {exc}")
             continue
@@ -210,30 +211,30 @@ def test_carebundle_post_entries_without_id_are_rejected_as_mapping_errors() -> 
     """carebundle's transaction entries are POSTs with no `id` (a server would assign one);
     mapped as stored they hit the `MappingError` contract, never another exception."""
     supported = [
-        r for _, r in resources("carebundle/*.json") if r.get("resourceType") in mapping.MAPPERS
+        r for _, r in resources("carebundle/*.json") if r.get("resourceType") in mappers.MAPPERS
     ]
     assert len(supported) >= 458
     assert all("id" not in r for r in supported)
     for resource in supported:
-        with pytest.raises(mapping.MappingError):
-            mapping.MAPPERS[resource["resourceType"]](SRC, resource)
+        with pytest.raises(datatypes.MappingError):
+            mappers.MAPPERS[resource["resourceType"]](SRC, resource)
 
 
 def test_us_core_transaction_maps_like_the_example_files() -> None:
     examples = {
         (r["resourceType"], r["id"]): r
         for _, r in resources(f"{US_CORE}/*.json")
-        if r.get("resourceType") in mapping.MAPPERS and "id" in r
+        if r.get("resourceType") in mappers.MAPPERS and "id" in r
     }
     transaction = [
         r
         for _, r in resources("us-core/us-core-examples.transaction.json")
-        if r.get("resourceType") in mapping.MAPPERS
+        if r.get("resourceType") in mappers.MAPPERS
     ]
     assert len(transaction) == 168
     for resource in transaction:
         key = (resource["resourceType"], resource["id"])
-        mapper = mapping.MAPPERS[key[0]]
+        mapper = mappers.MAPPERS[key[0]]
         assert mapper(SRC, resource) == mapper(SRC, examples[key]), key
 
 
@@ -362,7 +363,7 @@ def test_us_core_medication_reference_to_contained_medication() -> None:
 
 def test_us_core_medication_reference_elsewhere_keeps_its_display() -> None:
     # The referenced Medication is in the data set too, but references are never dereferenced.
-    assert mapping.MAPPERS.get("Medication") is None
+    assert mappers.MAPPERS.get("Medication") is None
     assert any(r.get("id") == "uscore-med2" for _, r in resources(f"{US_CORE}/uscore-med2.json"))
     record = mapped(
         f"{US_CORE}/medicationrequest-referenced-oral-axid.json",
@@ -513,9 +514,9 @@ def test_carebundle_security_labels_reach_every_record() -> None:
     labelled = 0
     for _, resource in resources("carebundle/*.json", ids_from_full_url=True):
         resource_type = resource["resourceType"]
-        if resource_type not in mapping.MAPPERS or resource_type == "Patient":
+        if resource_type not in mappers.MAPPERS or resource_type == "Patient":
             continue  # SourcePatient has no meta
-        record = mapping.MAPPERS[resource_type](SRC, resource)
+        record = mappers.MAPPERS[resource_type](SRC, resource)
         assert record.meta.security == (HTEST,), f"{resource_type}/{resource['id']}"
         labelled += 1
     assert labelled == 448
@@ -565,7 +566,7 @@ def test_synthea_patient_address_and_phone() -> None:
 
 def test_every_synthea_patient_has_an_address_and_a_phone() -> None:
     patients = [
-        mapping.patient(SRC, r)
+        mappers.patient(SRC, r)
         for _, r in resources("synthea-smart/*.json")
         if r.get("resourceType") == "Patient"
     ]
@@ -631,7 +632,7 @@ def test_every_note_text_in_the_shared_data_reaches_the_record() -> None:
             resource_type = resource.get("resourceType")
             if resource_type not in NOTED or "note" not in resource or "id" not in resource:
                 continue
-            record = mapping.MAPPERS[resource_type](SRC, resource)
+            record = mappers.MAPPERS[resource_type](SRC, resource)
             texts = tuple(n["text"] for n in resource["note"] if n.get("text"))
             assert record.notes == texts, f"{resource_type}/{resource['id']}"
             found += 1

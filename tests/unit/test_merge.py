@@ -8,6 +8,7 @@ from typing import Any
 from app.domain.common import CodeableConcept, Coding, Quantity, RecordMeta, SourceLink
 from app.domain.medications import Medication, MedicationDispense, MedicationKind
 from app.domain.observations import Observation
+from app.domain.records import OBSERVATIONS
 from resolvers.merge import (
     LOINC,
     NDC,
@@ -313,5 +314,5 @@ def test_newest_first_puts_undated_records_last_and_keeps_ties_in_order() -> Non
         obs("b", "tie-2", effective="2024-05-01T08:00:00Z"),
         obs("b", "issued-only", effective=None, issued="2022-01-01T00:00:00Z"),
     ]
-    ordered = [r.sources[0].local_id for r in newest_first("observations", records)]
+    ordered = [r.sources[0].local_id for r in newest_first(OBSERVATIONS, records)]
     assert ordered == ["tie-1", "tie-2", "issued-only", "old", "undated-1", "undated-2"]

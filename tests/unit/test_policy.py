@@ -12,7 +12,7 @@ import pytest
 from app.auth.policy import PolicyError, PurposeRefused, load_policy
 from app.auth.principal import Principal
 from schema.build import build_schema, load_checked_policy
-from schema.field_rules import FIELD_OWNERS
+from schema.patient import FIELD_OWNERS
 
 ROOT = Path(__file__).resolve().parents[2]
 

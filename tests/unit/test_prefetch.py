@@ -13,9 +13,10 @@ from strawberry.types import ExecutionResult
 
 from app.web.examples import DASHBOARD_QUERY
 from resolvers.context import Context
-from schema import patient as patient_schema
+from schema import prefetch
 from schema.build import build_schema
 from schema.fast_paths import install_fast_paths
+from schema.patient import COLLECTIONS
 from tests.unit.graph_fakes import Graph, memory_graph
 
 SCHEMA = build_schema()
@@ -26,13 +27,13 @@ install_fast_paths(SCHEMA)
 def awaited(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The collection fields that had to wait for their loads (by field path)."""
     waited: list[str] = []
-    page_later = patient_schema._page_later
+    later = prefetch._later
 
     def counting(*args: Any) -> Any:
         waited.append("collection")
-        return page_later(*args)
+        return later(*args)
 
-    monkeypatch.setattr(patient_schema, "_page_later", counting)
+    monkeypatch.setattr(prefetch, "_later", counting)
     return waited
 
 
@@ -165,4 +166,4 @@ def test_every_collection_field_of_patient_says_what_it_loads() -> None:
         for name, field in patient.fields.items()
         if get_named_type(field.type).name.endswith("Connection")
     }
-    assert connections == set(patient_schema.COLLECTIONS)
+    assert connections == set(COLLECTIONS.by_name)

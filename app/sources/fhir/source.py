@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import httpx
 
@@ -20,35 +20,21 @@ from app.domain.records import RecordKind, RecordQuery
 from app.settings import FhirSourceSettings
 from app.sources import errors
 from app.sources.base import SourceHealth
-from app.sources.fhir import mapping
 from app.sources.fhir.client import FhirClient, Json
+from app.sources.fhir.datatypes import MappingError
+from app.sources.fhir.resources import RECORD_RESOURCES
+from app.sources.fhir.resources import patient as map_patient
 from app.sources.fhir.search import chunks, id_list, is_fhir_id, patient_search_params, token
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
-Mapper = Callable[[str, Json], Any]
 
-# Which FHIR resource types serve each record kind (all searchable by `patient`, US Core).
-RESOURCE_TYPES: Mapping[str, tuple[tuple[str, Mapper], ...]] = {
-    "observations": (("Observation", mapping.observation),),
-    "conditions": (("Condition", mapping.condition),),
-    "allergies": (("AllergyIntolerance", mapping.allergy),),
-    "medications": (
-        ("MedicationRequest", mapping.medication_request),
-        ("MedicationStatement", mapping.medication_statement),
-    ),
-    "immunizations": (("Immunization", mapping.immunization),),
-    "encounters": (("Encounter", mapping.encounter),),
-    "procedures": (("Procedure", mapping.procedure),),
-    "diagnostic_reports": (("DiagnosticReport", mapping.diagnostic_report),),
-    "care_teams": (("CareTeam", mapping.care_team),),
-}
 FilterKey = tuple[str | None, str | None, str | None]
 
 
 class FhirSource:
     kind = "fhir"
-    record_kinds = frozenset(RESOURCE_TYPES)
+    record_kinds = frozenset(kind.name for kind in RECORD_RESOURCES)
 
     def __init__(
         self,
@@ -90,12 +76,12 @@ class FhirSource:
         pages = await asyncio.gather(
             *(self._search("Patient", {"_id": id_list(batch)}, batch) for batch in batches)
         )
-        found = self._map_all("Patient", mapping.patient, [r for page in pages for r in page])
+        found = self._map_all("Patient", map_patient, [r for page in pages for r in page])
         return {p.link.local_id: p for p in found if p.link.local_id in ids}
 
     async def search_patients(self, criteria: PatientCriteria) -> Sequence[SourcePatient]:
         resources = await self._search("Patient", patient_search_params(criteria))
-        return self._map_all("Patient", mapping.patient, resources)
+        return self._map_all("Patient", map_patient, resources)
 
     async def records_for(
         self, kind: RecordKind[R], queries: Sequence[RecordQuery]
@@ -106,7 +92,7 @@ class FhirSource:
                 groups[(query.category, query.code, query.since)].append(query)
         searches = [
             (resource_type, mapper, filters, batch)
-            for resource_type, mapper in RESOURCE_TYPES[kind.name]
+            for resource_type, mapper in RECORD_RESOURCES[kind]
             for filters, group in groups.items()
             for batch in chunks(sorted({q.patient for q in group}), self._settings.max_batch_size)
         ]
@@ -172,7 +158,7 @@ class FhirSource:
     ) -> R | None:
         try:
             return mapper(self.id, resource)
-        except (mapping.MappingError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        except (MappingError, TypeError, ValueError, AttributeError, KeyError) as exc:
             self.unmapped += 1
             # Resource type and exception class only: the resource itself may hold PHI.
             log.warning(
