@@ -78,7 +78,10 @@ async def open_runtime(
             timeout_seconds=auth.jwks_timeout_seconds,
         )
         policy = load_policy(settings.auth.policy_file, FIELD_OWNERS)
-        schema = build_schema(introspection=settings.server.introspection, policy=policy)
+        limits = PageLimits(settings.graphql.default_page_size, settings.graphql.max_page_size)
+        schema = build_schema(
+            introspection=settings.server.introspection, policy=policy, page_limits=limits
+        )
         response_cache = _response_cache(settings, schema)
         purger = CachePurger(
             response_cache.backend if response_cache else None, sources_cache, index

@@ -27,7 +27,7 @@ from app.domain.patients import SSN_SYSTEM, Patient
 from app.domain.records import CARE_TEAMS, ENCOUNTERS, Record, RecordKind, RecordQuery
 from resolvers.context import Context
 from resolvers.errors import Forbidden
-from resolvers.outcomes import gather_sources
+from resolvers.fan_out import gather_sources
 
 R = TypeVar("R")
 Rec = TypeVar("Rec", bound=Record)
@@ -75,8 +75,7 @@ async def admit_patient(ctx: Context, patient_id: str, path: Path) -> tuple[Sour
     same refusal whether or not the patient exists: no enumeration through errors)."""
     if not decide(ctx, Decision(Rule.RECORD_TYPE, PATIENT, ctx.access.can_read(PATIENT))):
         raise Forbidden("Not allowed to read patients")
-    seen = ctx.access.can_see_patient(patient_id)
-    if not decide(ctx, Decision(Rule.CONFINEMENT, PATIENT, seen, patient_id)):
+    if not _within_confinement(ctx, patient_id):
         raise Forbidden(OUTSIDE)
     links: tuple[SourceLink, ...] = await ctx.loaders.links.load(patient_id)
     if ctx.access.care_team is not None:
@@ -100,7 +99,7 @@ async def admit_patients(
     """The patients found by a search that this caller may see, with their linked records,
     in order: a patient-context caller finds only themself (nothing more is fetched for
     anyone else), a caller bound to its care team only its patients."""
-    order = [pid for pid in dict.fromkeys(patient_ids) if _seen(ctx, pid)]
+    order = [pid for pid in dict.fromkeys(patient_ids) if _within_confinement(ctx, pid)]
     links: list[tuple[SourceLink, ...]] = await ctx.loaders.links.load_many(order)
     admitted = list(zip(order, links, strict=True))
     if ctx.access.care_team is None:
@@ -113,9 +112,13 @@ async def admit_patients(
     ]
 
 
-def _seen(ctx: Context, patient_id: str) -> bool:
+def _within_confinement(ctx: Context, patient_id: str) -> bool:
+    """A caller confined to one patient (patient context) sees that patient only; for any
+    other caller the rule does not apply and nothing is decided."""
+    if ctx.access.confined_to is None:
+        return True
     seen = ctx.access.can_see_patient(patient_id)
-    return seen or decide(ctx, Decision(Rule.CONFINEMENT, PATIENT, False, patient_id))
+    return decide(ctx, Decision(Rule.CONFINEMENT, PATIENT, seen, patient_id))
 
 
 async def on_care_team(ctx: Context, links: Sequence[SourceLink], path: Path) -> bool:

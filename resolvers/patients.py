@@ -11,8 +11,8 @@ from app.identity.index import is_patient_id
 from resolvers import access
 from resolvers.context import Context
 from resolvers.errors import UserInputError
+from resolvers.fan_out import gather_sources
 from resolvers.merge import merge_patient
-from resolvers.outcomes import gather_sources
 
 Path = tuple[str | int, ...] | None
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

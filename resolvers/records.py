@@ -132,7 +132,7 @@ async def records_of(
 
 
 def settled(futures: Sequence[asyncio.Future[T]], problems: SourceProblems, path: Path) -> list[T]:
-    """The answers of finished loads, in order, as `resolvers.outcomes.gather_sources` reports
+    """The answers of finished loads, in order, as `resolvers.fan_out.gather_sources` reports
     them: a failed source becomes one coded error for it and is left out; anything else
     raised is a bug and propagates."""
     out: list[T] = []

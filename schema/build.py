@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType, GraphQLSchema
 from strawberry.extensions import (
     DisableIntrospection,
     ParserCache,
@@ -19,6 +19,8 @@ from strawberry.types import ExecutionContext
 
 from app.auth.policy import Policy, PolicyError, load_policy
 from app.logging import describe_exception
+from app.settings import GraphQLSettings
+from resolvers.pagination import PageLimits
 from schema.errors import error_code
 from schema.fast_paths import install_fast_paths
 from schema.field_rules import field_rule_problems, guard_fields
@@ -29,6 +31,9 @@ from schema.scalars import SCALAR_MAP
 
 log = logging.getLogger("patientgraph.graphql")
 DOCUMENT_CACHE_SIZE = 512
+PAGE_SIZE_ARGUMENT = "first"
+_DEFAULTS = GraphQLSettings()
+DEFAULT_PAGE_LIMITS = PageLimits(_DEFAULTS.default_page_size, _DEFAULTS.max_page_size)
 
 
 class PatientGraphSchema(strawberry.Schema):
@@ -45,9 +50,15 @@ class PatientGraphSchema(strawberry.Schema):
                 )
 
 
-def build_schema(*, introspection: bool = True, policy: Policy | None = None) -> strawberry.Schema:
-    """The schema, with the fields `policy` denies to some role guarded; raises PolicyError
-    when the policy names a field that cannot be denied."""
+def build_schema(
+    *,
+    introspection: bool = True,
+    policy: Policy | None = None,
+    page_limits: PageLimits = DEFAULT_PAGE_LIMITS,
+) -> strawberry.Schema:
+    """The schema, with the fields `policy` denies to some role guarded and every `first`
+    described with the server's page sizes; raises PolicyError when the policy names a field
+    that cannot be denied."""
     # Bounded: parsing and validating a document once per distinct text, not per request.
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
@@ -61,6 +72,7 @@ def build_schema(*, introspection: bool = True, policy: Policy | None = None) ->
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
+    describe_page_size(schema._schema, page_limits)
     install_fast_paths(schema)  # before or after the field guards: each keeps the other's
     if policy is not None:
         problems = field_rule_problems(schema, policy.denied_fields, FIELD_OWNERS)
@@ -68,6 +80,18 @@ def build_schema(*, introspection: bool = True, policy: Policy | None = None) ->
             raise PolicyError(f"policy: deny_fields {'; '.join(problems)}")
         guard_fields(schema, policy.denied_fields)
     return schema
+
+
+def describe_page_size(schema: GraphQLSchema, limits: PageLimits) -> None:
+    """Every paged field's `first` says the page sizes this server enforces (`[graphql]
+    default_page_size`, `max_page_size`), so GraphiQL shows the configured numbers."""
+    text = f"How many to return (default {limits.default}, at most {limits.maximum})."
+    for graphql_type in schema.type_map.values():
+        if isinstance(graphql_type, GraphQLObjectType):
+            for graphql_field in graphql_type.fields.values():
+                argument = graphql_field.args.get(PAGE_SIZE_ARGUMENT)
+                if argument is not None:
+                    argument.description = text
 
 
 def load_checked_policy(path: Path | None) -> Policy:

@@ -24,9 +24,8 @@ from schema.context import Info, path_of
 from schema.prefetch import NowOrLater, when_answered
 from schema.scalars import DateTime
 
-First = Annotated[
-    int | None, strawberry.argument(description="How many to return (default 20, at most 100).")
-]
+# Described with the server's page sizes when the schema is built (`schema.build`).
+First = Annotated[int | None, strawberry.argument(description="How many to return.")]
 After = Annotated[
     str | None,
     strawberry.argument(description="Cursor from a previous page's `pageInfo.endCursor`."),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from schema.build import sdl
+from graphql import GraphQLObjectType
+
+from resolvers.pagination import PageLimits
+from schema.build import build_schema, sdl
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "schema" / "schema.graphql"
 
@@ -55,3 +58,18 @@ def test_every_type_and_field_is_described() -> None:
         if declares and not stripped.startswith(("query", "schema")):
             previous = lines[i - 1].strip()
             assert previous.endswith('"""'), f"undocumented: {stripped}"
+
+
+def test_every_first_argument_states_the_configured_page_sizes() -> None:
+    schema = build_schema(page_limits=PageLimits(5, 50))._schema
+    described = {
+        (type_name, field_name): field.args["first"].description
+        for type_name, graphql_type in schema.type_map.items()
+        if isinstance(graphql_type, GraphQLObjectType)
+        for field_name, field in graphql_type.fields.items()
+        if "first" in field.args
+    }
+    assert ("Query", "patients") in described
+    assert ("Patient", "observations") in described
+    assert ("Patient", "careTeams") in described
+    assert set(described.values()) == {"How many to return (default 5, at most 50)."}
