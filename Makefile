@@ -20,7 +20,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/patientgraph demo
 
-# The whole suite: lint, strict typing, then every test (unit, integration, e2e).
+# The whole suite: lint, strict typing, the import contract, then every test (unit, integration,
+# e2e).
 test: $(VENV)/.installed-test lint typecheck
 	$(BIN)/python -m pytest
 
@@ -30,6 +31,7 @@ lint: $(VENV)/.installed-test
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit

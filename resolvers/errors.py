@@ -1,6 +1,13 @@
-"""Errors resolvers raise on purpose; the schema turns them into coded GraphQL errors."""
+"""Errors resolvers raise on purpose, and the source failures they pass through; the schema
+turns them into coded GraphQL errors."""
 
 from __future__ import annotations
+
+from app.sources.errors import SourceError
+
+# A source's failure passes through resolvers as its own error (one coded error per source):
+# the schema formats it from here, never from the source adapters.
+__all__ = ["ClientError", "Forbidden", "SourceError", "UserInputError"]
 
 
 class ClientError(Exception):

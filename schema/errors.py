@@ -10,9 +10,8 @@ from typing import Any
 
 from graphql import GraphQLError
 
-from app.sources.errors import SourceError
 from resolvers.context import Denials, SourceProblems
-from resolvers.errors import ClientError
+from resolvers.errors import ClientError, SourceError
 
 INTERNAL_MESSAGE = "Internal server error"
 

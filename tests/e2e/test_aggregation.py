@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from app.demo.generator import SSN_SYSTEM, DemoPopulation
+from app.demo.generator import DemoPopulation
 from app.demo.runner import demo_settings, demo_upstreams, send_lab_feed
 from app.demo.serving import serving
+from app.domain.patients import SSN_SYSTEM
 from app.main import create_app
 from app.settings import settings_from_mapping
 from tests.conftest import Signer, closed_port_url

@@ -203,7 +203,7 @@ async def test_patient_context_sees_only_its_own_record(
     api: Api, population: DemoPopulation, role: str, scope: str
 ) -> None:
     mine, other = await a_patient_id(api, population, 0), await a_patient_id(api, population, 1)
-    token = {"role": role, "scope": scope, "patient": mine}
+    token: dict[str, Any] = {"role": role, "scope": scope, "patient": mine}
     me = (await api.query("{ me { id observations { totalCount } } }", **token)).json()
     own = (
         await api.query("query($id: ID!) { patient(id: $id) { id } }", {"id": mine}, **token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,7 @@ async def test_missing_token(api: Api, upstreams: dict[str, Upstream]) -> None:
         {"issuer": "https://evil.example/"},
     ],
 )
-async def test_rejected_tokens(api: Api, overrides: dict[str, object]) -> None:
+async def test_rejected_tokens(api: Api, overrides: dict[str, Any]) -> None:
     token = api.signer.token(**overrides)
     response = await api.client.post(
         f"{api.url}/graphql",

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.demo.generator import SSN_SYSTEM, DemoPopulation
-from app.domain.patients import PatientCriteria
+from app.demo.generator import DemoPopulation
+from app.domain.patients import SSN_SYSTEM, PatientCriteria
 from app.domain.records import MEDICATIONS, OBSERVATIONS, RecordQuery
 from app.settings import FhirSourceSettings
 from app.sources.errors import SourceDataError

@@ -123,7 +123,7 @@ async def test_the_purpose_of_use_selects_the_roles_that_apply(
         "query($i: String) { patients(identifier: $i) { nodes { identifiers { value } "
         "observations { totalCount } } } }"
     )
-    both = {"roles": ["clinician", "billing"]}
+    both: dict[str, Any] = {"roles": ["clinician", "billing"]}
     treating = (await api.query(query, {"i": person.ssn}, purposes=["TREAT"], **both)).json()
     paying = (await api.query(query, {"i": person.ssn}, purposes=["HPAYMT"], **both)).json()
     (as_clinician,) = treating["data"]["patients"]["nodes"]

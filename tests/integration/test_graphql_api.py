@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.demo.generator import SSN_SYSTEM, DemoPopulation
+from app.demo.generator import DemoPopulation
+from app.domain.patients import SSN_SYSTEM
 from tests.conftest import Api, ApiFactory, Upstream, fhir_source, upstream_process
 
 FIVE_COLLECTIONS = """

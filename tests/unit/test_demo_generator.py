@@ -18,13 +18,13 @@ from app.demo.catalog import CLINICIANS
 from app.demo.contacts import contact_of
 from app.demo.generator import (
     MRN_SYSTEMS,
-    SSN_SYSTEM,
     UPSTREAMS,
     DemoPerson,
     DemoPopulation,
     generate_population,
 )
 from app.domain.common import Identifier
+from app.domain.patients import SSN_SYSTEM
 from app.sources.fhir import resources as mappers
 
 Resource = dict[str, Any]

@@ -47,7 +47,8 @@ def obs(**fields: Any) -> Any:
 
 
 def link_of(record: Any) -> SourceLink:
-    return record.link if hasattr(record, "link") else record.sources[0]
+    link: SourceLink = record.link if hasattr(record, "link") else record.sources[0]
+    return link
 
 
 # ---- the contract: id, provenance, MappingError -------------------------------------------

@@ -184,7 +184,7 @@ def test_every_supported_resource_maps_with_provenance(group: Group) -> None:
     problems: list[str] = []
     for file, resource in resources(group.pattern, ids_from_full_url=group.ids_from_full_url):
         resource_type = resource.get("resourceType")
-        if resource_type not in mappers.MAPPERS:
+        if not isinstance(resource_type, str) or resource_type not in mappers.MAPPERS:
             continue
         where = f"{file}: {resource_type}/{resource.get('id')}"
         try:
