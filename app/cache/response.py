@@ -43,7 +43,7 @@ from app.auth.policy import Access
 from app.auth.principal import Principal
 from app.cache.backend import CacheBackend
 from app.cache.guarded import Guarded
-from app.cache.singleflight import SingleFlight
+from app.sources.singleflight import SingleFlight
 
 DOCUMENT_CACHE_SIZE = 512
 FINGERPRINT_CACHE_SIZE = 4096

@@ -23,7 +23,7 @@ from app.auth.break_glass import BreakGlassRefused, break_glass_from
 from app.auth.policy import Access, PurposeRefused
 from app.auth.principal import Principal
 from app.auth.tokens import AuthenticationError
-from app.cache import freshness
+from app.sources import freshness
 from app.cache.response import Stored
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception

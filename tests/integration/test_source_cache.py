@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.cache import freshness
+from app.sources import freshness
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryCache
 from app.cache.redis_backend import RedisCache
