@@ -15,9 +15,9 @@ from app.cache import cache_control
 from app.cache.backend import CacheUnavailable
 from app.cache.memory import MemoryCache
 from app.cache.sources import Entry, SourceCache, SourceFetcher
+from app.domain.common import SourceLink
 from app.sources import freshness
 from app.sources.fetching import Fetched, NotModified
-from app.domain.common import SourceLink
 
 URL = "http://ehr.test/fhir/R4/Observation?patient=p-123%2Cp-456&_count=50"
 
