@@ -115,8 +115,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _cache_purge(args: argparse.Namespace) -> int:
+    from app.bootstrap import purge_patient
     from app.cache.backend import CacheUnavailable
-    from app.cache.purge import purge_with_settings
     from app.identity.index import is_patient_id
 
     settings = _valid_settings(args.config, "patientgraph cache purge: ")
@@ -133,7 +133,7 @@ def _cache_purge(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     try:
-        counts = asyncio.run(purge_with_settings(settings, args.patient))
+        counts = asyncio.run(purge_patient(settings, args.patient))
     except CacheUnavailable as exc:
         print(f"patientgraph cache purge: {exc}; nothing may be assumed purged", file=sys.stderr)
         return 1

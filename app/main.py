@@ -1,4 +1,5 @@
-"""Composition root: `create_app(settings)` wires concrete classes into a Starlette app."""
+"""`create_app(settings)`: the Starlette app (routes, middleware), its services built by
+`app.bootstrap` for the app's lifespan."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.bootstrap import open_runtime
 from app.graphiql.page import STATIC_DIR
-from app.runtime import open_runtime
 from app.settings import Settings
 from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz

@@ -6,6 +6,8 @@ offending key (`sources[1].base_url: ...`) so operators never see a traceback fo
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import tomllib
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from app.domain.patients import SSN_SYSTEM
 
 ENV_PREFIX = "PATIENTGRAPH_"
 DEFAULT_HASH_KEY = "patientgraph-default-index-key"
+SOURCE_CACHE_KEY_LABEL = b"patientgraph source cache"  # derives [cache] hash_key when unset
 
 
 class ConfigError(Exception):
@@ -103,6 +106,9 @@ class CacheSettings(_Section):
     # Bounds of each in-process cache (the Redis backend is bounded by Redis's maxmemory).
     max_entries: int = Field(10_000, ge=1)
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # Key of the HMACs that name source-cache entries and purge tags; unset: derived from
+    # identity.hash_key (`Settings.cache_hash_key`). The server and `cache purge` must agree.
+    hash_key: str | None = Field(None, min_length=1)
 
     @field_validator("response_ttl_by_type")
     @classmethod
@@ -221,6 +227,15 @@ class Settings(_Section):
         if dupes:
             raise ValueError(f"duplicate source id(s): {', '.join(dupes)}")
         return value
+
+    @property
+    def cache_hash_key(self) -> str:
+        """`[cache] hash_key`, or HMAC-SHA256(identity.hash_key, SOURCE_CACHE_KEY_LABEL) in hex:
+        either way the cache never holds the patient index's own key."""
+        if self.cache.hash_key is not None:
+            return self.cache.hash_key
+        key = self.identity.hash_key.encode()
+        return hmac.new(key, SOURCE_CACHE_KEY_LABEL, hashlib.sha256).hexdigest()
 
 
 def _require_http_url(value: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 
+from app.bootstrap import lab_ingested
 from app.domain.patients import SSN_SYSTEM
 from app.identity.index import PatientIndex
 from app.identity.index import metadata as index_metadata
@@ -89,6 +90,10 @@ async def transport_only(msgs: Sequence[bytes], connections: int) -> float:
         await server.aclose()
 
 
+async def no_cache(_patient_id: str) -> None:
+    return None
+
+
 async def full_pipeline(url: str, msgs: Sequence[bytes], connections: int) -> float:
     engine = create_engine(url)
     async with engine.begin() as conn:  # a fresh store every run
@@ -99,7 +104,9 @@ async def full_pipeline(url: str, msgs: Sequence[bytes], connections: int) -> fl
     await index.create_tables()
     await store.create_tables()
     source = Hl7v2Source(
-        Hl7v2SourceSettings(id="benchlab", kind="hl7v2", listen="127.0.0.1:0"), store, index
+        Hl7v2SourceSettings(id="benchlab", kind="hl7v2", listen="127.0.0.1:0"),
+        store,
+        on_ingested=lab_ingested(index, no_cache),  # links as the server does; nothing to purge
     )
     await source.start()
     try:

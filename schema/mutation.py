@@ -6,7 +6,7 @@ from typing import Annotated
 
 import strawberry
 
-from resolvers.caches import purge_patient_cache
+from resolvers.cache_admin import purge_patient_cache
 from schema.context import Info
 
 

@@ -21,8 +21,8 @@ from app.demo.fhir_server import create_fhir_app
 from app.demo.generator import DemoPopulation, generate_population
 from app.demo.serving import child_server, serving
 from app.main import create_app
-from app.runtime import Runtime
 from app.settings import Settings, settings_from_mapping
+from app.web.state import Runtime
 from tests.fakes.faults import FaultInjector
 
 ISSUER = "https://issuer.test/"

@@ -7,7 +7,7 @@ from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryCache
 from app.cache.redis_backend import RedisCache
 from app.cache.sources import MAX_STORE_SECONDS, SourceCache
-from app.settings import CacheSettings, Settings
+from app.settings import CacheSettings
 
 RESPONSE_TTL_CAP = 3600.0  # the longest entries may live (the settings' bounds)
 SOURCE_TTL_CAP = float(MAX_STORE_SECONDS)  # tag sets must outlive every entry
@@ -28,11 +28,11 @@ def response_backend(settings: CacheSettings) -> CacheBackend | None:
     return make_backend(settings, namespace="response", max_ttl=RESPONSE_TTL_CAP)
 
 
-def source_cache(settings: Settings) -> SourceCache | None:
+def source_cache(settings: CacheSettings, hash_key: str) -> SourceCache | None:
     """None when the source cache is off (`source_ttl_seconds = 0`). Keys and tags are keyed
-    hashes under `identity.hash_key`, so the server and `cache purge` must share it."""
-    cache = settings.cache
-    if cache.source_ttl_seconds <= 0:
+    hashes under `hash_key` (`Settings.cache_hash_key`), so the server and `cache purge` must
+    share it."""
+    if settings.source_ttl_seconds <= 0:
         return None
-    backend = make_backend(cache, namespace="source", max_ttl=SOURCE_TTL_CAP)
-    return SourceCache(backend, cache.source_ttl_seconds, hash_key=settings.identity.hash_key)
+    backend = make_backend(settings, namespace="source", max_ttl=SOURCE_TTL_CAP)
+    return SourceCache(backend, settings.source_ttl_seconds, hash_key=hash_key)

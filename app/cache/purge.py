@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.cache.backend import CacheBackend
-from app.cache.factory import response_backend, source_cache
 from app.cache.response import patient_tag
 from app.cache.sources import SourceCache
-from app.identity.index import PatientIndex
-from app.settings import Settings
-from app.store import create_engine
+from app.domain.common import SourceLink
+
+# A patient's source links by PatientGraph id (the patient index's; none when unknown).
+LinksOf = Callable[[str], Awaitable[Sequence[SourceLink]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class PurgeCounts:
 class CachePurger:
     responses: CacheBackend | None  # the response cache's backend
     sources: SourceCache | None
-    index: PatientIndex
+    links: LinksOf
 
     async def purge_patient(self, patient_id: str) -> PurgeCounts:
         """Raises CacheUnavailable when a backend cannot be reached (nothing is claimed)."""
@@ -31,7 +32,7 @@ class CachePurger:
         responses = await self.responses.purge_tag(tag) if self.responses is not None else 0
         sources = 0
         if self.sources is not None:
-            links = (await self.index.links_for([patient_id])).get(patient_id, ())
+            links = await self.links(patient_id)
             sources = await self.sources.purge_patient(links, patient_id=patient_id)
         return PurgeCounts(responses, sources)
 
@@ -45,16 +46,3 @@ class CachePurger:
         for backend in (self.responses, self.sources.backend if self.sources else None):
             if backend is not None:
                 await backend.aclose()
-
-
-async def purge_with_settings(settings: Settings, patient_id: str) -> PurgeCounts:
-    """`patientgraph cache purge`: the shared (Redis) caches, from outside the server."""
-    engine = create_engine(settings.store.url)
-    identity = settings.identity
-    index = PatientIndex(engine, identity.link_identifier_systems, identity.hash_key)
-    purger = CachePurger(response_backend(settings.cache), source_cache(settings), index)
-    try:
-        return await purger.purge_patient(patient_id)
-    finally:
-        await purger.aclose()
-        await engine.dispose()

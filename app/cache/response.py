@@ -2,11 +2,9 @@
 answered with a response computed for the same rights.
 
 Key = sha256 of the normalized document, the operation name, the canonical variables and the
-caller's authorization fingerprint: every field of the `Access` the policy decided (types,
-scopes, confinement, masking, sensitivity, care team, denied fields: whatever it holds,
-present and future), plus the token's patient context (for `me`) and, for a caller confined
-to one patient, its subject. Two callers share an entry only when the policy gives them the
-same rights over the same patient context.
+caller's authorization fingerprint, a digest the caller computes (`app.auth.fingerprint`): two
+callers share an entry only when the policy gives them the same rights over the same patient
+context. The cache itself knows nothing of principals or policies.
 
 Only successful queries are stored: never break-the-glass requests, responses with errors or
 mutations (the endpoint decides; see `app.web.graphql`). Entries are tagged with the patients
@@ -15,7 +13,6 @@ they disclose, so one patient's entries can be purged.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 from collections.abc import Iterable, Mapping
@@ -23,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cachetools import LRUCache
 from graphql import (
     DocumentNode,
     GraphQLError,
@@ -39,14 +35,11 @@ from graphql import (
     visit,
 )
 
-from app.auth.policy import Access
-from app.auth.principal import Principal
 from app.cache.backend import CacheBackend
 from app.cache.guarded import Guarded
-from app.cache.singleflight import SingleFlight
+from app.sources.singleflight import SingleFlight
 
 DOCUMENT_CACHE_SIZE = 512
-FINGERPRINT_CACHE_SIZE = 4096
 CONNECTION = "Connection"  # suffix of paged collection types (ObservationConnection)
 MAX_CACHED_DOCUMENT = 20_000  # characters; longer documents are analysed but not memoized
 
@@ -90,9 +83,6 @@ class ResponseCache:
         self._schema = schema
         self.flight: SingleFlight[Stored] = SingleFlight()
         self._analyse = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._analyse_text)
-        # Per principal: its Access is a pure function of it (see app.auth.decisions), and
-        # break-the-glass requests, whose Access differs, never reach the cache.
-        self._fingerprints: LRUCache[Principal, str] = LRUCache(FINGERPRINT_CACHE_SIZE)
 
     def document(self, query: str) -> Document | None:
         """None when the text does not parse (execution reports the error, uncached)."""
@@ -135,12 +125,9 @@ class ResponseCache:
         document: Document,
         operation: str | None,
         variables: Mapping[str, Any] | None,
-        principal: Principal,
-        access: Access,
+        caller: str,
     ) -> str:
-        caller = self._fingerprints.get(principal)
-        if caller is None:
-            caller = self._fingerprints[principal] = _digest(fingerprint(principal, access))
+        """`caller`: the digest of the caller's authorization fingerprint."""
         return _digest([document.digest, operation, variables or {}, caller])
 
     async def get(self, key: str) -> bytes | None:
@@ -151,30 +138,8 @@ class ResponseCache:
         await self._guarded.set(key, body, ttl, [patient_tag(p) for p in patients])
 
 
-def fingerprint(principal: Principal, access: Access) -> Any:
-    """What the response may depend on about the caller, canonical (see the module doc)."""
-    return {
-        "access": _canonical(access),
-        "patient": principal.patient,
-        "subject": principal.subject if access.confined_to is not None else None,
-        "issuer": principal.issuer if access.confined_to is not None else None,
-    }
-
-
 def _digest(material: Any) -> str:
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _canonical(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, frozenset | set):
-        return sorted((_canonical(v) for v in value), key=orjson.dumps)
-    if isinstance(value, Mapping):
-        return sorted(([k, _canonical(v)] for k, v in value.items()), key=orjson.dumps)
-    if isinstance(value, tuple | list):
-        return [_canonical(v) for v in value]
-    return value
 
 
 def _operations(ast: DocumentNode) -> dict[str | None, OperationType]:

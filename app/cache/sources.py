@@ -21,46 +21,23 @@ import dataclasses
 import hashlib
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 
-from app.cache import cache_control, freshness
+from app.cache import cache_control
 from app.cache.backend import CacheBackend
 from app.cache.guarded import Guarded
-from app.cache.singleflight import SingleFlight
 from app.domain.common import SourceLink
+from app.sources import freshness
+from app.sources.fetching import Decode, Fetch, Fetched, NotModified
+from app.sources.singleflight import SingleFlight
 
 T = TypeVar("T")
 ENTRY_FORMAT = 1  # bump when the stored layout changes: older entries then read as misses
 MAX_STORE_SECONDS = 86400.0  # no entry outlives this (a Redis tag set lives as long)
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched(Generic[T]):
-    """An upstream's 2xx answer, already checked and decoded by the source: a failure is
-    raised instead, so errors are never cached."""
-
-    body: bytes
-    value: T
-    etag: str | None = None
-    cache_control: str | None = None
-    subjects: tuple[str, ...] = ()  # local patient ids found in the answer (more tags)
-
-
-@dataclass(frozen=True, slots=True)
-class NotModified:
-    """A 304 to our `If-None-Match`: the stored body is still current."""
-
-    etag: str | None = None
-    cache_control: str | None = None
-
-
-# Asks the upstream; the argument is the stored ETag to revalidate (If-None-Match), or None.
-Fetch = Callable[[str | None], Awaitable[Fetched[T] | NotModified]]
-Decode = Callable[[bytes], T]  # a stored body back to the value (it was checked when fetched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +121,9 @@ class SourceCache:
 
 
 class SourceFetcher:
-    """One source's way to its upstream: through the cache when there is one and the source's
-    TTL is above 0, and single-flight always. Every answer handed out is noted in the request's
-    freshness record (`app.cache.freshness`)."""
+    """The fetch port (`app.sources.fetching.Fetcher`) through the cache when there is one and
+    the source's TTL is above 0, and single-flight always. Every answer handed out is noted in
+    the request's freshness record (`app.sources.freshness`)."""
 
     def __init__(
         self, source_id: str, cache: SourceCache | None = None, ttl: float | None = None

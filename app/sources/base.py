@@ -1,14 +1,15 @@
 """Ports: what PatientGraph asks of an upstream, shaped for batching.
 
 Keys in, mapping out. A key missing from the result means "this source knows nothing about
-it", never an error; failures raise `app.sources.errors.SourceError`.
+it", never an error; failures raise `app.sources.errors.SourceError`. Adapters implement the
+ports structurally; `registry.py` assigns each to the ports it serves, so mypy checks it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar
 
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import PersonQuery, RecordKind, RecordQuery
@@ -24,7 +25,6 @@ class SourceHealth:
     detail: str  # short, no PHI, no hosts: "ok", "unreachable", "HTTP 503", ...
 
 
-@runtime_checkable
 class Source(Protocol):
     """Any upstream system."""
 
@@ -44,7 +44,6 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
 class PatientSource(Source, Protocol):
     """An upstream that holds Patient demographics."""
 
@@ -57,7 +56,6 @@ class PatientSource(Source, Protocol):
         ...
 
 
-@runtime_checkable
 class RecordSource(Source, Protocol):
     """An upstream that holds clinical records of some kinds."""
 
@@ -73,7 +71,6 @@ class RecordSource(Source, Protocol):
         ...
 
 
-@runtime_checkable
 class PersonRecordSource(Source, Protocol):
     """An upstream that finds records by who the person is rather than by a linked id
     (pharmacy medication history). Queried for every patient, never linked in the index."""

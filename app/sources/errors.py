@@ -1,9 +1,17 @@
 """The one error tree every source raises; callers never see httpx or parser exceptions.
 
 Messages are safe to show clients: they name the source id, never a host, URL or any data.
+Every HTTP source maps its upstream's failures with the same two rules: `raise_for_status`
+(the status) and `http_exchange` (the transport).
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
 
 
 class SourceError(Exception):
@@ -53,3 +61,19 @@ def raise_for_status(source_id: str, status: int) -> None:
     if status in (408, 429):
         error = SourceUnavailable
     raise error(source_id, f"HTTP {status}")
+
+
+@contextlib.asynccontextmanager
+async def http_exchange(source_id: str, timeout_seconds: float) -> AsyncIterator[None]:
+    """One HTTP exchange bounded by `timeout_seconds`, its httpx failures mapped (`from` the
+    cause): a timeout is SourceTimeout, a body that cannot be decoded (a broken gzip) is bad
+    data, SourceDataError; any other transport failure SourceUnavailable."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            yield
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise SourceTimeout(source_id, exc.__class__.__name__) from exc
+    except httpx.DecodingError as exc:
+        raise SourceDataError(source_id, exc.__class__.__name__) from exc
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(source_id, exc.__class__.__name__) from exc

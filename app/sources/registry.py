@@ -1,44 +1,43 @@
-"""Builds source adapters from configuration, in configured (priority) order, and owns their
-lifecycle (listeners started at start-up, clients closed at shutdown)."""
+"""Builds source adapters from configuration, in configured (priority) order, hands them out
+as typed tuples per capability, and owns their lifecycle (listeners started at start-up,
+clients closed at shutdown).
+
+Each adapter is assigned to the tuples of the ports it serves by a typed `append`, so mypy
+checks it against each port's signatures (a runtime `isinstance` on a Protocol would only
+check that the attribute names exist)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cache.sources import SourceCache, SourceFetcher
-from app.identity.index import PatientIndex
 from app.settings import FhirSourceSettings, Hl7v2SourceSettings, SourceSettings
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource, Source
+from app.sources.fetching import Direct, Fetcher
 from app.sources.fhir.source import FhirSource
-from app.sources.hl7v2.source import Hl7v2Source
+from app.sources.hl7v2.source import Hl7v2Source, Ingested
 from app.sources.hl7v2.store import LabStore
 from app.sources.ncpdp.source import NcpdpSource
+
+# An HTTP source's fetcher, from its id and its `cache_seconds` (None: the cache's default).
+FetcherFor = Callable[[str, float | None], Fetcher]
+
+
+def direct(source_id: str, _ttl: float | None) -> Fetcher:
+    return Direct(source_id)
 
 
 @dataclass(frozen=True)
 class SourceRegistry:
     sources: tuple[Source, ...]
+    patient_sources: tuple[PatientSource, ...]
+    record_sources: tuple[RecordSource, ...]
+    person_sources: tuple[PersonRecordSource, ...]
+    lab_sources: tuple[Hl7v2Source, ...]
     lab_store: LabStore | None
-
-    @property
-    def patient_sources(self) -> tuple[PatientSource, ...]:
-        return tuple(s for s in self.sources if isinstance(s, PatientSource))
-
-    @property
-    def record_sources(self) -> tuple[RecordSource, ...]:
-        return tuple(s for s in self.sources if isinstance(s, RecordSource))
-
-    @property
-    def person_sources(self) -> tuple[PersonRecordSource, ...]:
-        return tuple(s for s in self.sources if isinstance(s, PersonRecordSource))
-
-    @property
-    def lab_sources(self) -> tuple[Hl7v2Source, ...]:
-        return tuple(s for s in self.sources if isinstance(s, Hl7v2Source))
 
     async def start(self) -> None:
         if self.lab_store is not None:
@@ -51,37 +50,61 @@ class SourceRegistry:
             await source.aclose()
 
 
+@dataclass
+class _Built:
+    sources: list[Source] = field(default_factory=list)
+    patient: list[PatientSource] = field(default_factory=list)
+    record: list[RecordSource] = field(default_factory=list)
+    person: list[PersonRecordSource] = field(default_factory=list)
+    lab: list[Hl7v2Source] = field(default_factory=list)
+
+
 def build_sources(
     configured: Sequence[SourceSettings],
     *,
     engine: AsyncEngine,
-    index: PatientIndex,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-    source_cache: SourceCache | None = None,
+    fetcher_for: FetcherFor = direct,
+    on_lab_ingested: Ingested | None = None,
 ) -> SourceRegistry:
     """`transports` lets tests put an httpx transport under a source (fakes, fault injection).
-    `source_cache` holds upstream responses shared across callers (None: no caching)."""
+    `fetcher_for` gives each HTTP source its way upstream (the server's: the source cache).
+    `on_lab_ingested` is told the patient of each new lab message, before its ACK."""
     transports = transports or {}
     lab_store = LabStore(engine) if any(s.kind == "hl7v2" for s in configured) else None
-    sources: list[Source] = []
+    built = _Built()
     for settings in configured:
         if isinstance(settings, FhirSourceSettings):
-            fetcher = SourceFetcher(settings.id, source_cache, settings.cache_seconds)
-            sources.append(FhirSource(settings, transports.get(settings.id), fetcher=fetcher))
+            fetcher = fetcher_for(settings.id, settings.cache_seconds)
+            fhir = FhirSource(settings, transports.get(settings.id), fetcher=fetcher)
+            built.sources.append(fhir)
+            built.patient.append(fhir)
+            built.record.append(fhir)
         elif isinstance(settings, Hl7v2SourceSettings):
             assert lab_store is not None
-            sources.append(Hl7v2Source(settings, lab_store, index))
+            lab = Hl7v2Source(settings, lab_store, on_ingested=on_lab_ingested)
+            built.sources.append(lab)
+            built.patient.append(lab)
+            built.record.append(lab)
+            built.lab.append(lab)
         else:
-            sources.append(
-                NcpdpSource(
-                    settings,
-                    transports.get(settings.id),
-                    max_concurrency=settings.max_concurrency,
-                    max_response_bytes=settings.max_response_bytes,
-                    history_days=settings.history_days,
-                    sender_id=settings.sender_id,
-                    receiver_id=settings.receiver_id,
-                    fetcher=SourceFetcher(settings.id, source_cache, settings.cache_seconds),
-                )
+            pharmacy = NcpdpSource(
+                settings,
+                transports.get(settings.id),
+                max_concurrency=settings.max_concurrency,
+                max_response_bytes=settings.max_response_bytes,
+                history_days=settings.history_days,
+                sender_id=settings.sender_id,
+                receiver_id=settings.receiver_id,
+                fetcher=fetcher_for(settings.id, settings.cache_seconds),
             )
-    return SourceRegistry(tuple(sources), lab_store)
+            built.sources.append(pharmacy)
+            built.person.append(pharmacy)
+    return SourceRegistry(
+        tuple(built.sources),
+        tuple(built.patient),
+        tuple(built.record),
+        tuple(built.person),
+        tuple(built.lab),
+        lab_store,
+    )

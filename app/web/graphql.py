@@ -23,13 +23,13 @@ from app.auth.break_glass import BreakGlassRefused, break_glass_from
 from app.auth.policy import Access, PurposeRefused
 from app.auth.principal import Principal
 from app.auth.tokens import AuthenticationError
-from app.cache import freshness
 from app.cache.response import Stored
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
-from app.runtime import Runtime
+from app.sources import freshness
 from app.web.auth import authenticate
 from app.web.examples import DASHBOARD_QUERY
+from app.web.state import Runtime, runtime_of
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
 from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, simple_error
@@ -62,7 +62,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 
 
 async def graphql_get(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     accepts_html = "text/html" in request.headers.get("accept", "")
     if not (runtime.settings.server.graphiql and accepts_html):
         return json_response(
@@ -78,7 +78,7 @@ async def graphql_get(request: Request) -> Response:
 
 
 async def graphql_post(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     try:
         principal = await authenticate(
             request, runtime.settings.auth, runtime.keyset, runtime.verified_tokens
@@ -119,7 +119,8 @@ async def graphql_post(request: Request) -> Response:
         or document.operations.get(operation) is not OperationKind.QUERY
     ):
         return _answer((await _execute(runtime, call)).stored, BYPASS)
-    key = cache.key(document, operation, variables, principal, access)
+    caller = runtime.fingerprints.digest(principal, access)
+    key = cache.key(document, operation, variables, caller)
     body = await cache.get(key)
     if body is not None:
         return Response(body, 200, HIT_HEADERS, "application/json")

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.runtime import Runtime
 from app.sources.base import Source, SourceHealth
 from app.web.graphql import json_response
+from app.web.state import Runtime, runtime_of
 
 READY_TIMEOUT_SECONDS = 3.0
 
@@ -22,7 +22,7 @@ async def healthz(_request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """200 while the store answers and at least one source does (degraded if some do not);
     503 otherwise, so a load balancer stops sending traffic to an instance that cannot serve."""
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     store_ok, sources = await asyncio.gather(_store_ok(runtime), _source_states(runtime))
     reachable = [s for s in sources if s.ok]
     ready = store_ok and (bool(reachable) or not sources)

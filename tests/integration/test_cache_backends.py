@@ -11,7 +11,7 @@ import pytest
 from app.cache.backend import CacheBackend, CacheUnavailable
 from app.cache.memory import ENTRY_OVERHEAD, MemoryCache
 from app.cache.redis_backend import RedisCache
-from app.cache.singleflight import SingleFlight
+from app.sources.singleflight import SingleFlight
 from tests.conftest import closed_port_url
 
 

@@ -4,7 +4,7 @@ with 401 (never 500) and recovered from, redirects never followed.
 The issuer is a tiny Starlette app on loopback whose behaviour each test switches at run time;
 it counts the fetches it serves. Time is a fake clock handed to KeySet, so "within the refresh
 interval" and "after the cache interval" are exact rather than raced against sleeps. Through the
-API the KeySet's intervals are tuned by patching the factory app.runtime calls (the settings do
+API the KeySet's intervals are tuned by patching the factory app.bootstrap calls (the settings do
 not expose `min_refresh_seconds`, `timeout_seconds` or a clock).
 """
 
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-import app.runtime
+import app.bootstrap
 from app.auth.jwks import MAX_JWKS_BYTES, KeySet, KeySetError
 from app.auth.signing import issue_token, key_id, private_pem, public_jwk
 from app.demo.serving import serving
@@ -260,7 +260,7 @@ async def test_redirects_are_not_followed(signer: Signer, clock: Clock, target_h
 
 @pytest.fixture
 def tuned_keysets(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
-    """The KeySet app.runtime builds gets short timeouts and the fake clock."""
+    """The KeySet app.bootstrap builds gets short timeouts and the fake clock."""
 
     def factory(**kwargs: Any) -> KeySet:
         return KeySet(
@@ -268,7 +268,7 @@ def tuned_keysets(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
             clock=clock,
         )
 
-    monkeypatch.setattr(app.runtime, "KeySet", factory)
+    monkeypatch.setattr(app.bootstrap, "KeySet", factory)
 
 
 def url_api(api_factory: ApiFactory, issuer: Issuer) -> contextlib.AbstractAsyncContextManager[Api]:

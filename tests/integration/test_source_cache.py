@@ -15,7 +15,6 @@ import pytest
 import redis.asyncio as redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.cache import freshness
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryCache
 from app.cache.redis_backend import RedisCache
@@ -28,6 +27,7 @@ from app.domain.common import SourceLink
 from app.domain.patients import PatientCriteria
 from app.domain.records import DISPENSES, OBSERVATIONS, PersonQuery, RecordQuery
 from app.settings import FhirSourceSettings, NcpdpSourceSettings
+from app.sources import freshness
 from app.sources.fhir.source import FhirSource
 from app.sources.ncpdp.source import NcpdpSource
 from tests.conftest import Upstream, closed_port_url, running_upstream

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from app.cache.factory import source_cache
 from app.settings import ConfigError, load_settings, settings_from_mapping
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "patientgraph.toml"
@@ -82,3 +86,31 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("[server\nport = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken)
+
+
+def test_the_source_cache_has_its_own_hash_key() -> None:
+    def cache_digest(**sections: dict[str, object]) -> str:
+        settings = settings_from_mapping({"auth": AUTH, **sections}, environ={})
+        cache = source_cache(settings.cache, settings.cache_hash_key)
+        assert cache is not None
+        return cache.digest("hospital", "http://ehr.test/fhir/R4/Patient?_id=p-1")
+
+    one = cache_digest(cache={"hash_key": "cache-key-one"})
+    assert one != cache_digest(cache={"hash_key": "cache-key-two"})
+    same_identity: dict[str, Any] = {"identity": {"hash_key": "index-key"}}
+    assert cache_digest(cache={"hash_key": "cache-key-one"}, **same_identity) == one
+    # Unset: derived from identity.hash_key, deterministically, and never the key itself.
+    derived = settings_from_mapping({"auth": AUTH, **same_identity}, environ={}).cache_hash_key
+    expected = hmac.new(b"index-key", b"patientgraph source cache", hashlib.sha256).hexdigest()
+    assert derived == expected != "index-key"
+    assert cache_digest(**same_identity) == cache_digest(**same_identity)
+    assert cache_digest(**same_identity) != cache_digest(identity={"hash_key": "other-key"})
+    assert cache_digest(**same_identity) != cache_digest(cache={"hash_key": "index-key"})
+
+
+def test_the_cache_hash_key_has_an_env_override() -> None:
+    env = {"PATIENTGRAPH_CACHE__HASH_KEY": "from-the-environment"}
+    settings = load_settings(EXAMPLE, environ=env)
+    assert settings.cache_hash_key == "from-the-environment"
+    with pytest.raises(ConfigError, match=r"cache\.hash_key"):
+        settings_from_mapping({"auth": AUTH, "cache": {"hash_key": ""}}, environ={})

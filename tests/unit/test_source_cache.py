@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.cache import cache_control, freshness
+from app.cache import cache_control
 from app.cache.backend import CacheUnavailable
 from app.cache.memory import MemoryCache
-from app.cache.sources import Entry, Fetched, NotModified, SourceCache, SourceFetcher
+from app.cache.sources import Entry, SourceCache, SourceFetcher
 from app.domain.common import SourceLink
+from app.sources import freshness
+from app.sources.fetching import Fetched, NotModified
 
 URL = "http://ehr.test/fhir/R4/Observation?patient=p-123%2Cp-456&_count=50"
 

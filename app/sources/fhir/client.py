@@ -1,12 +1,12 @@
 """HTTP for one FHIR server: one pooled httpx.AsyncClient, searches with paging, and every
 transport, status and decoding failure translated into the SourceError tree.
 
-Search pages go through the source cache (`app.cache.sources`), each keyed by its full URL and
-revalidated with `If-None-Match` when the server sent an `ETag`."""
+Search pages go through the source's fetcher (`app.sources.fetching`; the server gives it the
+source cache), each keyed by its full URL and revalidated with `If-None-Match` when the server
+sent an `ETag`."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,13 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from app.cache.sources import Fetched, NotModified, SourceFetcher
-from app.sources.errors import (
-    SourceDataError,
-    SourceTimeout,
-    SourceUnavailable,
-    raise_for_status,
-)
+from app.sources.errors import SourceDataError, http_exchange, raise_for_status
+from app.sources.fetching import Direct, Fetched, Fetcher, NotModified
 
 Json = dict[str, Any]
 FHIR_JSON = "application/fhir+json"
@@ -36,10 +31,10 @@ class FhirClient:
         max_pages: int,
         bearer_token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        fetcher: SourceFetcher | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.source_id = source_id
-        self._fetcher = fetcher or SourceFetcher(source_id)
+        self._fetcher: Fetcher = fetcher or Direct(source_id)
         self.base_url = base_url.rstrip("/")
         self._origin = urlsplit(self.base_url)
         self._timeout = timeout_seconds
@@ -120,13 +115,8 @@ class FhirClient:
     async def _get(
         self, url: httpx.URL, headers: Mapping[str, str] | None = None
     ) -> httpx.Response:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._http.get(url, headers=headers)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise SourceTimeout(self.source_id, exc.__class__.__name__) from exc
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(self.source_id, exc.__class__.__name__) from exc
+        async with http_exchange(self.source_id, self._timeout):
+            return await self._http.get(url, headers=headers)
 
     def _bundle(self, body: bytes) -> Json:
         try:

@@ -14,12 +14,12 @@ from typing import TypeVar, cast
 
 import httpx
 
-from app.cache.sources import SourceFetcher
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import RecordKind, RecordQuery
 from app.settings import FhirSourceSettings
 from app.sources import errors
 from app.sources.base import SourceHealth
+from app.sources.fetching import Fetcher
 from app.sources.fhir.client import FhirClient, Json
 from app.sources.fhir.datatypes import MappingError
 from app.sources.fhir.resources import RECORD_RESOURCES
@@ -41,9 +41,9 @@ class FhirSource:
         settings: FhirSourceSettings,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
-        fetcher: SourceFetcher | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
-        """`fetcher`: this source's way through the source cache (default: no cache)."""
+        """`fetcher`: this source's way to its upstream (default: `Direct`, no cache)."""
         self._settings = settings
         self._client = FhirClient(
             settings.id,

@@ -1,8 +1,8 @@
 """Hl7v2Source: a lab that pushes ORU^R01 results over MLLP.
 
-Ingest: parse -> store (committed) -> link the patient in the index -> announce the new results
-(the server purges the patient's cached responses) -> ACK AA. A message that
-cannot be parsed gets AR/AE and nothing is stored; a store failure gets AE (the sender retries).
+Ingest: parse -> store (committed) -> tell `on_ingested` the message's patient (the server links
+them in the patient index and purges their cached responses) -> ACK AA. A message that cannot
+be parsed gets AR/AE and nothing is stored; a store failure gets AE (the sender retries).
 Reads come from the store through the same batched ports as every other source.
 """
 
@@ -16,7 +16,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import DIAGNOSTIC_REPORTS, OBSERVATIONS, RecordKind, RecordQuery
-from app.identity.index import PatientIndex
 from app.logging import describe_exception
 from app.settings import Hl7v2SourceSettings
 from app.sources.base import SourceHealth
@@ -29,16 +28,26 @@ from app.sources.hl7v2.store import LabStore
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 T = TypeVar("T")
+# Told the patient of a message whose new results were just stored, before the ACK. It must
+# not raise for failures it can live with: an exception fails the message like any handler
+# failure (the connection closes without an ACK, and the sender resends).
+Ingested = Callable[[SourcePatient], Awaitable[None]]
 
 
 class Hl7v2Source:
     kind = "hl7v2"
     record_kinds = frozenset({OBSERVATIONS.name, DIAGNOSTIC_REPORTS.name})
 
-    def __init__(self, settings: Hl7v2SourceSettings, store: LabStore, index: PatientIndex) -> None:
+    def __init__(
+        self,
+        settings: Hl7v2SourceSettings,
+        store: LabStore,
+        *,
+        on_ingested: Ingested | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
-        self._index = index
+        self._on_ingested = on_ingested
         self._server = MllpServer(
             self.handle,
             settings.host,
@@ -47,9 +56,6 @@ class Hl7v2Source:
             idle_timeout=settings.idle_timeout_seconds,
         )
         self.unmapped = 0
-        # Told the PatientGraph id of a patient whose new results were just stored, before the
-        # ACK (the server purges that patient's cached responses with it).
-        self.results_arrived: Callable[[str], Awaitable[None]] | None = None
 
     @property
     def id(self) -> str:
@@ -88,35 +94,9 @@ class Hl7v2Source:
             log.warning(
                 "source %s: %d result(s) of a message could not be mapped", self.id, outcome.skipped
             )
-        if not outcome.duplicate:
-            patient_id = await self._after_ingest(message.patient)
-            if patient_id is not None and self.results_arrived is not None:
-                await self._announce(patient_id)
+        if not outcome.duplicate and self._on_ingested is not None:
+            await self._on_ingested(message.patient)
         return build_ack(raw, "AA")
-
-    async def _announce(self, patient_id: str) -> None:
-        """Best effort: the results are stored, so the ACK stays AA; a failure is logged and
-        stale answers then last at most their cache lifetime."""
-        assert self.results_arrived is not None
-        try:
-            await self.results_arrived(patient_id)
-        except Exception as exc:
-            log.error(
-                "source %s: announcing new results failed: %s", self.id, describe_exception(exc)
-            )
-
-    async def _after_ingest(self, patient: SourcePatient) -> str | None:
-        """Link the patient now (best effort: a search links them later otherwise) and return
-        their PatientGraph id. A lab sends the same patients all day: the index remembers the
-        links it made, so a PID linked before costs no database round trip."""
-        try:
-            (patient_id,) = await self._index.link([patient])
-        except (SQLAlchemyError, OSError) as exc:
-            log.error(
-                "source %s: linking after ingest failed: %s", self.id, describe_exception(exc)
-            )
-            return None
-        return patient_id
 
     async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
         return await self._guard(self._store.patients_by_id(self.id, local_ids))

@@ -2,14 +2,16 @@
 
 SCRIPT has no batch form: one `RxHistoryRequest` per person, POSTed as `application/xml` to the
 configured endpoint, concurrently over one pooled client with a bound on requests in flight.
-Every failure becomes a `SourceError`, as in the FHIR client: connection errors and 5xx
-`SourceUnavailable`, timeouts `SourceTimeout`, 4xx `SourceRejected`, and anything unreadable
-(oversized, malformed, an XML bomb, the wrong root or transaction, an answer to another
-request) `SourceDataError`. A `Denied` "patient not found" means no fills, not an error.
+Every failure becomes a `SourceError` by the rules every HTTP source shares
+(`app.sources.errors`): connection errors and 5xx `SourceUnavailable`, timeouts
+`SourceTimeout`, 4xx `SourceRejected`, and anything unreadable (a broken gzip, oversized,
+malformed, an XML bomb, the wrong root or transaction, an answer to another request)
+`SourceDataError`. A `Denied` "patient not found" means no fills, not an error.
 
-Answers go through the source cache keyed by the person asked about and the history window
-(each request body carries a fresh message id, so the body cannot be the key); only checked
-answers (approved, or not found) are stored, tagged with the person's PatientGraph id.
+Answers go through the source's fetcher (the server gives it the source cache), keyed by the
+person asked about and the history window (each request body carries a fresh message id, so
+the body cannot be the key); only checked answers (approved, or not found) are stored, tagged
+with the person's PatientGraph id.
 
 Nothing here logs a message body or any patient data: counts, codes and exception classes only.
 """
@@ -17,23 +19,22 @@ Nothing here logs a message body or any patient data: counts, codes and exceptio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Final, TypeVar, cast
 
 import httpx
 import orjson
 
-from app.cache.sources import Fetched, SourceFetcher
 from app.domain.medications import MedicationDispense
 from app.domain.records import DISPENSES, PersonQuery, RecordKind
 from app.settings import NcpdpSourceSettings
 from app.sources import errors
 from app.sources.base import SourceHealth
+from app.sources.fetching import Direct, Fetched, Fetcher
 from app.sources.ncpdp.mapping import map_dispensed
 from app.sources.ncpdp.messages import (
     SERVICE_REQUESTER,
@@ -74,9 +75,9 @@ class NcpdpSource:
         receiver_id: str | None = None,
         requester: Requester = SERVICE_REQUESTER,
         not_found_codes: Collection[str] = NOT_FOUND_CODES,
-        fetcher: SourceFetcher | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
-        """`fetcher`: this source's way through the source cache (default: no cache)."""
+        """`fetcher`: this source's way to its upstream (default: `Direct`, no cache)."""
         if max_concurrency < 1 or max_response_bytes < 1:
             raise ValueError("max_concurrency and max_response_bytes must be positive")
         self._settings = settings
@@ -88,7 +89,7 @@ class NcpdpSource:
         self._requester = requester
         self._not_found_codes = frozenset(not_found_codes)
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._fetcher = fetcher or SourceFetcher(settings.id)
+        self._fetcher: Fetcher = fetcher or Direct(settings.id)
         self._http = httpx.AsyncClient(
             headers={"Accept": XML_MEDIA_TYPE},
             timeout=httpx.Timeout(settings.timeout_seconds),
@@ -112,7 +113,7 @@ class NcpdpSource:
         """Reachability: SCRIPT has no ping, so any answer below 500 to a GET of the endpoint
         (a POST-only endpoint answers 405) counts as up. No patient is ever asked about."""
         try:
-            async with self._exchange():
+            async with errors.http_exchange(self.id, self._timeout):
                 response = await self._http.get(self._settings.base_url)
             if response.status_code >= 500:
                 raise errors.SourceUnavailable(self.id, f"HTTP {response.status_code}")
@@ -208,24 +209,11 @@ class NcpdpSource:
 
     # --- HTTP -------------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _exchange(self) -> AsyncIterator[None]:
-        """One bounded exchange: transport failures become SourceErrors (`from` the cause)."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                yield
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise errors.SourceTimeout(self.id, exc.__class__.__name__) from exc
-        except httpx.DecodingError as exc:  # a broken gzip body is bad data, not an outage
-            raise errors.SourceDataError(self.id, exc.__class__.__name__) from exc
-        except httpx.HTTPError as exc:
-            raise errors.SourceUnavailable(self.id, exc.__class__.__name__) from exc
-
     async def _post(self, body: bytes) -> tuple[bytes, str | None]:
         """The answer's body and its Cache-Control (SCRIPT sends no ETag: nothing to revalidate)."""
         async with (
             self._slots,  # waiting for a slot is not part of the request's timeout
-            self._exchange(),
+            errors.http_exchange(self.id, self._timeout),
             self._http.stream(
                 "POST",
                 self._settings.base_url,

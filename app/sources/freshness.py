@@ -1,10 +1,10 @@
 """Freshness: when each source's data in one GraphQL response was fetched from the upstream.
 
-A request opens `track()`; the source cache `note()`s the fetch time of every upstream answer it
-hands out (the stored time on a hit, now on a fetch or a 304). The record is a mutable dict held
-in a ContextVar: tasks started inside the request (DataLoader batches, gathers) copy the context
-when created and so share the same dict. Per source, the oldest time wins: the response is only
-as fresh as its stalest part.
+A request opens `track()`; every fetcher (`app.sources.fetching`) `note()`s the fetch time of
+each upstream answer it hands out (the stored time on a hit, now on a fetch or a 304). The
+record is a mutable dict held in a ContextVar: tasks started inside the request (DataLoader
+batches, gathers) copy the context when created and so share the same dict. Per source, the
+oldest time wins: the response is only as fresh as its stalest part.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def track() -> Iterator[FetchedAt]:
 
 
 def note(source_id: str, fetched_at: float) -> None:
-    """Called by the source cache for every answer it hands out; a no-op outside `track()`."""
+    """Called by a fetcher for every answer it hands out; a no-op outside `track()`."""
     fetched = _current.get()
     if fetched is not None and fetched_at < fetched.get(source_id, float("inf")):
         fetched[source_id] = fetched_at

@@ -1,0 +1,186 @@
+"""The composition root: every long-lived service built from settings, in one place, for
+`serve`, `demo` and every CLI command alike (nothing else wires concrete classes together).
+
+- `open_runtime`: the running server's `Runtime` (sources, patient index, store, caches,
+  purger, policy, schema, keyset, token and decision memos), closed in reverse on exit.
+- `open_purger`: what `patientgraph cache purge` needs (store, index, the shared caches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+
+import httpx
+import strawberry
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.break_glass import BreakGlassLog
+from app.auth.decisions import Decisions
+from app.auth.fingerprint import Fingerprints
+from app.auth.jwks import KeySet
+from app.auth.policy import load_policy
+from app.auth.verified import VerifiedTokens
+from app.cache.backend import CacheBackend
+from app.cache.factory import response_backend, source_cache
+from app.cache.purge import CachePurger, PurgeCounts
+from app.cache.response import ResponseCache
+from app.cache.sources import SourceFetcher
+from app.domain.common import SourceLink
+from app.domain.patients import SourcePatient
+from app.identity.index import PatientIndex
+from app.logging import describe_exception
+from app.settings import DEFAULT_HASH_KEY, AuthSettings, CacheSettings, Settings
+from app.sources.registry import build_sources
+from app.store import create_engine
+from app.web.state import Runtime
+from resolvers.context import Services
+from resolvers.pagination import PageLimits
+from schema.build import build_schema
+from schema.patient import FIELD_OWNERS
+
+log = logging.getLogger(__name__)
+Ingested = Callable[[SourcePatient], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, transports: Mapping[str, httpx.AsyncBaseTransport] | None = None
+) -> AsyncIterator[Runtime]:
+    """`transports` (source id -> httpx transport) puts fakes under sources, for tests."""
+    async with contextlib.AsyncExitStack() as stack:
+        engine = _engine(stack, settings)
+        index = patient_index(settings, engine)
+        purger = _purger(stack, settings, index)
+        registry = build_sources(
+            settings.sources,
+            engine=engine,
+            transports=transports,
+            fetcher_for=lambda source_id, ttl: SourceFetcher(source_id, purger.sources, ttl),
+            on_lab_ingested=lab_ingested(index, purger.purge_responses),
+        )
+        stack.push_async_callback(registry.aclose)
+        await index.create_tables()
+        await registry.start()
+        if settings.identity.hash_key == DEFAULT_HASH_KEY:
+            log.warning("identity.hash_key is the built-in default: set a secret of your own")
+        policy = load_policy(settings.auth.policy_file, FIELD_OWNERS)
+        limits = PageLimits(settings.graphql.default_page_size, settings.graphql.max_page_size)
+        schema = build_schema(
+            introspection=settings.server.introspection, policy=policy, page_limits=limits
+        )
+        services = Services(
+            patient_sources=registry.patient_sources,
+            record_sources=registry.record_sources,
+            person_sources=registry.person_sources,
+            index=index,
+            page_limits=limits,
+            caches=purger,
+        )
+        yield Runtime(
+            settings,
+            schema,
+            keyset(settings.auth),
+            engine,
+            registry,
+            services,
+            policy,
+            BreakGlassLog(),
+            _response_cache(settings.cache, purger.responses, schema),
+            Fingerprints(),
+            VerifiedTokens(max_age=settings.auth.verified_token_seconds),
+            Decisions(policy),
+            purger,
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_purger(settings: Settings) -> AsyncIterator[CachePurger]:
+    """The shared caches and the patient index, as `patientgraph cache purge` reaches them."""
+    async with contextlib.AsyncExitStack() as stack:
+        engine = _engine(stack, settings)
+        yield _purger(stack, settings, patient_index(settings, engine))
+
+
+async def purge_patient(settings: Settings, patient_id: str) -> PurgeCounts:
+    """`patientgraph cache purge`: the shared (Redis) caches, from outside the server."""
+    async with open_purger(settings) as purger:
+        return await purger.purge_patient(patient_id)
+
+
+def patient_index(settings: Settings, engine: AsyncEngine) -> PatientIndex:
+    identity = settings.identity
+    return PatientIndex(engine, identity.link_identifier_systems, identity.hash_key)
+
+
+def keyset(auth: AuthSettings) -> KeySet:
+    return KeySet(
+        path=auth.jwks_file,
+        url=auth.jwks_url,
+        cache_seconds=auth.jwks_cache_seconds,
+        min_refresh_seconds=auth.jwks_min_refresh_seconds,
+        timeout_seconds=auth.jwks_timeout_seconds,
+    )
+
+
+def lab_ingested(index: PatientIndex, purge: Callable[[str], Awaitable[None]]) -> Ingested:
+    """What a lab source does with the patient of a newly stored message, before its ACK: link
+    them now (a search links them later otherwise), then purge their cached responses. Both
+    are best effort, as the results are stored and the ACK stays AA: a failure is logged, and
+    stale answers then last at most their cache lifetime."""
+
+    async def ingested(patient: SourcePatient) -> None:
+        source_id = patient.link.source_id
+        try:
+            (patient_id,) = await index.link([patient])
+        except (SQLAlchemyError, OSError) as exc:
+            log.error(
+                "source %s: linking after ingest failed: %s", source_id, describe_exception(exc)
+            )
+            return
+        try:
+            await purge(patient_id)
+        except Exception as exc:
+            log.error(
+                "source %s: announcing new results failed: %s", source_id, describe_exception(exc)
+            )
+
+    return ingested
+
+
+def links_of(index: PatientIndex) -> Callable[[str], Awaitable[Sequence[SourceLink]]]:
+    async def links(patient_id: str) -> Sequence[SourceLink]:
+        return (await index.links_for([patient_id])).get(patient_id, ())
+
+    return links
+
+
+def _engine(stack: contextlib.AsyncExitStack, settings: Settings) -> AsyncEngine:
+    engine = create_engine(settings.store.url)
+    stack.push_async_callback(engine.dispose)
+    return engine
+
+
+def _purger(
+    stack: contextlib.AsyncExitStack, settings: Settings, index: PatientIndex
+) -> CachePurger:
+    """Both caches' backends (closed with the stack) and the purger over them."""
+    sources = source_cache(settings.cache, settings.cache_hash_key)
+    purger = CachePurger(response_backend(settings.cache), sources, links_of(index))
+    stack.push_async_callback(purger.aclose)
+    return purger
+
+
+def _response_cache(
+    cache: CacheSettings, backend: CacheBackend | None, schema: strawberry.Schema
+) -> ResponseCache | None:
+    if backend is None:
+        return None
+    return ResponseCache(
+        backend,
+        schema._schema,
+        ttl=cache.response_ttl_seconds,
+        ttl_by_type=cache.response_ttl_by_type,
+    )
