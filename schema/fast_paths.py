@@ -25,9 +25,9 @@ quantities, provenance) are immutable values read attribute by attribute. For su
 selection graphql-core still runs its whole per-field machinery (resolve info, resolver call,
 awaitable checks, completion by type) for every field of every item. `PlainDataExecution`
 (installed as the schema's execution context) instead builds, once per selection (shared by
-the requests that send the same query with the same variables), a plan that reads the
-attributes and serializes the leaves directly. It applies only where
-every selected field is a plain attribute (as installed above: no arguments, no guard, no
+the requests that send the same query with the same variables, in a plan cache each schema
+owns), a plan that reads the attributes and serializes the leaves directly. It applies only
+where every selected field is a plain attribute (as installed above: no arguments, no guard, no
 middleware), of object, list, scalar or enum type, with no `@defer`/`@stream`; anything else,
 and any value the plan does not expect (a null in a non-null field, a value a scalar refuses,
 ...), is completed by graphql-core's own code for that list or object, which then reports
@@ -65,6 +65,7 @@ Resolver = Callable[..., Any]
 STRAWBERRY_RESOLVERS = "strawberry.schema.schema_converter"  # module of Strawberry's wrappers
 MARK = "_patientgraph_fast_path"
 ATTRIBUTE = "_patientgraph_attribute"  # on a plain attribute's resolver: the attribute's name
+PLANS = "patientgraph.plans"  # key of the plan cache in the GraphQL schema's `extensions`
 
 
 def install_fast_paths(schema: strawberry.Schema) -> int:
@@ -76,6 +77,9 @@ def install_fast_paths(schema: strawberry.Schema) -> int:
         return 0  # exception handlers need Strawberry's wrapper around every resolver
     if schema.execution_context_class is StrawberryGraphQLCoreExecutionContext:
         schema.execution_context_class = PlainDataExecution  # a custom one is left as it is
+    # Kept by the schema the plans were built for (their keys hold its types and documents'
+    # nodes): another schema in the process neither evicts them nor keeps them alive.
+    schema._schema.extensions.setdefault(PLANS, SharedPlans())
     replaced = 0
     for graphql_type in schema._schema.type_map.values():
         if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
@@ -191,9 +195,12 @@ SKIP_INCLUDE = frozenset({"skip", "include"})  # already applied when fields are
 
 
 MISSING = object()
-# Plans by (object type, ids of the selection's field nodes, variable values), across requests.
-SHARED_PLANS: dict[tuple[Any, ...], tuple[tuple[Any, ...], Plan | None]] = {}
-SHARED_PLANS_MAX = 4096
+SHARED_PLANS_MAX = 4096  # per schema; the cache starts over when full
+
+
+class SharedPlans(dict[tuple[Any, ...], tuple[tuple[Any, ...], Plan | None]]):
+    """One schema's plans by (object type, ids of the selection's field nodes, variable
+    values), across requests; each with the nodes, kept so that their ids cannot be reused."""
 
 
 class NotPlain(Exception):
@@ -213,6 +220,9 @@ class PlainDataExecution(StrawberryGraphQLCoreExecutionContext):
         self._plans: dict[tuple[GraphQLObjectType, int], tuple[FieldDetailsList, Plan | None]]
         self._plans = {}
         self._variables: object = MISSING
+        shared = self.schema.extensions.get(PLANS)  # once per request, not per plan
+        # Installed by hand rather than by `install_fast_paths`: plans last for this request.
+        self._shared_plans: SharedPlans = SharedPlans() if shared is None else shared
 
     def complete_list_value(
         self,
@@ -273,12 +283,12 @@ class PlainDataExecution(StrawberryGraphQLCoreExecutionContext):
             return self._new_object_plan(object_type, field_details_list)
         nodes = tuple(d.node for d in field_details_list)
         key = (object_type, tuple(map(id, nodes)), variables)
-        known = SHARED_PLANS.get(key)
+        shared = self._shared_plans
+        known = shared.get(key)
         if known is None:
-            if len(SHARED_PLANS) >= SHARED_PLANS_MAX:
-                SHARED_PLANS.clear()
-            # The nodes are kept with the plan, so that their ids cannot be reused meanwhile.
-            known = SHARED_PLANS[key] = (
+            if len(shared) >= SHARED_PLANS_MAX:
+                shared.clear()
+            known = shared[key] = (
                 nodes,
                 self._new_object_plan(object_type, field_details_list),
             )
@@ -382,7 +392,8 @@ def _object(steps: list[tuple[str, str | None, Plan]]) -> Plan:
 
 
 def _leaf(type_: GraphQLScalarType | GraphQLEnumType) -> Plan:
-    serialize = type_.serialize
+    # What graphql-core's `complete_leaf_value` calls (`serialize` is its deprecated alias).
+    serialize = type_.coerce_output_value
     passes_str = serialize in PASSES_STR
 
     def complete(value: Any) -> Any:

@@ -69,7 +69,7 @@ class Entry:
 
 
 class SourceCache:
-    """Every source's upstream answers in one backend; `for_source` gives one source's view."""
+    """Every source's upstream answers in one backend; a `SourceFetcher` is one source's view."""
 
     def __init__(
         self,
@@ -116,9 +116,6 @@ class SourceCache:
     async def store(self, key: str, entry: Entry, ttl: float) -> None:
         await self._guarded.set(key, entry.encode(), min(ttl, MAX_STORE_SECONDS), entry.tags)
 
-    def for_source(self, source_id: str, ttl: float | None = None) -> SourceFetcher:
-        return SourceFetcher(source_id, self, ttl)
-
 
 class SourceFetcher:
     """The fetch port (`app.sources.fetching.Fetcher`) through the cache when there is one and
@@ -132,10 +129,6 @@ class SourceFetcher:
         self.ttl = 0.0 if cache is None else cache.default_ttl if ttl is None else ttl
         self._cache = cache if self.ttl > 0 else None
         self._flights: SingleFlight[tuple[Any, float]] = SingleFlight()
-
-    @property
-    def caching(self) -> bool:
-        return self._cache is not None
 
     @property
     def in_flight(self) -> int:

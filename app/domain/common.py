@@ -79,14 +79,6 @@ class SourceLink:
 
 
 @dataclass(frozen=True, slots=True)
-class Reference:
-    """A reference kept as data: never dereferenced across servers."""
-
-    reference: str | None
-    display: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class RecordMeta:
     """Upstream bookkeeping kept for provenance and (later) security labels."""
 

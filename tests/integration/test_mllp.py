@@ -19,7 +19,6 @@ from app.sources.hl7v2.mllp import (
     MllpFramer,
     MllpServer,
     frame,
-    send_message,
 )
 
 MSG = b"MSH|^~\\&|LAB|CITY|PG|HOSP|20240101||ORU^R01|1|P|2.5\rPID|1||12345\r"
@@ -71,6 +70,12 @@ async def make_server(recorder: Recorder) -> AsyncIterator[ServerFactory]:
 @pytest.fixture
 async def server(make_server: ServerFactory) -> MllpServer:
     return await make_server()
+
+
+async def send_once(port: int, message: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109
+    """One connection, one message, its reply."""
+    async with MllpClient("127.0.0.1", port, timeout=timeout) as client:
+        return await client.send(message)
 
 
 @contextlib.asynccontextmanager
@@ -195,10 +200,6 @@ async def test_round_trip_with_client(server: MllpServer, recorder: Recorder) ->
     assert recorder.seen == [MSG, b"second"]
 
 
-async def test_send_message_one_shot(server: MllpServer) -> None:
-    assert await send_message("127.0.0.1", server.port, b"hello", timeout=2) == b"ACK:hello"
-
-
 async def test_accepted_sockets_have_nodelay(server: MllpServer) -> None:
     async with raw(server) as (reader, writer):
         writer.write(frame(b"x"))
@@ -252,7 +253,7 @@ async def test_handler_exception_closes_connection_not_listener(
     assert "PHI-bearing" not in caplog.text
     assert "boom" not in caplog.text
     assert server.running
-    assert await send_message("127.0.0.1", server.port, b"after", timeout=2) == b"ACK:after"
+    assert await send_once(server.port, b"after", timeout=2) == b"ACK:after"
 
 
 async def test_client_disconnect_mid_message(server: MllpServer, recorder: Recorder) -> None:
@@ -261,7 +262,7 @@ async def test_client_disconnect_mid_message(server: MllpServer, recorder: Recor
         await writer.drain()
     await asyncio.sleep(0.05)
     assert recorder.seen == []
-    assert await send_message("127.0.0.1", server.port, b"next", timeout=2) == b"ACK:next"
+    assert await send_once(server.port, b"next", timeout=2) == b"ACK:next"
     assert recorder.seen == [b"next"]
 
 
@@ -273,7 +274,7 @@ async def test_oversized_frame_closes_connection(
         writer.write(frame(b"x" * 1001))
         await assert_closed_by_server(reader)
     assert recorder.seen == []
-    assert await send_message("127.0.0.1", server.port, b"small", timeout=2) == b"ACK:small"
+    assert await send_once(server.port, b"small", timeout=2) == b"ACK:small"
 
 
 async def test_oversized_unterminated_stream_closes_connection(
@@ -290,7 +291,7 @@ async def test_concurrent_connections(server: MllpServer, recorder: Recorder) ->
     recorder.slow_seconds = 0.2
 
     async def one(i: int) -> bytes:
-        return await send_message("127.0.0.1", server.port, b"slow-%d" % i, timeout=2)
+        return await send_once(server.port, b"slow-%d" % i, timeout=2)
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -311,7 +312,7 @@ async def test_aclose_waits_for_in_flight_handler(server: MllpServer, recorder: 
         await assert_closed_by_server(reader)
         await assert_closed_by_server(idle_reader)
     with pytest.raises(ConnectionRefusedError):
-        await send_message("127.0.0.1", server.port, b"late", timeout=1)
+        await send_once(server.port, b"late", timeout=1)
 
 
 async def test_aclose_cancels_handler_past_shutdown_timeout(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from app.cache.memory import MemoryCache
 from app.cache.purge import CachePurger, PurgeCounts
 from app.cache.response import patient_tag
-from app.cache.sources import SourceCache
+from app.cache.sources import SourceCache, SourceFetcher
 from app.domain.common import SourceLink
 from app.sources.fetching import Fetched, NotModified
 
@@ -28,7 +28,7 @@ async def test_purging_a_patient_asks_for_their_links_and_removes_only_theirs() 
 
     responses = MemoryCache(max_entries=100, max_bytes=100_000)
     sources = SourceCache(MemoryCache(max_entries=100, max_bytes=100_000), 60)
-    hospital = sources.for_source("hospital")
+    hospital = SourceFetcher("hospital", sources)
     await hospital.get("mine", fetch, bytes, patients=["p-1"])
     await hospital.get("theirs", fetch, bytes, patients=["p-2"])
     await responses.set("r1", b"{}", 60, [patient_tag("pg-1")])

@@ -17,6 +17,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from app.auth.policy import load_policy
 from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
+from schema import fast_paths
 from schema.build import build_schema
 from schema.fast_paths import MARK, PlainDataExecution, has_fast_paths, install_fast_paths
 from schema.field_rules import guard_fields
@@ -347,3 +348,29 @@ async def test_plans_shared_across_requests_follow_the_variables() -> None:
         result = await fast.execute(LISTING, variable_values={"withTags": with_tags})
         assert result.data is not None
         assert ("tags" in result.data["listing"]["items"][0]) is with_tags
+
+
+async def test_each_schema_keeps_its_own_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another schema's requests neither evict a schema's plans nor find them."""
+    ITEMS[:] = [Item("x", 2, ("t",), Label("l"))]
+    first, second = (strawberry.Schema(ListQuery, extensions=[ParserCache]) for _ in range(2))
+    install_fast_paths(first)
+    install_fast_paths(second)
+    built: list[str] = []
+    new_object_plan = PlainDataExecution._new_object_plan
+
+    def counting(self: PlainDataExecution, object_type: Any, *args: Any) -> Any:
+        built.append(object_type.name)
+        return new_object_plan(self, object_type, *args)
+
+    monkeypatch.setattr(PlainDataExecution, "_new_object_plan", counting)
+    variables = {"withTags": True}
+    assert (await first.execute(LISTING, variable_values=variables)).errors is None
+    assert built
+    monkeypatch.setattr(fast_paths, "SHARED_PLANS_MAX", len(built))  # room for first's plans
+    built.clear()
+    assert (await second.execute(LISTING, variable_values=variables)).errors is None
+    assert built  # second built its own plans, as many as first did, and evicted none
+    built.clear()
+    assert (await first.execute(LISTING, variable_values=variables)).errors is None
+    assert built == []

@@ -39,7 +39,8 @@ def medication_elements(root: Element) -> list[tuple[Element, Element]]:
         (element, transaction)
         for transaction in (body if body is not None else [])
         for name in MEDICATION_ELEMENTS
-        for element in xml.descendants(transaction, name)
+        for element in transaction.iter()
+        if element is not transaction and xml.local_name(element) == name
     ]
 
 

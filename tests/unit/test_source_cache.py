@@ -77,7 +77,7 @@ def fetcher(
 ) -> tuple[SourceFetcher, RecordingBackend, Clock]:
     clock, backend = Clock(), backend or RecordingBackend()
     cache = SourceCache(backend, ttl, hash_key="secret", clock=clock)
-    return cache.for_source("hospital"), backend, clock
+    return SourceFetcher("hospital", cache), backend, clock
 
 
 async def get(source: SourceFetcher, upstream: Upstream, request: str = URL) -> str:
@@ -198,8 +198,7 @@ async def test_no_cache_without_an_etag_cannot_be_reused_and_is_not_stored() -> 
 async def test_a_source_ttl_of_zero_stores_nothing() -> None:
     upstream = Upstream()
     clock, backend = Clock(), RecordingBackend()
-    source = SourceCache(backend, 60, clock=clock).for_source("hospital", ttl=0)
-    assert not source.caching
+    source = SourceFetcher("hospital", SourceCache(backend, 60, clock=clock), ttl=0)
     await get(source, upstream)
     await get(source, upstream)
     assert upstream.asked == [None, None]
@@ -257,7 +256,7 @@ async def test_purge_patient_removes_exactly_that_patients_entries() -> None:
     upstream = Upstream(etag=None)
     clock, backend = Clock(), RecordingBackend()
     cache = SourceCache(backend, 60, clock=clock)
-    hospital, pharmacy = cache.for_source("hospital"), cache.for_source("pharmacy")
+    hospital, pharmacy = SourceFetcher("hospital", cache), SourceFetcher("pharmacy", cache)
     await hospital.get("a", upstream.fetch, decode, patients=["p-1"])
     await hospital.get("a+b", upstream.fetch, decode, patients=["p-1", "p-2"])
     await hospital.get("b", upstream.fetch, decode, patients=["p-2"])

@@ -385,15 +385,3 @@ class MllpClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-async def send_message(
-    host: str,
-    port: int,
-    message: bytes,
-    *,
-    timeout: float = 10.0,  # noqa: ASYNC109 - the API takes a deadline, like MllpClient
-) -> bytes:
-    """Open a connection, send one message, return the reply payload, close."""
-    async with MllpClient(host, port, timeout=timeout) as client:
-        return await client.send(message)

@@ -15,7 +15,6 @@ surrogates) are removed first, since no escape can carry them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Final
 from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
 
@@ -57,10 +56,6 @@ def local_name(element: Element) -> str:
     return element.tag.rpartition("}")[2]
 
 
-def children(parent: Element, name: str) -> list[Element]:
-    return [c for c in parent if local_name(c) == name]
-
-
 def child(parent: Element | None, *path: str) -> Element | None:
     """The first element along `path` of direct children, or None."""
     node = parent
@@ -76,13 +71,6 @@ def text(parent: Element | None, *path: str) -> str | None:
     node = child(parent, *path)
     value = node.text.strip() if node is not None and node.text else ""
     return value or None
-
-
-def descendants(parent: Element, name: str) -> Iterator[Element]:
-    """Every element named `name` below `parent`, in document order."""
-    for element in parent.iter():
-        if element is not parent and local_name(element) == name:
-            yield element
 
 
 # --- building -------------------------------------------------------------------------------------
