@@ -3,12 +3,12 @@ an `Access` per request) to what a query would disclose.
 
 The policy decides who may read what; this module enforces it, for every entry point and
 every collection: the patient gate (`admit_patient`, `admit_patients`, used by `patient`,
-`patients` and `me`), the record types a caller reads, record visibility (granular scopes,
-then sensitivity), identifier and address masking, field rules (asked by
-`schema.field_rules`) and the care-team rule. Every decision passes through `decide`, which
-keeps it in the request's `Context.decisions` (the audit trail records them from there) and
-turns a refusal into what the client is told: a FORBIDDEN error at the path, never a silent
-gap.
+`patients` and `me`), administration (`require_admin`), the record types a caller reads,
+record visibility (granular scopes, then sensitivity), identifier and address masking, field
+rules (asked by `schema.field_rules`) and the care-team rule. Every decision passes through
+`decide`, which keeps it in the request's `Context.decisions` (the audit trail records them
+from there) and turns a refusal into what the client is told: a FORBIDDEN error at the path,
+never a silent gap.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ R = TypeVar("R")
 Rec = TypeVar("Rec", bound=Record)
 Path = tuple[str | int, ...] | None
 PATIENT = "Patient"
+ADMIN = "admin"
 OUTSIDE = "This patient is outside the caller's access"  # the same whether or not it exists
 # The record kinds whose `participant_identifiers` put a practitioner on a patient's care team.
 MEMBERSHIP_KINDS: tuple[RecordKind[Any], ...] = (ENCOUNTERS, CARE_TEAMS)
@@ -41,6 +42,7 @@ MEMBERSHIP_KINDS: tuple[RecordKind[Any], ...] = (ENCOUNTERS, CARE_TEAMS)
 class Rule(Enum):
     """Which rule of the policy a decision applied."""
 
+    ROLE = "role"  # operations only some roles may run (administration)
     RECORD_TYPE = "record type"  # roles and scopes: which resource types are read
     CONFINEMENT = "confinement"  # patient context: one patient only
     CARE_TEAM = "care team"  # the caller's practitioner on the patient's care team
@@ -65,6 +67,15 @@ def decide(ctx: Context, decision: Decision, path: Path = None, message: str | N
     if not decision.allowed and message is not None:
         ctx.denials.add(path, message)
     return decision.allowed
+
+
+# ---- operations ------------------------------------------------------------------------------
+
+
+def require_admin(ctx: Context, operation: str, refusal: str) -> None:
+    """Administration (cache purges) is for the admin role only; raises Forbidden."""
+    if not decide(ctx, Decision(Rule.ROLE, operation, ADMIN in ctx.principal.roles)):
+        raise Forbidden(refusal)
 
 
 # ---- patients --------------------------------------------------------------------------------

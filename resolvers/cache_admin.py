@@ -5,10 +5,9 @@ from __future__ import annotations
 from app.cache.backend import CacheUnavailable
 from app.cache.purge import PurgeCounts
 from app.identity.index import is_patient_id
+from resolvers import access
 from resolvers.context import Context
-from resolvers.errors import ClientError, Forbidden, UserInputError
-
-ADMIN = "admin"
+from resolvers.errors import ClientError, UserInputError
 
 
 class PurgeFailed(ClientError):
@@ -18,8 +17,7 @@ class PurgeFailed(ClientError):
 
 
 async def purge_patient_cache(ctx: Context, patient_id: str) -> PurgeCounts:
-    if ADMIN not in ctx.principal.roles:
-        raise Forbidden("Only administrators may purge caches")
+    access.require_admin(ctx, "purgePatientCache", "Only administrators may purge caches")
     if not is_patient_id(patient_id):
         raise UserInputError("'patientId' is not a PatientGraph patient id")
     if ctx.services.caches is None:
