@@ -36,7 +36,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 POPULATION = generate_population(patients=5)
 UNKNOWN = RecordQuery("no-such-patient")
 INVALID = RecordQuery("not a valid id!")  # not a FHIR id: must be refused without a request
-UNKNOWN_PERSON = PersonQuery("pg-unknown", "Nobody", ("Known",), "1970-01-01", "other")
+UNKNOWN_PERSON = PersonQuery("pg-unknown", "Nobody", ("Known",), "1970-01-01", "female")
 K = TypeVar("K")
 
 
