@@ -54,7 +54,6 @@ from app.settings import GraphQLSettings, Settings
 from app.sources.fhir import resources as mappers
 from app.store import create_engine
 from benchmarks.overhead import (
-    MemorySource,
     Query,
     baseline_schema,
     context_for,
@@ -72,6 +71,7 @@ from resolvers.patients import search_patients
 from resolvers.records import records_of
 from schema.build import build_schema
 from schema.fast_paths import has_fast_paths
+from tests.fakes.memory_source import MemorySource
 
 Data = dict[str, Any]
 BIG_LIST_QUERY = """\

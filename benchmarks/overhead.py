@@ -20,7 +20,6 @@ from app.domain.patients import Patient, PatientCriteria, SourcePatient
 from app.domain.records import ALL_KINDS, OBSERVATIONS, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
 from app.settings import FhirSourceSettings, Settings
-from app.sources.base import SourceHealth
 from app.sources.fhir.source import FhirSource
 from app.store import create_engine
 from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
@@ -32,6 +31,7 @@ from resolvers.patients import search_patients
 from resolvers.records import records_of
 from schema.build import build_schema, sdl
 from schema.fast_paths import has_fast_paths
+from tests.fakes.memory_source import MemorySource
 
 Data = dict[str, Any]
 
@@ -48,49 +48,8 @@ def count_fields(value: Any) -> int:
 
 
 # --- PatientGraph over in-memory sources and index -----------------------------------------------
-
-
-class MemorySource:
-    """PatientSource + RecordSource over records captured once from a real FhirSource:
-    answers instantly, so timing it measures PatientGraph's own work only."""
-
-    kind = "memory"
-
-    def __init__(
-        self,
-        source_id: str,
-        patients: Sequence[SourcePatient],
-        records: Mapping[str, Mapping[str, Sequence[Any]]],
-    ) -> None:
-        self._id = source_id
-        self._patients = {p.link.local_id: p for p in patients}
-        self._records = records  # kind name -> local patient id -> records
-        self.record_kinds = frozenset(records)
-        self.unmapped = 0
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    async def health(self) -> SourceHealth:
-        return SourceHealth(self._id, self.kind, True, "ok")
-
-    async def aclose(self) -> None:
-        return None
-
-    async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
-        return {i: self._patients[i] for i in local_ids if i in self._patients}
-
-    async def search_patients(self, criteria: PatientCriteria) -> Sequence[SourcePatient]:
-        # Only the dashboard's criteria-less search is captured.
-        assert criteria.is_empty()
-        return list(self._patients.values())
-
-    async def records_for(
-        self, kind: RecordKind[Any], queries: Sequence[RecordQuery]
-    ) -> Mapping[RecordQuery, Sequence[Any]]:
-        by_patient = self._records[kind.name]
-        return {q: by_patient.get(q.patient, ()) for q in queries}
+# The sources are `tests.fakes.memory_source.MemorySource`s over records captured once from a
+# real FhirSource: they answer instantly, so timing them measures PatientGraph's own work only.
 
 
 class MemoryPatientIndex(PatientIndex):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.domain.records import PersonQuery, RecordKind, RecordQuery
@@ -25,6 +25,7 @@ class SourceHealth:
     detail: str  # short, no PHI, no hosts: "ok", "unreachable", "HTTP 503", ...
 
 
+@runtime_checkable
 class Source(Protocol):
     """Any upstream system."""
 
@@ -44,6 +45,7 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
 class PatientSource(Source, Protocol):
     """An upstream that holds Patient demographics."""
 
@@ -56,6 +58,7 @@ class PatientSource(Source, Protocol):
         ...
 
 
+@runtime_checkable
 class RecordSource(Source, Protocol):
     """An upstream that holds clinical records of some kinds."""
 
@@ -71,6 +74,7 @@ class RecordSource(Source, Protocol):
         ...
 
 
+@runtime_checkable
 class PersonRecordSource(Source, Protocol):
     """An upstream that finds records by who the person is rather than by a linked id
     (pharmacy medication history). Queried for every patient, never linked in the index."""

@@ -88,7 +88,7 @@ def test_every_field_of_our_schema_resolves_directly_and_installing_twice_change
     ("query", "options"),
     [
         (DASHBOARD_QUERY, {"variables": {"first": 3}}),
-        (ARGUMENTS_QUERY, {"variables": {"birthDate": "1950-01-01", "since": "2020-01-01"}}),
+        (ARGUMENTS_QUERY, {"variables": {"birthDate": "1967-02-17", "since": "2020-01-01"}}),
         (ARGUMENTS_QUERY, {"variables": {}, "role": "care-coordinator"}),
     ],
 )
