@@ -1,6 +1,7 @@
-"""Authentication: bearer JWT -> Principal. (Authorization policy arrives with issue 4.)
+"""Authentication and authorization decisions: bearer JWT -> Principal (`tokens.py`, the only
+place that calls python-jose), SMART scopes (`scopes.py`), the policy that decides an `Access`
+per request (`policy.py`, `decisions.py`), break-the-glass, and the caller fingerprint the
+response cache is keyed by (`fingerprint.py`). Enforcing a decision is `resolvers.access`.
 
-`tokens.verify_access_token` is the only place that calls python-jose, so the JOSE library can
-be swapped without touching anything else. `fingerprint.py` digests what a response may
-depend on about its caller, for the response cache. May import `app.settings` only.
+May import `app.domain`, `app.settings` and `app.logging`; never sources, cache or identity.
 """
