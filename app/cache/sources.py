@@ -32,7 +32,7 @@ from app.cache.backend import CacheBackend
 from app.cache.guarded import Guarded
 from app.domain.common import SourceLink
 from app.sources import freshness
-from app.sources.fetching import Decode, Fetch, Fetched, NotModified
+from app.sources.fetching import Decode, Fetch, NotModified, ask_upstream, flight_key
 from app.sources.singleflight import SingleFlight
 
 T = TypeVar("T")
@@ -150,7 +150,7 @@ class SourceFetcher:
         key = (
             cache.digest(self.source_id, request)
             if cache is not None
-            else hashlib.sha256(f"{self.source_id}\x1f{request}".encode()).hexdigest()
+            else flight_key(self.source_id, request)
         )
         about = (tuple(patients), person)
         # The flight runs in the first caller's context: note freshness here, per caller.
@@ -169,9 +169,7 @@ class SourceFetcher:
     ) -> tuple[T, float]:
         cache = self._cache
         if cache is None:
-            answer = await fetch(None)
-            assert isinstance(answer, Fetched), "a 304 to a request without If-None-Match"
-            return answer.value, time.time()
+            return await ask_upstream(fetch)
         entry = await cache.load(key)
         now = cache.clock()
         if entry is not None and entry.is_fresh(now):

@@ -81,14 +81,20 @@ class Direct:
         patients: Iterable[str] = (),
         person: str | None = None,
     ) -> T:
-        key = hashlib.sha256(f"{self.source_id}\x1f{request}".encode()).hexdigest()
-
-        async def ask() -> tuple[Any, float]:
-            answer = await fetch(None)
-            assert isinstance(answer, Fetched), "a 304 to a request without If-None-Match"
-            return answer.value, time.time()
-
+        key = flight_key(self.source_id, request)
         # The flight runs in the first caller's context: note freshness here, per caller.
-        (value, fetched_at), _ = await self._flights.run(key, ask)
+        (value, fetched_at), _ = await self._flights.run(key, lambda: ask_upstream(fetch))
         freshness.note(self.source_id, fetched_at)
         return cast(T, value)
+
+
+def flight_key(source_id: str, request: str) -> str:
+    """What identifies a request in flight at one source (no secret needed: it stays here)."""
+    return hashlib.sha256(f"{source_id}\x1f{request}".encode()).hexdigest()
+
+
+async def ask_upstream(fetch: Fetch[T]) -> tuple[T, float]:
+    """The upstream's answer to a request with nothing stored to revalidate, and when."""
+    answer = await fetch(None)
+    assert isinstance(answer, Fetched), "a 304 to a request without If-None-Match"
+    return answer.value, time.time()
