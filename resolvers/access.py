@@ -43,6 +43,7 @@ class Rule(Enum):
     """Which rule of the policy a decision applied."""
 
     ROLE = "role"  # operations only some roles may run (administration)
+    OPERATION_SCOPE = "operation scope"  # the token's scope for an administrative operation
     RECORD_TYPE = "record type"  # roles and scopes: which resource types are read
     CONFINEMENT = "confinement"  # patient context: one patient only
     CARE_TEAM = "care team"  # the caller's practitioner on the patient's care team
@@ -72,9 +73,13 @@ def decide(ctx: Context, decision: Decision, path: Path = None, message: str | N
 # ---- operations ------------------------------------------------------------------------------
 
 
-def require_admin(ctx: Context, operation: str, refusal: str) -> None:
-    """Administration (cache purges) is for the admin role only; raises Forbidden."""
+def require_admin(ctx: Context, operation: str, scope: str, refusal: str) -> None:
+    """Administration (cache purges) needs the admin role and the operation's own scope
+    (`patientgraph/cache.purge`): a token issued for reading never runs one. Raises
+    Forbidden."""
     if not decide(ctx, Decision(Rule.ROLE, operation, ADMIN in ctx.principal.roles)):
+        raise Forbidden(refusal)
+    if not decide(ctx, Decision(Rule.OPERATION_SCOPE, operation, scope in ctx.access.operations)):
         raise Forbidden(refusal)
 
 
@@ -82,8 +87,9 @@ def require_admin(ctx: Context, operation: str, refusal: str) -> None:
 
 
 async def admit_patient(ctx: Context, patient_id: str, path: Path) -> tuple[SourceLink, ...]:
-    """The linked records of a patient this caller may see; raises Forbidden otherwise (the
-    same refusal whether or not the patient exists: no enumeration through errors)."""
+    """The linked records of a patient this caller may read by id (SMART `r` on Patient);
+    raises Forbidden otherwise (the same refusal whether or not the patient exists: no
+    enumeration through errors)."""
     if not decide(ctx, Decision(Rule.RECORD_TYPE, PATIENT, ctx.access.can_read(PATIENT))):
         raise Forbidden("Not allowed to read patients")
     if not _within_confinement(ctx, patient_id):
@@ -97,10 +103,14 @@ async def admit_patient(ctx: Context, patient_id: str, path: Path) -> tuple[Sour
 
 
 def may_search_patients(ctx: Context, path: Path) -> bool:
-    """Whether the caller may search patients at all (else FORBIDDEN at the connection)."""
-    readable = ctx.access.can_read(PATIENT)
+    """Whether the caller may search patients at all (SMART `s` on Patient; else FORBIDDEN at
+    the connection)."""
+    searchable = ctx.access.can_search(PATIENT)
     return decide(
-        ctx, Decision(Rule.RECORD_TYPE, PATIENT, readable), path, "Not allowed to read patients"
+        ctx,
+        Decision(Rule.RECORD_TYPE, PATIENT, searchable),
+        path,
+        "Not allowed to search patients",
     )
 
 
@@ -165,13 +175,14 @@ async def on_care_team(ctx: Context, links: Sequence[SourceLink], path: Path) ->
 
 
 def readable_types(ctx: Context, kind: RecordKind[Any]) -> frozenset[str]:
-    """The resource types of `kind` the caller may read (granular scopes decide per record);
+    """The resource types of `kind` the caller may read in a collection: a collection is a
+    search of those types for the patient, so SMART `s` (granular scopes decide per record);
     worked out once per request and kind."""
     access, memo = ctx.access, ctx.loaders.readable_types
     known = memo.get(kind.name)
     if known is not None and known[0] is access:
         return known[1]
-    readable = frozenset(t for t in kind.resource_types if access.can_read(t))
+    readable = frozenset(t for t in kind.resource_types if access.can_search(t))
     memo[kind.name] = (access, readable)
     return readable
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.auth.scopes import CACHE_PURGE_SCOPE as PURGE_SCOPE
 from app.cache.backend import CacheUnavailable
 from app.cache.purge import PurgeCounts
 from app.identity.index import is_patient_id
@@ -17,7 +18,12 @@ class PurgeFailed(ClientError):
 
 
 async def purge_patient_cache(ctx: Context, patient_id: str) -> PurgeCounts:
-    access.require_admin(ctx, "purgePatientCache", "Only administrators may purge caches")
+    access.require_admin(
+        ctx,
+        "purgePatientCache",
+        PURGE_SCOPE,
+        f"Only administrators whose token has the {PURGE_SCOPE} scope may purge caches",
+    )
     if not is_patient_id(patient_id):
         raise UserInputError("'patientId' is not a PatientGraph patient id")
     if ctx.services.caches is None:

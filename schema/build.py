@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLObjectType, GraphQLSchema
+from graphql import GraphQLError, GraphQLObjectType, GraphQLSchema, OperationDefinitionNode, parse
 from strawberry.extensions import (
     DisableIntrospection,
     ParserCache,
@@ -15,7 +17,8 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from app.auth.policy import Policy, PolicyError, load_policy
 from app.logging import describe_exception
@@ -37,6 +40,32 @@ DEFAULT_PAGE_LIMITS = PageLimits(_DEFAULTS.default_page_size, _DEFAULTS.max_page
 
 
 class PatientGraphSchema(strawberry.Schema):
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Strawberry runs the first operation of a document that holds several when no
+        `operationName` is given; the GraphQL spec says to refuse (Executing Requests,
+        GetOperation)."""
+        if operation_name is None and query is not None and operation_count(query) > 1:
+            message = "Must provide operationName when the document holds several operations"
+            return ExecutionResult(data=None, errors=[GraphQLError(message)])
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -80,6 +109,16 @@ def build_schema(
             raise PolicyError(f"policy: deny_fields {'; '.join(problems)}")
         guard_fields(schema, policy.denied_fields)
     return schema
+
+
+@functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def operation_count(query: str) -> int:
+    """Operations the document defines (0 when it does not parse: execution reports that)."""
+    try:
+        document = parse(query, no_location=True)
+    except GraphQLError:
+        return 0
+    return sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
 
 
 def describe_page_size(schema: GraphQLSchema, limits: PageLimits) -> None:

@@ -14,6 +14,12 @@ from resolvers.context import Denials, SourceProblems
 from resolvers.errors import ClientError, SourceError
 
 INTERNAL_MESSAGE = "Internal server error"
+# With introspection off, validation messages would still rebuild the schema for a patient
+# prober ("Did you mean 'patient'?", "on type 'Query'"): they are replaced by this one.
+SCHEMA_HIDDEN_MESSAGE = (
+    "The document is not valid for this API (introspection is off: details are not shown)"
+)
+SYNTAX_ERROR = "Syntax Error"  # graphql-core's prefix for parse errors: they name no schema part
 
 
 def error_code(error: GraphQLError) -> str:
@@ -32,10 +38,14 @@ def is_request_error(error: GraphQLError) -> bool:
     return error.path is None and not isinstance(error.original_error, ClientError | SourceError)
 
 
-def format_error(error: GraphQLError) -> dict[str, Any]:
+def format_error(error: GraphQLError, *, hide_schema: bool = False) -> dict[str, Any]:
+    """`hide_schema` (introspection is off): validation and variable errors say no more than
+    that the document is not valid; syntax errors keep their message."""
     code = error_code(error)
     original = error.original_error
     message = INTERNAL_MESSAGE if code == "INTERNAL" else error.message
+    if hide_schema and is_request_error(error) and not message.startswith(SYNTAX_ERROR):
+        message = SCHEMA_HIDDEN_MESSAGE
     out: dict[str, Any] = {"message": message}
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
@@ -70,9 +80,17 @@ def format_denials(denials: Denials) -> list[dict[str, Any]]:
 
 
 def format_errors(
-    errors: Iterable[GraphQLError], problems: SourceProblems, denials: Denials
+    errors: Iterable[GraphQLError],
+    problems: SourceProblems,
+    denials: Denials,
+    *,
+    hide_schema: bool = False,
 ) -> list[dict[str, Any]]:
-    formatted = [format_error(e) for e in errors if not isinstance(e.original_error, SourceError)]
+    formatted = [
+        format_error(e, hide_schema=hide_schema)
+        for e in errors
+        if not isinstance(e.original_error, SourceError)
+    ]
     return formatted + format_source_problems(problems) + format_denials(denials)
 
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from app.auth.principal import PURPOSE_CODE, Principal
-from app.auth.scopes import Context, parse_scopes
+from app.auth.scopes import OPERATION_SCOPES, Context, Scope, parse_scopes
 from app.domain.records import Record, RecordKind
 
 EVERY_TYPE = "*"
+READ_OR_SEARCH = frozenset("rs")  # the SMART permissions this read-only API serves
 ROLE_KEYS = frozenset(
     {
         "read",
@@ -123,12 +124,7 @@ class Policy:
         rules = self.rules_for(principal)
         by_roles = frozenset().union(*(rule.read for rule in rules)) if rules else frozenset()
         scopes = parse_scopes(" ".join(principal.scopes))
-        usable = [s for s in scopes.scopes if "r" in s.permissions]
-        by_scopes = frozenset(s.resource_type for s in usable if not s.constraints)
-        constrained: dict[str, list[tuple[tuple[str, str], ...]]] = {}
-        for s in usable:
-            if s.constraints:
-                constrained.setdefault(s.resource_type, []).append(s.constraints)
+        usable = [s for s in scopes.scopes if s.permissions & READ_OR_SEARCH]
         patient_scoped = bool(usable) and all(s.context is Context.PATIENT for s in usable)
         confined = patient_scoped or any(rule.own_record_only for rule in rules)
         # Limited to a care team only when every role that reads patients is.
@@ -136,8 +132,9 @@ class Policy:
         care_team_only = bool(readers) and all(rule.care_team_only for rule in readers)
         return Access(
             roles_read=by_roles,
-            scopes_read=by_scopes,
-            scopes_read_if={t: tuple(c) for t, c in constrained.items()},
+            read=_grants(s for s in usable if "r" in s.permissions),
+            search=_grants(s for s in usable if "s" in s.permissions),
+            operations=scopes.other & OPERATION_SCOPES,
             confined_to=(principal.patient or "") if confined else None,
             ssn_in_full=any(rule.ssn_in_full for rule in rules),
             sensitivity=None
@@ -160,15 +157,50 @@ class Policy:
         return frozenset(denied)
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
-    """One caller's read rights for one request."""
+Constraints = tuple[tuple[str, str], ...]  # (category|code, token) pairs, all to be met
 
-    roles_read: frozenset[str]
-    scopes_read: frozenset[str]  # types granted by scopes without constraints
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What the token's scopes grant for one SMART permission (read or search)."""
+
+    types: frozenset[str] = frozenset()  # resource types granted without constraints ("*")
     # SMART v2 granular scopes: type -> alternatives, each a set of (category|code, token)
     # constraints a record must all meet (e.g. `user/Observation.rs?category=laboratory`).
-    scopes_read_if: Mapping[str, tuple[tuple[tuple[str, str], ...], ...]]
+    conditional: Mapping[str, tuple[Constraints, ...]] = field(default_factory=dict)
+
+    def full(self, resource_type: str) -> bool:
+        return EVERY_TYPE in self.types or resource_type in self.types
+
+    def conditions(self, resource_type: str) -> tuple[Constraints, ...]:
+        return self.conditional.get(resource_type, ()) + self.conditional.get(EVERY_TYPE, ())
+
+    def any(self, resource_type: str) -> bool:
+        return self.full(resource_type) or bool(self.conditions(resource_type))
+
+
+def _grants(scopes: Iterable[Scope]) -> Grants:
+    types: set[str] = set()
+    conditional: dict[str, list[Constraints]] = {}
+    for s in scopes:
+        if s.constraints:
+            conditional.setdefault(s.resource_type, []).append(s.constraints)
+        else:
+            types.add(s.resource_type)
+    return Grants(frozenset(types), {t: tuple(c) for t, c in conditional.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One caller's read rights for one request.
+
+    SMART permissions (SMART App Launch 2.2, "Clinical Scope Syntax"): reading one record by id
+    (`patient(id)`, `me`) needs `r` on its type; a search (`patients(...)`, and every collection,
+    which is a search of its types for the patient) needs `s`. SMART v1 `read` means both."""
+
+    roles_read: frozenset[str]
+    read: Grants  # `r`: read by id
+    search: Grants  # `s`: search (and read what the search finds)
     # PatientGraph id the caller is limited to; "" = limited but no patient context (nothing);
     # None = not limited to one patient.
     confined_to: str | None
@@ -180,37 +212,35 @@ class Access:
     care_team: str | None = None
     address_in_full: bool = False
     denied_fields: frozenset[str] = frozenset()  # GraphQL `Type.field` nulled with FORBIDDEN
+    operations: frozenset[str] = frozenset()  # PatientGraph operation scopes the token holds
 
     def withholds(self, kind: RecordKind[Any], record: Record) -> bool:
         return self.sensitivity is not None and self.sensitivity.applies_to(kind, record)
 
     def can_read(self, resource_type: str) -> bool:
-        """Some records of this type may be read (granular scopes: `allows_record` decides)."""
-        return self._role_ok(resource_type) and (
-            self._fully_scoped(resource_type) or bool(self._conditions(resource_type))
-        )
+        """One record of this type may be read by id (scope `r`)."""
+        return self._role_ok(resource_type) and self.read.any(resource_type)
+
+    def can_search(self, resource_type: str) -> bool:
+        """Records of this type may be searched for (scope `s`; granular scopes: some of them,
+        `allows_record` decides which)."""
+        return self._role_ok(resource_type) and self.search.any(resource_type)
 
     def allows_record(self, kind: RecordKind[Any], record: Record) -> bool:
-        """Whether this record of `kind` (typed by its first source link) is within the
-        caller's rights, granular scopes evaluated."""
+        """Whether this record of `kind` (typed by its first source link), found by a search,
+        is within the caller's rights, granular scopes evaluated."""
         resource_type: str = record.sources[0].resource_type
         if not self._role_ok(resource_type):
             return False
-        if self._fully_scoped(resource_type):
+        if self.search.full(resource_type):
             return True
         return any(
             all(_meets(kind, record, key, token) for key, token in alternative)
-            for alternative in self._conditions(resource_type)
+            for alternative in self.search.conditions(resource_type)
         )
 
     def _role_ok(self, resource_type: str) -> bool:
         return EVERY_TYPE in self.roles_read or resource_type in self.roles_read
-
-    def _fully_scoped(self, resource_type: str) -> bool:
-        return EVERY_TYPE in self.scopes_read or resource_type in self.scopes_read
-
-    def _conditions(self, resource_type: str) -> tuple[tuple[tuple[str, str], ...], ...]:
-        return self.scopes_read_if.get(resource_type, ()) + self.scopes_read_if.get(EVERY_TYPE, ())
 
     def can_see_patient(self, patient_id: str) -> bool:
         return self.confined_to is None or (

@@ -41,6 +41,10 @@ V1_PERMISSIONS = {
 OTHER_SCOPES = frozenset(
     {"openid", "fhirUser", "profile", "launch", "launch/patient", "online_access", "offline_access"}
 )
+# PatientGraph's own scopes (not SMART): each administrative mutation needs its own, besides
+# the role, so a token issued for reading can never run one.
+CACHE_PURGE_SCOPE = "patientgraph/cache.purge"  # `purgePatientCache`
+OPERATION_SCOPES = frozenset({CACHE_PURGE_SCOPE})
 # SMART 2.2 "Finer-grained resource constraints using search parameters": the server decides
 # which search parameters it supports; these are the two this API can evaluate (token params).
 CONSTRAINT_KEYS = frozenset({"category", "code"})
@@ -97,7 +101,7 @@ class Scope:
 class ScopeSet:
     scopes: tuple[Scope, ...]
     rejected: tuple[str, ...]  # not understood: grants nothing
-    other: frozenset[str]  # well-known non-resource scopes (OTHER_SCOPES)
+    other: frozenset[str]  # well-known non-resource scopes (OTHER_SCOPES, OPERATION_SCOPES)
 
     def grants(
         self,
@@ -135,7 +139,7 @@ def _collect(tokens: Iterable[str]) -> ScopeSet:
     rejected: list[str] = []
     other: set[str] = set()
     for token in tokens:
-        if token in OTHER_SCOPES:
+        if token in OTHER_SCOPES or token in OPERATION_SCOPES:
             other.add(token)
         elif (scope := parse_scope(token)) is not None:
             scopes.append(scope)

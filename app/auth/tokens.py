@@ -68,6 +68,10 @@ async def verify_access_token(
         raise AuthenticationError("Token claims not accepted") from exc
     except JOSEError as exc:
         raise AuthenticationError("Token signature not valid") from exc
+    except RecursionError:
+        # A correctly signed payload nested too deeply for the JSON parser (an issuer's bug or
+        # a hostile issuer): unusable claims, never a 500.
+        raise AuthenticationError("Token claims not accepted") from None
     missing = [name for name in REQUIRED_CLAIMS if name not in claims]
     if missing:
         raise AuthenticationError(f"Token lacks required claims: {', '.join(missing)}")

@@ -45,7 +45,7 @@ ROLE_SCOPES = {
     ),
     "billing": "openid fhirUser user/Patient.rs user/Coverage.rs",
     "auditor": "openid fhirUser user/AuditEvent.rs",
-    "admin": "openid fhirUser user/*.cruds system/*.cruds",
+    "admin": "openid fhirUser user/*.cruds system/*.cruds patientgraph/cache.purge",
 }
 # The purpose of use each demo token states (v3-ActReason); admin states none.
 ROLE_PURPOSES = {

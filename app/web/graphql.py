@@ -37,6 +37,9 @@ from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, sim
 log = logging.getLogger(__name__)
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 STATIC_PREFIX = "/graphiql/static"
+# Variables are input objects and lists: no argument of the schema nests deeper than a few
+# levels, and the response cache's canonical JSON allows at most 254.
+MAX_VARIABLE_DEPTH = 32
 OPERATION_TYPES = frozenset({OperationType.QUERY, OperationType.MUTATION})
 # `x-cache` tells operators how the response cache answered: hit, miss (computed and, when
 # cacheable, stored), shared (an identical concurrent miss computed it), bypass (not cacheable:
@@ -171,7 +174,10 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
         body = orjson.dumps(simple_error("Subscriptions are not served", "BAD_USER_INPUT"))
         return Outcome(Stored(400, body, cacheable=False), frozenset())
     payload: dict[str, Any] = {"data": result.data}
-    errors = format_errors(result.errors or [], context.problems, context.denials)
+    hide_schema = not runtime.settings.server.introspection
+    errors = format_errors(
+        result.errors or [], context.problems, context.denials, hide_schema=hide_schema
+    )
     if errors:
         payload["errors"] = errors
     if fetched:  # when each source's data was fetched: kept in a cached response as it was
@@ -187,7 +193,8 @@ def _answer(stored: Stored, cache_state: dict[str, str]) -> Response:
 
 
 def _parse_body(body: bytes, request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
-    if "application/json" not in request.headers.get("content-type", ""):
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":  # the media type itself, not a substring of the header
         raise ValueError("Content-Type must be application/json")
     try:
         data = orjson.loads(body)
@@ -204,6 +211,25 @@ def _parse_body(body: bytes, request: Request) -> tuple[str, dict[str, Any] | No
         raise ValueError("'query' must be a non-empty string")
     if variables is not None and not isinstance(variables, dict):
         raise ValueError("'variables' must be an object")
+    if variables and _depth(variables) > MAX_VARIABLE_DEPTH:
+        raise ValueError(f"'variables' may nest at most {MAX_VARIABLE_DEPTH} levels")
     if operation is not None and not isinstance(operation, str):
         raise ValueError("'operationName' must be a string")
     return query, variables, operation
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests objects and lists, counted without recursion (so a hostile
+    document cannot exhaust the stack); stops counting past the limit."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list) and level > deepest:
+            deepest = level
+            if deepest > MAX_VARIABLE_DEPTH:
+                break
+        if isinstance(item, dict):
+            pending.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, level + 1) for v in item)
+    return deepest

@@ -15,6 +15,9 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
     "cross-origin-opener-policy": "same-origin",
+    # Every answer, 404 and 413 included, unless a route says otherwise: nothing PatientGraph
+    # serves belongs in a browser or proxy cache.
+    "cache-control": "no-store",
 }
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
 

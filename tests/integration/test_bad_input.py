@@ -197,8 +197,17 @@ async def test_introspection_can_be_disabled(
     async with api_factory(sources, server={"introspection": False, "graphiql": False}) as api:
         introspect = await api.query("{ __schema { types { name } } }")
         normal = await api.query("{ me { id } }")
+        typo = await api.query("{ patientz(id: 1) { id } }")
+        syntax = await api.query("{ patient(id: ")
         page = await api.client.get(f"{api.url}/graphql", headers={"accept": "text/html"})
     assert introspect.status_code == 400
     assert "introspection" in introspect.json()["errors"][0]["message"]
     assert normal.status_code == 200
     assert page.status_code == 405
+    # No suggestions and no type names to rebuild the schema from; syntax errors stay useful.
+    (hidden,) = typo.json()["errors"]
+    assert typo.status_code == 400
+    assert "patient" not in hidden["message"]
+    assert "Query" not in hidden["message"]
+    assert hidden["extensions"]["code"] == "BAD_USER_INPUT"
+    assert syntax.json()["errors"][0]["message"].startswith("Syntax Error")

@@ -115,9 +115,13 @@ async def test_an_admin_purge_removes_that_patients_entries_only(
             await api.query(ONE, {"id": pid})
         await api.query(NAMES)
         refused = (await api.query(purge, {"id": mine}, role="clinician")).json()
-        done = await api.query(purge, {"id": mine}, role="admin", scope="user/*.cruds")
-        assert refused["data"] is None
-        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # The admin role alone is not enough: the token must carry the operation's scope.
+        unscoped = (await api.query(purge, {"id": mine}, role="admin", scope="user/*.cruds")).json()
+        scope = "user/*.cruds patientgraph/cache.purge"
+        done = await api.query(purge, {"id": mine}, role="admin", scope=scope)
+        for answer in (refused, unscoped):
+            assert answer["data"] is None
+            assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         assert done.headers["x-cache"] == "bypass"  # a mutation is never cached
         # The patient's own entry and the list that discloses them (and a_patient_id's search).
         assert done.json()["data"]["purgePatientCache"]["responses"] >= 2
