@@ -32,13 +32,14 @@ from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
 from app.identity.index import PatientIndex
 from app.logging import describe_exception
-from app.settings import DEFAULT_HASH_KEY, AuthSettings, CacheSettings, Settings
+from app.settings import DEFAULT_HASH_KEY, AuthSettings, CacheSettings, GraphQLSettings, Settings
 from app.sources.registry import build_sources
 from app.store import create_engine
 from app.web.state import Runtime
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
 from schema.build import build_schema
+from schema.limits import DocumentLimits
 from schema.patient import FIELD_OWNERS
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ async def open_runtime(
             VerifiedTokens(max_age=settings.auth.verified_token_seconds),
             Decisions(policy),
             purger,
+            document_limits(settings.graphql),
         )
 
 
@@ -122,6 +124,18 @@ def keyset(auth: AuthSettings) -> KeySet:
         cache_seconds=auth.jwks_cache_seconds,
         min_refresh_seconds=auth.jwks_min_refresh_seconds,
         timeout_seconds=auth.jwks_timeout_seconds,
+    )
+
+
+def document_limits(graphql: GraphQLSettings) -> DocumentLimits:
+    return DocumentLimits(
+        max_tokens=graphql.max_tokens,
+        max_comments=graphql.max_comments,
+        max_depth=graphql.max_depth,
+        max_aliases=graphql.max_aliases,
+        max_root_fields=graphql.max_root_fields,
+        max_directives=graphql.max_directives,
+        max_fragments=graphql.max_fragments,
     )
 
 

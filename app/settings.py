@@ -45,6 +45,15 @@ class ServerSettings(_Section):
 class GraphQLSettings(_Section):
     default_page_size: int = Field(20, ge=1)
     max_page_size: int = Field(100, ge=1)
+    # Document limits, checked before validation (`schema.limits`): the README's example
+    # operations use about 150 tokens, nest 6 deep and use no aliases.
+    max_tokens: int = Field(5_000, ge=100)
+    max_comments: int = Field(200, ge=0)
+    max_depth: int = Field(12, ge=2)
+    max_aliases: int = Field(30, ge=0)
+    max_root_fields: int = Field(10, ge=1)
+    max_directives: int = Field(50, ge=0)
+    max_fragments: int = Field(50, ge=0)
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GraphQLSettings:

@@ -33,6 +33,7 @@ from app.web.state import Runtime, runtime_of
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
 from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, simple_error
+from schema.limits import QueryRejected, check_document
 
 log = logging.getLogger(__name__)
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -94,6 +95,7 @@ async def graphql_post(request: Request) -> Response:
         )
     try:
         query, variables, operation = _parse_body(await request.body(), request)
+        check_document(query, runtime.document_limits)  # before anything costly
         assertions = request.headers.getlist(BREAK_GLASS_HEADER)
         emergency = break_glass_from(
             assertions,
@@ -104,6 +106,8 @@ async def graphql_post(request: Request) -> Response:
         access = runtime.decisions.decide(principal, break_glass=emergency is not None)
     except ValueError as exc:
         return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
+    except QueryRejected as exc:
+        return json_response(simple_error(str(exc), exc.code), 400)
     except BreakGlassRefused as exc:
         return json_response(simple_error(str(exc), exc.code), exc.status)
     except PurposeRefused as exc:

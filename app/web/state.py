@@ -21,6 +21,7 @@ from app.cache.response import ResponseCache
 from app.settings import Settings
 from app.sources.registry import SourceRegistry
 from resolvers.context import Services
+from schema.limits import DocumentLimits
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Runtime:
     verified_tokens: VerifiedTokens
     decisions: Decisions
     caches: CachePurger  # purging the response and source caches per patient
+    document_limits: DocumentLimits  # checked before a document is validated
 
 
 def runtime_of(request: Request) -> Runtime:

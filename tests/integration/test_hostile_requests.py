@@ -115,3 +115,33 @@ async def test_refusals_outside_graphql_are_never_cached_and_name_no_server(api:
         assert response.status_code == status
         assert response.headers["cache-control"] == "no-store"
         assert "server" not in response.headers
+
+
+BOMBS = {
+    "tokens": "{ " + "__typename " * 90_000 + "}",  # just under the 1 MB body limit
+    "aliases": "{ patients { nodes { "
+    + " ".join(f'o{i}: observations(code: "c{i}") {{ totalCount }}' for i in range(200))
+    + " } } }",
+    "depth": "{ patients { nodes { "
+    + "observations { nodes { " * 10
+    + "id"
+    + " } }" * 10
+    + " } } }",
+    "directives": "{ patients { totalCount" + " @include(if: true)" * 5_000 + " } }",
+    "root fields": "{ " + " ".join(f"p{i}: patients {{ totalCount }}" for i in range(50)) + " }",
+}
+
+
+async def test_document_bombs_are_rejected_before_any_work(
+    api: Api, upstreams: dict[str, Upstream]
+) -> None:
+    before = upstream_calls(upstreams)
+    for name, query in BOMBS.items():
+        assert len(query.encode()) < 1_000_000, name
+        response = await api.query(query)
+        assert response.status_code == 400, name
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "QUERY_REJECTED", name
+    assert upstream_calls(upstreams) == before
+    healthy = await api.client.get(f"{api.url}/healthz")
+    assert healthy.status_code == 200

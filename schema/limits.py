@@ -1,0 +1,153 @@
+"""What a GraphQL document may be, checked before it is validated or executed, and cheaply: a
+hostile document under the body limit must not hold the event loop (parsing is linear in its
+tokens, but some validation rules are quadratic in the fields of one selection, and every
+alias of a collection is one more upstream search).
+
+`check_document` parses with a token limit (graphql-core stops at the limit, so a 1 MB token
+bomb costs the same as a document of that many tokens) and then walks the parsed document once,
+without recursion over selections, counting nesting depth, aliases, root fields, directives
+and fragments, fragment spreads expanded (each fragment measured once). Over any limit it
+raises `QueryRejected` (`QUERY_REJECTED`, HTTP 400) and nothing runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    parse,
+)
+
+ABORTED = "Parsing aborted"  # graphql-core's words when a parse limit is reached
+
+
+class QueryRejected(Exception):
+    """The document is over a limit (the message says which, never the document)."""
+
+    code = "QUERY_REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLimits:
+    """From `[graphql]` (`app.settings.GraphQLSettings`, where the defaults are)."""
+
+    max_tokens: int  # lexical tokens
+    max_comments: int
+    max_depth: int  # nested selections
+    max_aliases: int
+    max_root_fields: int
+    max_directives: int
+    max_fragments: int
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    depth: int = 0
+    aliases: int = 0
+    directives: int = 0
+
+
+def check_document(query: str, limits: DocumentLimits) -> DocumentNode | None:
+    """The parsed document when it is within `limits`; None when it does not parse (the
+    executor reports the syntax error as before). Raises QueryRejected."""
+    try:
+        document = parse(
+            query,
+            no_location=True,
+            max_lexical_tokens=limits.max_tokens,
+            max_comments=limits.max_comments,
+        )
+    except GraphQLError as error:
+        if ABORTED in error.message:
+            raise QueryRejected(
+                f"The document is over the parser's limits ({limits.max_tokens} tokens, "
+                f"{limits.max_comments} comments)"
+            ) from None
+        return None
+    _check(document, limits)
+    return document
+
+
+def _check(document: DocumentNode, limits: DocumentLimits) -> None:
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    if len(fragments) > limits.max_fragments:
+        raise QueryRejected(f"The document defines more than {limits.max_fragments} fragments")
+    memo: dict[str, Measure] = {}
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            roots = len(definition.selection_set.selections)
+            if roots > limits.max_root_fields:
+                raise QueryRejected(
+                    f"An operation selects more than {limits.max_root_fields} root fields"
+                )
+            found = _measure(definition.selection_set, fragments, memo, frozenset())
+            _within(found, len(definition.directives or ()), limits)
+    for fragment in fragments.values():  # also those no operation spreads
+        _within(_fragment(fragment.name.value, fragments, memo, frozenset()), 0, limits)
+
+
+def _within(found: Measure, own_directives: int, limits: DocumentLimits) -> None:
+    if found.depth > limits.max_depth:
+        raise QueryRejected(f"The document nests selections deeper than {limits.max_depth}")
+    if found.aliases > limits.max_aliases:
+        raise QueryRejected(f"The document uses more than {limits.max_aliases} aliases")
+    if found.directives + own_directives > limits.max_directives:
+        raise QueryRejected(f"The document uses more than {limits.max_directives} directives")
+
+
+def _measure(
+    root: SelectionSetNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    memo: dict[str, Measure],
+    visiting: frozenset[str],
+) -> Measure:
+    """Depth, aliases and directives of one selection set, fragments expanded: an explicit
+    stack for nested selections; recursion only from a fragment spread to its fragment (at
+    most `max_fragments` deep, each fragment measured once)."""
+    depth = aliases = directives = 0
+    pending: list[tuple[SelectionSetNode, int]] = [(root, 1)]
+    while pending:
+        selection_set, level = pending.pop()
+        for selection in selection_set.selections:
+            directives += len(selection.directives or ())
+            if isinstance(selection, FieldNode):
+                depth = max(depth, level)
+                aliases += selection.alias is not None
+                if selection.selection_set is not None:
+                    pending.append((selection.selection_set, level + 1))
+            elif isinstance(selection, InlineFragmentNode):
+                pending.append((selection.selection_set, level))
+            elif isinstance(selection, FragmentSpreadNode):
+                inner = _fragment(selection.name.value, fragments, memo, visiting)
+                depth = max(depth, level - 1 + inner.depth)
+                aliases += inner.aliases
+                directives += inner.directives
+    return Measure(depth, aliases, directives)
+
+
+def _fragment(
+    name: str,
+    fragments: dict[str, FragmentDefinitionNode],
+    memo: dict[str, Measure],
+    visiting: frozenset[str],
+) -> Measure:
+    known = memo.get(name)
+    if known is not None:
+        return known
+    fragment = fragments.get(name)
+    if fragment is None or name in visiting:
+        return Measure()  # unknown or cyclic: validation refuses the document
+    found = _measure(fragment.selection_set, fragments, memo, visiting | {name})
+    found = Measure(found.depth, found.aliases, found.directives + len(fragment.directives or ()))
+    memo[name] = found
+    return found

@@ -1,0 +1,73 @@
+"""schema/limits.py: documents over a limit are refused before validation, cheaply, and every
+limit counts through fragments; documents within them (the README's examples) pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
+from schema.limits import DocumentLimits, QueryRejected, check_document
+
+LIMITS = DocumentLimits(
+    max_tokens=5_000,
+    max_comments=200,
+    max_depth=12,
+    max_aliases=30,
+    max_root_fields=10,
+    max_directives=50,
+    max_fragments=50,
+)
+
+
+@pytest.mark.parametrize("query", [DASHBOARD_QUERY, PORTAL_QUERY])
+def test_the_example_operations_are_within_the_limits(query: str) -> None:
+    assert check_document(query, LIMITS) is not None
+
+
+def test_a_syntax_error_is_left_to_the_executor() -> None:
+    assert check_document("{ patient(id: ", LIMITS) is None
+
+
+def nest(levels: int) -> str:
+    """A selection set `levels` deep: `{ a { a { id } } }` is 3."""
+    return "{ " + "a { " * (levels - 1) + "id" + " }" * (levels - 1) + " }"
+
+
+@pytest.mark.parametrize(
+    ("query", "over"),
+    [
+        ("{ " + "__typename " * 6_000 + "}", "tokens"),
+        ("{ __typename }" + "\n# c" * 201, "tokens"),  # comments are bounded too
+        ("{ patients " + nest(12) + " }", "deeper"),
+        ("{ p { " + " ".join(f"a{i}: __typename" for i in range(31)) + " } }", "aliases"),
+        ("{ " + "__typename " * 11 + "}", "root fields"),
+        ("{ __typename" + " @include(if: true)" * 51 + " }", "directives"),
+        (
+            "{ ...F0 } " + " ".join(f"fragment F{i} on Query {{ __typename }}" for i in range(51)),
+            "fragments",
+        ),
+    ],
+)
+def test_each_limit_rejects_a_document_over_it(query: str, over: str) -> None:
+    with pytest.raises(QueryRejected, match=over):
+        check_document(query, LIMITS)
+
+
+def test_limits_count_what_fragments_expand_to() -> None:
+    """Each fragment spreads the previous one twice: 2^6 aliases from 12 written ones."""
+    fragments = ["fragment F0 on Query { a: __typename b: __typename }"] + [
+        f"fragment F{i} on Query {{ ...F{i - 1} x{i}: __typename ...F{i - 1} }}"
+        for i in range(1, 6)
+    ]
+    query = "{ p { ...F5 } } " + " ".join(fragments)
+    with pytest.raises(QueryRejected, match="aliases"):
+        check_document(query, LIMITS)
+    assert check_document("{ ...D } fragment D on Query { p " + nest(11) + " }", LIMITS)
+    deep = "{ ...D } fragment D on Query { patients " + nest(12) + " }"
+    with pytest.raises(QueryRejected, match="deeper"):
+        check_document(deep, LIMITS)
+
+
+def test_a_fragment_cycle_is_left_to_validation() -> None:
+    query = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"
+    assert check_document(query, LIMITS) is not None
