@@ -69,6 +69,10 @@ class AuthSettings(_Section):
     jwks_url: str | None = None
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     leeway_seconds: int = Field(30, ge=0, le=300)
+    # Refuse tokens without `iat` (break-the-glass always needs it) and tokens valid longer
+    # than this (counted from `iat`, else from now): a leaked long-lived token is a standing key.
+    require_iat: bool = False
+    max_token_lifetime_seconds: int = Field(86_400, ge=60, le=31 * 86_400)
     jwks_cache_seconds: int = Field(300, ge=10)
     # How long a verified token is remembered (by digest) instead of re-verified; 0 = never.
     # A key withdrawn from the JWKS stops being honoured within this time.

@@ -34,6 +34,10 @@ class AuthenticationError(Exception):
     """The token is not acceptable. The message is safe for clients: it never echoes the token."""
 
 
+ACCESS_TOKEN_TYPES = ("jwt", "at+jwt")  # lower case; the first is what an absent `typ` means
+DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
+
+
 async def verify_access_token(
     token: str,
     *,
@@ -42,8 +46,15 @@ async def verify_access_token(
     audience: str,
     algorithms: Sequence[str],
     leeway_seconds: int,
+    require_iat: bool = False,
+    max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
 ) -> Principal:
+    """`require_iat`: refuse tokens that do not say when they were issued (break-the-glass
+    always needs it); `max_lifetime_seconds`: refuse tokens valid for longer (from `iat`, else
+    from now)."""
     header = _header(token)
+    if not _access_token_type(header.get("typ", ACCESS_TOKEN_TYPES[0])):
+        raise AuthenticationError("Token type not accepted")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
         raise AuthenticationError("Token algorithm not accepted")
@@ -76,7 +87,27 @@ async def verify_access_token(
     if missing:
         raise AuthenticationError(f"Token lacks required claims: {', '.join(missing)}")
     _check_times(claims, leeway_seconds)
+    _check_lifetime(claims, require_iat, max_lifetime_seconds)
     return _principal(claims)
+
+
+def _access_token_type(typ: Any) -> bool:
+    """RFC 9068 section 4: an access token's `typ` is `at+jwt` (`application/` may prefix it,
+    RFC 7515 section 4.1.9); plain `JWT` or none is still what most issuers send. Refresh,
+    DPoP proof, logout and ID token types are not access tokens."""
+    if not isinstance(typ, str):
+        return False
+    name = typ.lower().removeprefix("application/")
+    return name in ACCESS_TOKEN_TYPES
+
+
+def _check_lifetime(claims: Mapping[str, Any], require_iat: bool, max_seconds: int) -> None:
+    iat, exp = _numeric_date(claims, "iat"), _numeric_date(claims, "exp")
+    if iat is None and require_iat:
+        raise AuthenticationError("Token lacks required claims: iat")
+    start = time.time() if iat is None else iat
+    if exp is not None and exp - start > max_seconds:
+        raise AuthenticationError("Token lifetime too long")
 
 
 def _header(token: str) -> Mapping[str, Any]:

@@ -41,6 +41,8 @@ async def authenticate(
         audience=settings.audience,
         algorithms=settings.algorithms,
         leeway_seconds=settings.leeway_seconds,
+        require_iat=settings.require_iat,
+        max_lifetime_seconds=settings.max_token_lifetime_seconds,
     )
     verified.remember(token, principal)
     return principal

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jose import jwt
 
 from app.auth.jwks import KeySet
@@ -200,3 +200,67 @@ async def test_malformed_purpose_or_practitioner_is_refused(
     """Fail closed: a claim the policy depends on that cannot be read refuses the token."""
     with pytest.raises(AuthenticationError):
         await verify(signed(**claims), keyset)
+
+
+def signed_with_header(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """RS256 over exactly this header (python-jose always adds `typ`)."""
+    unsigned = f"{b64(header)}.{b64(claims)}"
+    signature = KEY.sign(unsigned.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{unsigned}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
+
+
+def fresh_claims(**changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": "https://i/", "aud": "pg", "sub": "s", "iat": now, "exp": now + 60, **changes}
+
+
+@pytest.mark.parametrize(
+    ("typ", "accepted"),
+    [
+        (None, True),  # no `typ` at all
+        ("JWT", True),
+        ("at+jwt", True),
+        ("application/at+jwt", True),
+        ("AT+JWT", True),
+        ("dpop+jwt", False),  # a DPoP proof (RFC 9449)
+        ("logout+jwt", False),  # an OIDC back-channel logout token
+        ("secevent+jwt", False),
+        ("refresh+jwt", False),
+        (5, False),
+    ],
+)
+async def test_only_access_token_types_are_accepted(
+    keyset: KeySet, typ: Any, accepted: bool
+) -> None:
+    header: dict[str, Any] = {"alg": "RS256", "kid": KID}
+    if typ is not None:
+        header["typ"] = typ
+    token = signed_with_header(header, fresh_claims())
+    if accepted:
+        assert (await verify(token, keyset)).subject == "s"
+    else:
+        with pytest.raises(AuthenticationError, match="type"):
+            await verify(token, keyset)
+
+
+async def test_iat_is_required_when_configured(keyset: KeySet) -> None:
+    header = {"alg": "RS256", "kid": KID}
+    without = signed_with_header(header, {k: v for k, v in fresh_claims().items() if k != "iat"})
+    assert (await verify(without, keyset)).issued_at is None  # default: optional
+    args: dict[str, Any] = {"issuer": "https://i/", "audience": "pg", "algorithms": ["RS256"]}
+    strict = {**args, "leeway_seconds": 30, "require_iat": True, "keyset": keyset}
+    with pytest.raises(AuthenticationError, match="iat"):
+        await verify_access_token(without, **strict)
+    assert (await verify_access_token(signed_with_header(header, fresh_claims()), **strict)).subject
+
+
+async def test_a_token_valid_for_longer_than_the_maximum_is_refused(keyset: KeySet) -> None:
+    hundred_years = 100 * 365 * 86_400
+    with pytest.raises(AuthenticationError, match="lifetime"):
+        await verify(good(ttl_seconds=hundred_years), keyset)
+    assert (await verify(good(ttl_seconds=3600), keyset)).subject == "s"
+    now = int(time.time())
+    header = {"alg": "RS256", "kid": KID}
+    long_without_iat = {"iss": "https://i/", "aud": "pg", "sub": "s", "exp": now + 2 * 86_400}
+    with pytest.raises(AuthenticationError, match="lifetime"):
+        await verify(signed_with_header(header, long_without_iat), keyset)
