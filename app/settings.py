@@ -75,7 +75,8 @@ class AuthSettings(_Section):
     max_token_lifetime_seconds: int = Field(86_400, ge=60, le=31 * 86_400)
     jwks_cache_seconds: int = Field(300, ge=10)
     # How long a verified token is remembered (by digest) instead of re-verified; 0 = never.
-    # A key withdrawn from the JWKS stops being honoured within this time.
+    # A key withdrawn from the JWKS is honoured until the JWKS is refetched
+    # (jwks_cache_seconds), and tokens it verified for at most this long after that.
     verified_token_seconds: float = Field(60.0, ge=0, le=300)
     jwks_min_refresh_seconds: int = Field(30, ge=1)  # at most one refetch per interval
     jwks_timeout_seconds: float = Field(5.0, gt=0, le=60)

@@ -2,8 +2,9 @@
 token many times a minute, and verifying an RS256 signature costs about 100 µs, more than
 answering from the response cache.
 
-A token is remembered only after it passed every check, for at most `max_age` seconds (so a
-key withdrawn from the JWKS stops being honoured within that time) and never past its `exp`.
+A token is remembered only after it passed every check, for at most `max_age` seconds and
+never past its `exp`. A key withdrawn from the JWKS is honoured until the JWKS is refetched
+(`auth.jwks_cache_seconds`), and a token it verified for at most `max_age` after that.
 Only the digest is kept as the key: the token itself is never stored.
 """
 

@@ -264,3 +264,20 @@ async def test_a_token_valid_for_longer_than_the_maximum_is_refused(keyset: KeyS
     long_without_iat = {"iss": "https://i/", "aud": "pg", "sub": "s", "exp": now + 2 * 86_400}
     with pytest.raises(AuthenticationError, match="lifetime"):
         await verify(signed_with_header(header, long_without_iat), keyset)
+
+
+async def test_a_withdrawn_key_stops_verifying_once_the_jwks_is_refetched(tmp_path: Path) -> None:
+    """The bound the README states: new tokens signed by a withdrawn key verify until the
+    cached JWKS is older than `jwks_cache_seconds`, and not after."""
+    now = [1000.0]
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [public_jwk(KEY, KID)]}))
+    keys = KeySet(path=path, cache_seconds=300, clock=lambda: now[0])
+    assert (await verify(good(), keys)).subject == "s"
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_text(json.dumps({"keys": [public_jwk(other, key_id(other))]}))  # KEY withdrawn
+    now[0] += 299
+    assert (await verify(good(), keys)).subject == "s"  # the cached JWKS still has it
+    now[0] += 2
+    with pytest.raises(AuthenticationError):
+        await verify(good(), keys)
