@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import logging
 import traceback
+from contextvars import ContextVar
+
+# The request being served (`app.web.middleware.RequestIdMiddleware`), for every log line.
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every record (`-` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+        force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     # httpx logs every request URL at INFO; search URLs can carry identifiers (PHI).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -17,7 +17,7 @@ from app.graphiql.page import STATIC_DIR
 from app.settings import Settings
 from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz
-from app.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from app.web.middleware import BodyLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 
 
 def create_app(
@@ -40,6 +40,7 @@ def create_app(
     if settings.server.graphiql:
         routes.append(Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"))
     middleware = [
+        Middleware(RequestIdMiddleware),
         Middleware(SecurityHeadersMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
     ]

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request body limit and security headers.
+"""Pure-ASGI middleware: request ids, request body limit and security headers.
 
 Pure ASGI (not BaseHTTPMiddleware) so a limit is enforced while the body streams in, before
 anything buffers it, and so the per-request overhead stays small.
@@ -6,9 +6,16 @@ anything buffers it, and so the per-request overhead stays small.
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import orjson
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logging import REQUEST_ID
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -106,3 +113,30 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class RequestIdMiddleware:
+    """Every request has an id: the client's `X-Request-Id` when it is a plain token (at most
+    64 letters, digits, `.`, `_`, `:` or `-`: it lands in logs), else a new one. It is echoed
+    in the response and put on every log line written while the request is served."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            REQUEST_ID.reset(token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 
 from cryptography.hazmat.primitives import hashes
@@ -145,3 +146,21 @@ async def test_document_bombs_are_rejected_before_any_work(
     assert upstream_calls(upstreams) == before
     healthy = await api.client.get(f"{api.url}/healthz")
     assert healthy.status_code == 200
+
+
+async def test_every_response_carries_a_request_id(api: Api) -> None:
+    given = await api.client.get(f"{api.url}/healthz", headers={"X-Request-Id": "abc-123.4:5"})
+    assert given.headers["x-request-id"] == "abc-123.4:5"
+    made = [await api.client.get(f"{api.url}/healthz") for _ in range(2)]
+    ids = [m.headers["x-request-id"] for m in made]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert ids[0] != ids[1]
+    for hostile in ("x" * 65, "a b", "<script>", "a;b"):
+        answer = await api.client.get(f"{api.url}/healthz", headers={"X-Request-Id": hostile})
+        assert answer.headers["x-request-id"] != hostile
+    too_large = await api.client.post(
+        f"{api.url}/graphql",
+        content=b"{" + b" " * 2_000_000 + b"}",
+        headers={**api.signer.headers(), "X-Request-Id": "r-413"},
+    )
+    assert too_large.headers["x-request-id"] == "r-413"
