@@ -18,6 +18,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class ExceptionClassOnly(logging.Filter):
+    """A record carrying an exception (uvicorn's "Exception in ASGI application", asyncio's
+    "Task exception was never retrieved", ...) is logged by class and frames only: the
+    exception's message, which a library formats from its input, never reaches the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {describe_exception(record.exc_info[1])}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(
         level=level,
@@ -26,6 +40,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
+        handler.addFilter(ExceptionClassOnly())
     # httpx logs every request URL at INFO; search URLs can carry identifiers (PHI).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from app.logging import REQUEST_ID, RequestIdFilter
+import pytest
+
+from app.logging import REQUEST_ID, RequestIdFilter, configure_logging
 
 
 def record() -> logging.LogRecord:
@@ -24,3 +26,26 @@ def test_log_records_carry_the_current_request_id() -> None:
     assert getattr(inside, "request_id", None) == "req-42"
     formatter = logging.Formatter("%(levelname)s [%(request_id)s]: %(message)s")
     assert formatter.format(inside) == "INFO [req-42]: message"
+
+
+def test_a_logged_exception_shows_its_class_and_frames_never_its_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    configure_logging()
+    try:
+        try:
+            raise ValueError("patient 999-00-1234 not found")  # a message built from input
+        except ValueError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        err = capsys.readouterr().err
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    assert "Exception in ASGI application: builtins.ValueError" in err
+    assert "test_request_id_logging.py" in err  # the frames are kept
+    assert "999-00-1234" not in err
