@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import fields
 
 import httpx
 import strawberry
@@ -128,15 +129,8 @@ def keyset(auth: AuthSettings) -> KeySet:
 
 
 def document_limits(graphql: GraphQLSettings) -> DocumentLimits:
-    return DocumentLimits(
-        max_tokens=graphql.max_tokens,
-        max_comments=graphql.max_comments,
-        max_depth=graphql.max_depth,
-        max_aliases=graphql.max_aliases,
-        max_root_fields=graphql.max_root_fields,
-        max_directives=graphql.max_directives,
-        max_fragments=graphql.max_fragments,
-    )
+    """Each limit is the `[graphql]` setting of the same name."""
+    return DocumentLimits(**{f.name: getattr(graphql, f.name) for f in fields(DocumentLimits)})
 
 
 def lab_ingested(index: PatientIndex, purge: Callable[[str], Awaitable[None]]) -> Ingested:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.bootstrap import document_limits
+from app.settings import GraphQLSettings
 from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
 from schema.limits import DocumentLimits, QueryRejected, check_document
 
@@ -71,3 +73,19 @@ def test_limits_count_what_fragments_expand_to() -> None:
 def test_a_fragment_cycle_is_left_to_validation() -> None:
     query = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"
     assert check_document(query, LIMITS) is not None
+
+
+def test_the_server_takes_each_limit_from_its_setting() -> None:
+    configured = GraphQLSettings(max_depth=3, max_aliases=1, max_tokens=150)
+    limits = document_limits(configured)
+    assert limits == DocumentLimits(
+        max_tokens=150,
+        max_comments=configured.max_comments,
+        max_depth=3,
+        max_aliases=1,
+        max_root_fields=configured.max_root_fields,
+        max_directives=configured.max_directives,
+        max_fragments=configured.max_fragments,
+    )
+    with pytest.raises(QueryRejected, match="aliases"):
+        check_document("{ p { a: x b: x } }", limits)
