@@ -27,6 +27,10 @@ from graphql import (
 )
 
 ABORTED = "Parsing aborted"  # graphql-core's words when a parse limit is reached
+# Introspection (`__schema`, `__type`) nests deeper than any data query: the standard
+# introspection query (graphql-js `getIntrospectionQuery`, what GraphiQL sends) is 15 deep.
+# Its fields are counted apart, against this bound.
+MAX_INTROSPECTION_DEPTH = 20
 
 
 class QueryRejected(Exception):
@@ -50,7 +54,8 @@ class DocumentLimits:
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    depth: int = 0
+    depth: int = 0  # of data fields
+    introspection_depth: int = 0  # of fields under `__schema` / `__type`
     aliases: int = 0
     directives: int = 0
 
@@ -99,6 +104,10 @@ def _check(document: DocumentNode, limits: DocumentLimits) -> None:
 def _within(found: Measure, own_directives: int, limits: DocumentLimits) -> None:
     if found.depth > limits.max_depth:
         raise QueryRejected(f"The document nests selections deeper than {limits.max_depth}")
+    if found.introspection_depth > MAX_INTROSPECTION_DEPTH:
+        raise QueryRejected(
+            f"The document nests introspection deeper than {MAX_INTROSPECTION_DEPTH}"
+        )
     if found.aliases > limits.max_aliases:
         raise QueryRejected(f"The document uses more than {limits.max_aliases} aliases")
     if found.directives + own_directives > limits.max_directives:
@@ -110,29 +119,41 @@ def _measure(
     fragments: dict[str, FragmentDefinitionNode],
     memo: dict[str, Measure],
     visiting: frozenset[str],
+    introspecting: bool = False,
 ) -> Measure:
     """Depth, aliases and directives of one selection set, fragments expanded: an explicit
     stack for nested selections; recursion only from a fragment spread to its fragment (at
     most `max_fragments` deep, each fragment measured once)."""
-    depth = aliases = directives = 0
-    pending: list[tuple[SelectionSetNode, int]] = [(root, 1)]
+    depth = introspection = aliases = directives = 0
+    # (selection set, its level, whether it is under an introspection field)
+    pending: list[tuple[SelectionSetNode, int, bool]] = [(root, 1, introspecting)]
     while pending:
-        selection_set, level = pending.pop()
+        selection_set, level, inside = pending.pop()
         for selection in selection_set.selections:
             directives += len(selection.directives or ())
             if isinstance(selection, FieldNode):
-                depth = max(depth, level)
+                meta = inside or selection.name.value.startswith("__")
+                if meta:
+                    introspection = max(introspection, level)
+                else:
+                    depth = max(depth, level)
                 aliases += selection.alias is not None
                 if selection.selection_set is not None:
-                    pending.append((selection.selection_set, level + 1))
+                    pending.append((selection.selection_set, level + 1, meta))
             elif isinstance(selection, InlineFragmentNode):
-                pending.append((selection.selection_set, level))
+                pending.append((selection.selection_set, level, inside))
             elif isinstance(selection, FragmentSpreadNode):
                 inner = _fragment(selection.name.value, fragments, memo, visiting)
-                depth = max(depth, level - 1 + inner.depth)
+                below = level - 1
+                if inside:  # a fragment spread under introspection is introspection
+                    deepest = max(inner.depth, inner.introspection_depth)
+                    introspection = max(introspection, below + deepest)
+                else:
+                    depth = max(depth, below + inner.depth)
+                    introspection = max(introspection, below + inner.introspection_depth)
                 aliases += inner.aliases
                 directives += inner.directives
-    return Measure(depth, aliases, directives)
+    return Measure(depth, introspection, aliases, directives)
 
 
 def _fragment(
@@ -147,7 +168,10 @@ def _fragment(
     fragment = fragments.get(name)
     if fragment is None or name in visiting:
         return Measure()  # unknown or cyclic: validation refuses the document
-    found = _measure(fragment.selection_set, fragments, memo, visiting | {name})
-    found = Measure(found.depth, found.aliases, found.directives + len(fragment.directives or ()))
+    # A fragment on an introspection type (`on __Type`) is introspection wherever it is spread.
+    on_meta_type = fragment.type_condition.name.value.startswith("__")
+    found = _measure(fragment.selection_set, fragments, memo, visiting | {name}, on_meta_type)
+    own = len(fragment.directives or ())
+    found = Measure(found.depth, found.introspection_depth, found.aliases, found.directives + own)
     memo[name] = found
     return found

@@ -4,6 +4,7 @@ limit counts through fragments; documents within them (the README's examples) pa
 from __future__ import annotations
 
 import pytest
+from graphql import get_introspection_query
 
 from app.bootstrap import document_limits
 from app.settings import GraphQLSettings
@@ -24,6 +25,24 @@ LIMITS = DocumentLimits(
 @pytest.mark.parametrize("query", [DASHBOARD_QUERY, PORTAL_QUERY])
 def test_the_example_operations_are_within_the_limits(query: str) -> None:
     assert check_document(query, LIMITS) is not None
+
+
+def test_the_standard_introspection_query_is_within_the_limits() -> None:
+    """What GraphiQL sends on load: 15 deep, counted apart from data fields."""
+    query = get_introspection_query(
+        descriptions=True,
+        specified_by_url=True,
+        directive_is_repeatable=True,
+        schema_description=True,
+        input_value_deprecation=True,
+    )
+    assert check_document(query, LIMITS) is not None
+    too_deep = "{ __schema { types { " + "ofType { " * 19 + "name" + " }" * 19 + " } } }"
+    with pytest.raises(QueryRejected, match="introspection"):
+        check_document(too_deep, LIMITS)
+    data_under_introspection_name = "{ __typename patients " + nest(12) + " }"
+    with pytest.raises(QueryRejected, match="deeper than 12"):
+        check_document(data_under_introspection_name, LIMITS)
 
 
 def test_a_syntax_error_is_left_to_the_executor() -> None:
