@@ -46,8 +46,9 @@ class GraphQLSettings(_Section):
     default_page_size: int = Field(20, ge=1)
     max_page_size: int = Field(100, ge=1)
     # Document limits, checked before validation (`schema.limits`): the README's example
-    # operations use about 150 tokens, nest 6 deep and use no aliases.
-    max_tokens: int = Field(5_000, ge=100)
+    # operations use at most 300 tokens and 1,500 characters, nest 6 deep and use no aliases.
+    max_chars: int = Field(100_000, ge=1_000)
+    max_tokens: int = Field(2_000, ge=100)
     max_comments: int = Field(200, ge=0)
     max_depth: int = Field(12, ge=2)
     max_aliases: int = Field(30, ge=0)

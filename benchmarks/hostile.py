@@ -31,6 +31,7 @@ from benchmarks.harness import SERVERS, World, demo_world
 from benchmarks.timing import machine_line, percentile
 
 UNLIMITED = {
+    "max_chars": 10**9,
     "max_tokens": 10**9,
     "max_comments": 10**9,
     "max_depth": 10**6,
@@ -47,6 +48,7 @@ BOMBS = {
     "5,000 directives": "{ patients(first: 1) { totalCount"
     + " @include(if: true)" * 5_000
     + " } }",
+    "2,000-token document (the token limit)": "{ " + "__typename " * 2_100 + "}",
 }
 
 

@@ -12,7 +12,8 @@ from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
 from schema.limits import DocumentLimits, QueryRejected, check_document
 
 LIMITS = DocumentLimits(
-    max_tokens=5_000,
+    max_chars=100_000,
+    max_tokens=2_000,
     max_comments=200,
     max_depth=12,
     max_aliases=30,
@@ -57,7 +58,8 @@ def nest(levels: int) -> str:
 @pytest.mark.parametrize(
     ("query", "over"),
     [
-        ("{ " + "__typename " * 6_000 + "}", "tokens"),
+        ("{ " + "__typename " * 2_100 + "}", "tokens"),
+        ("{ " + "__typename " * 10_000 + "}", "characters"),
         ("{ __typename }" + "\n# c" * 201, "tokens"),  # comments are bounded too
         ("{ patients " + nest(12) + " }", "deeper"),
         ("{ p { " + " ".join(f"a{i}: __typename" for i in range(31)) + " } }", "aliases"),
@@ -98,6 +100,7 @@ def test_the_server_takes_each_limit_from_its_setting() -> None:
     configured = GraphQLSettings(max_depth=3, max_aliases=1, max_tokens=150)
     limits = document_limits(configured)
     assert limits == DocumentLimits(
+        max_chars=configured.max_chars,
         max_tokens=150,
         max_comments=configured.max_comments,
         max_depth=3,
