@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/big_list.py
 	$(BIN)/python benchmarks/cache_hit.py
 	$(BIN)/python benchmarks/cold.py
+	$(BIN)/python benchmarks/hostile.py
 
 docker-lint: $(VENV)/.installed-test
 	$(BIN)/hadolint docker/Dockerfile
