@@ -48,6 +48,7 @@ async def serving(
     config = uvicorn.Config(
         app,
         log_level="warning",
+        log_config=None,  # uvicorn's records reach the root handler: PHI-free formatting
         access_log=False,
         lifespan=lifespan,
         timeout_graceful_shutdown=2,

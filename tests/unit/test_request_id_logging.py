@@ -38,7 +38,9 @@ def test_a_logged_exception_shows_its_class_and_frames_never_its_message(
         try:
             raise ValueError("patient 999-00-1234 not found")  # a message built from input
         except ValueError:
-            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+            # asyncio's logger as an example: every logger propagating to the root is covered
+            # (uvicorn's too, with `log_config=None` as `serve` and the demo run it).
+            logging.getLogger("asyncio").exception("Exception in ASGI application")
         err = capsys.readouterr().err
     finally:
         for handler in root.handlers[:]:
