@@ -33,7 +33,14 @@ from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
 from app.identity.index import PatientIndex
 from app.logging import describe_exception
-from app.settings import DEFAULT_HASH_KEY, AuthSettings, CacheSettings, GraphQLSettings, Settings
+from app.settings import (
+    DEFAULT_HASH_KEY,
+    AuthSettings,
+    CacheSettings,
+    GraphQLSettings,
+    Settings,
+    production_warnings,
+)
 from app.sources.registry import build_sources
 from app.store import create_engine
 from app.web.state import Runtime
@@ -68,6 +75,8 @@ async def open_runtime(
         await registry.start()
         if settings.identity.hash_key == DEFAULT_HASH_KEY:
             log.warning("identity.hash_key is the built-in default: set a secret of your own")
+        for warning in production_warnings(settings.server):
+            log.warning("%s", warning)
         policy = load_policy(settings.auth.policy_file, FIELD_OWNERS)
         limits = PageLimits(settings.graphql.default_page_size, settings.graphql.max_page_size)
         schema = build_schema(

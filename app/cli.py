@@ -191,6 +191,10 @@ def _check_config(args: argparse.Namespace) -> int:
     settings = _valid_settings(args.path, f"{args.path}: ")
     if settings is None:
         return EXIT_CONFIG
+    from app.settings import production_warnings
+
+    for warning in production_warnings(settings.server):
+        print(f"{args.path}: warning: {warning}", file=sys.stderr)
     print(f"{args.path}: ok ({len(settings.sources)} sources)")
     return 0
 

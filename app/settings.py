@@ -35,11 +35,42 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # The production profile: introspection, field suggestions and GraphiQL off (unexpected
+    # errors are always masked as INTERNAL). Setting either back on with it is refused.
+    production: bool = False
     graphiql: bool = True
     introspection: bool = True
     max_body_bytes: int = Field(1_000_000, ge=1024)
     # Headers prefilled in GraphiQL; only the demo sets this (it holds a demo token).
     graphiql_headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _production_profile(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("production") is not True:
+            return data
+        turned_on = [key for key in ("introspection", "graphiql") if data.get(key) is True]
+        if turned_on:
+            raise ValueError(f"production = true turns {' and '.join(turned_on)} off")
+        return {**data, "introspection": False, "graphiql": False}
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def production_warnings(server: ServerSettings) -> list[str]:
+    """What a server reachable from other hosts should not leave on (`check-config` prints
+    these, `serve` logs them): a production-looking config outside the production profile."""
+    if server.production or server.host in LOOPBACK_HOSTS or server.host.startswith("127."):
+        return []
+    left_on = [key for key in ("introspection", "graphiql") if getattr(server, key)]
+    if not left_on:
+        return []
+    on = " and ".join(left_on)
+    return [
+        f"server.host {server.host} is reachable from other hosts but {on} "
+        "is on: set [server] production = true"
+    ]
 
 
 class GraphQLSettings(_Section):

@@ -190,11 +190,14 @@ async def test_expiry_leeway_is_small(api: Api) -> None:
     assert time.time() > 0
 
 
+@pytest.mark.parametrize(
+    "server", [{"introspection": False, "graphiql": False}, {"production": True}]
+)
 async def test_introspection_can_be_disabled(
-    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+    api_factory: ApiFactory, upstreams: dict[str, Upstream], server: dict[str, Any]
 ) -> None:
     sources = [fhir_source(u) for u in upstreams.values()]
-    async with api_factory(sources, server={"introspection": False, "graphiql": False}) as api:
+    async with api_factory(sources, server=server) as api:
         introspect = await api.query("{ __schema { types { name } } }")
         normal = await api.query("{ me { id } }")
         typo = await api.query("{ patientz(id: 1) { id } }")

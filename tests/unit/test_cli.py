@@ -49,6 +49,20 @@ def test_check_config_ok_and_bad(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_warns_about_a_reachable_server_outside_the_production_profile(
+    tmp_path: Path,
+) -> None:
+    auth = '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "k"\n'
+    exposed, profiled = tmp_path / "exposed.toml", tmp_path / "profiled.toml"
+    exposed.write_text('[server]\nhost = "0.0.0.0"\n' + auth)
+    profiled.write_text('[server]\nhost = "0.0.0.0"\nproduction = true\n' + auth)
+    warned, quiet = run("check-config", str(exposed)), run("check-config", str(profiled))
+    assert warned.returncode == quiet.returncode == 0
+    assert "warning: server.host 0.0.0.0" in warned.stderr
+    assert "production = true" in warned.stderr
+    assert "warning" not in quiet.stderr
+
+
 def test_serve_reports_config_errors_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nport = 'eighty'\n")

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from app.cache.factory import source_cache
-from app.settings import ConfigError, load_settings, settings_from_mapping
+from app.settings import (
+    ConfigError,
+    ServerSettings,
+    load_settings,
+    production_warnings,
+    settings_from_mapping,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "patientgraph.toml"
 AUTH = {"issuer": "https://i/", "audience": "a", "jwks_file": "k.json"}
@@ -114,3 +120,28 @@ def test_the_cache_hash_key_has_an_env_override() -> None:
     assert settings.cache_hash_key == "from-the-environment"
     with pytest.raises(ConfigError, match=r"cache\.hash_key"):
         settings_from_mapping({"auth": AUTH, "cache": {"hash_key": ""}}, environ={})
+
+
+def server(**keys: Any) -> ServerSettings:
+    return settings_from_mapping({"auth": AUTH, "server": keys}, environ={}).server
+
+
+def test_the_production_profile_turns_introspection_and_graphiql_off() -> None:
+    assert (server().introspection, server().graphiql) == (True, True)
+    production = server(production=True)
+    assert (production.introspection, production.graphiql) == (False, False)
+    assert server(production=True, introspection=False).introspection is False
+    for key in ("introspection", "graphiql"):
+        with pytest.raises(ConfigError, match=f"turns {key} off"):
+            server(production=True, **{key: True})
+
+
+def test_a_server_reachable_from_other_hosts_is_warned_to_use_the_profile() -> None:
+    assert production_warnings(server()) == []  # loopback
+    assert production_warnings(server(host="127.0.0.2")) == []
+    (warning,) = production_warnings(server(host="0.0.0.0"))  # noqa: S104  # the case tested
+    assert "introspection and graphiql" in warning
+    assert "production = true" in warning
+    assert production_warnings(server(host="0.0.0.0", production=True)) == []  # noqa: S104
+    quiet = server(host="10.0.0.5", introspection=False, graphiql=False)
+    assert production_warnings(quiet) == []
