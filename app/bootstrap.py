@@ -43,6 +43,7 @@ from app.settings import (
 )
 from app.sources.registry import build_sources
 from app.store import create_engine
+from app.web.rate_limits import rate_limits
 from app.web.state import Runtime
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
@@ -90,6 +91,8 @@ async def open_runtime(
             page_limits=limits,
             caches=purger,
         )
+        limiter = rate_limits(settings.rate_limit, settings.cache)
+        stack.push_async_callback(limiter.aclose)
         yield Runtime(
             settings,
             schema,
@@ -105,6 +108,7 @@ async def open_runtime(
             Decisions(policy),
             purger,
             document_limits(settings.graphql),
+            limiter,
         )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.domain.patients import SSN_SYSTEM
@@ -256,9 +257,38 @@ SourceSettings = Annotated[
 ]
 
 
+class RateLimitSettings(_Section):
+    """Requests per client address and per principal (`limits` notation, e.g. "600/minute"),
+    counted where the caches are (in-process, or Redis with `cache.backend = "redis"`)."""
+
+    enabled: bool = False
+    per_address: str = "1200/minute"
+    per_principal: str = "600/minute"
+    by_role: dict[str, str] = Field(default_factory=dict)  # role -> limit, instead of the default
+
+    @field_validator("per_address", "per_principal")
+    @classmethod
+    def _a_limit(cls, value: str) -> str:
+        return _limit(value)
+
+    @field_validator("by_role")
+    @classmethod
+    def _limits(cls, value: dict[str, str]) -> dict[str, str]:
+        return {role: _limit(limit) for role, limit in value.items()}
+
+
+def _limit(value: str) -> str:
+    try:
+        parse_limit(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate limit such as '600/minute'") from None
+    return value
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     graphql: GraphQLSettings = GraphQLSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     auth: AuthSettings
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()

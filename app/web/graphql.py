@@ -29,6 +29,7 @@ from app.logging import describe_exception
 from app.sources import freshness
 from app.web.auth import authenticate
 from app.web.examples import DASHBOARD_QUERY
+from app.web.rate_limits import retry_after
 from app.web.state import Runtime, runtime_of
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
@@ -83,6 +84,10 @@ async def graphql_get(request: Request) -> Response:
 
 async def graphql_post(request: Request) -> Response:
     runtime = runtime_of(request)
+    address = request.client.host if request.client is not None else ""
+    wait = await runtime.rate_limits.address_wait(address)  # before any work, even a token's
+    if wait is not None:
+        return _rate_limited(wait)
     try:
         principal = await authenticate(
             request, runtime.settings.auth, runtime.keyset, runtime.verified_tokens
@@ -93,6 +98,9 @@ async def graphql_post(request: Request) -> Response:
             401,
             {"www-authenticate": 'Bearer error="invalid_token"'},
         )
+    wait = await runtime.rate_limits.principal_wait(principal)
+    if wait is not None:
+        return _rate_limited(wait)
     try:
         query, variables, operation = _parse_body(await request.body(), request)
         check_document(query, runtime.document_limits)  # before anything costly
@@ -190,6 +198,11 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
     status = 400 if rejected else 200
     stored = Stored(status, orjson.dumps(payload), cacheable=status == 200 and not errors)
     return Outcome(stored, frozenset(context.disclosed))
+
+
+def _rate_limited(wait: float) -> Response:
+    error = simple_error("Too many requests: retry later", "RATE_LIMITED")
+    return json_response(error, 429, {"retry-after": retry_after(wait)})
 
 
 def _answer(stored: Stored, cache_state: dict[str, str]) -> Response:

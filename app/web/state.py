@@ -20,6 +20,7 @@ from app.cache.purge import CachePurger
 from app.cache.response import ResponseCache
 from app.settings import Settings
 from app.sources.registry import SourceRegistry
+from app.web.rate_limits import RateLimits
 from resolvers.context import Services
 from schema.limits import DocumentLimits
 
@@ -40,6 +41,7 @@ class Runtime:
     decisions: Decisions
     caches: CachePurger  # purging the response and source caches per patient
     document_limits: DocumentLimits  # checked before a document is validated
+    rate_limits: RateLimits
 
 
 def runtime_of(request: Request) -> Runtime:

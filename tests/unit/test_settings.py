@@ -145,3 +145,15 @@ def test_a_server_reachable_from_other_hosts_is_warned_to_use_the_profile() -> N
     assert production_warnings(server(host="0.0.0.0", production=True)) == []  # noqa: S104
     quiet = server(host="10.0.0.5", introspection=False, graphiql=False)
     assert production_warnings(quiet) == []
+
+
+def test_rate_limits_are_checked_when_the_settings_load() -> None:
+    settings = settings_from_mapping(
+        {"auth": AUTH, "rate_limit": {"by_role": {"admin": "60/minute"}}},
+        environ={"PATIENTGRAPH_RATE_LIMIT__ENABLED": "true"},
+    )
+    assert settings.rate_limit.enabled
+    assert settings.rate_limit.by_role == {"admin": "60/minute"}
+    for bad in ({"per_principal": "lots"}, {"by_role": {"admin": "fast"}}):
+        with pytest.raises(ConfigError, match="rate_limit"):
+            settings_from_mapping({"auth": AUTH, "rate_limit": bad}, environ={})
