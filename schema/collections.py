@@ -72,7 +72,8 @@ class Collection:
     arguments: Arguments
 
     def filters(self, values: Mapping[str, Any]) -> RecordQuery:
-        """The record filters these GraphQL argument values select."""
+        """The record filters these GraphQL argument values select: the one mapping, used
+        when the field resolves and when `schema.prefetch` asks ahead for a page."""
         if self.arguments is Arguments.OBSERVATIONS:
             category = values.get("category")
             return record_filters(category, values.get("code"), values.get("since"))
@@ -177,7 +178,7 @@ def _observations(collection: Collection) -> Resolver:
         after: After = None,
         merged: Merged = True,
     ) -> NowOrLater[Page[Any]]:
-        filters = record_filters(category, code, since)
+        filters = collection.filters({"category": category, "code": code, "since": since})
         return _page(info, root, collection, first, after, filters, merged=merged)
 
     return resolve
@@ -193,7 +194,7 @@ def _lab_results(collection: Collection) -> Resolver:
         after: After = None,
         merged: Merged = True,
     ) -> NowOrLater[Page[Any]]:
-        filters = record_filters(LABORATORY, code, since)
+        filters = collection.filters({"code": code, "since": since})
         return _page(info, root, collection, first, after, filters, merged=merged)
 
     return resolve
