@@ -87,6 +87,8 @@ class GraphQLSettings(_Section):
     max_root_fields: int = Field(10, ge=1)
     max_directives: int = Field(50, ge=0)
     max_fragments: int = Field(50, ge=0)
+    # Of one field name in one selection set: validation compares each pair of them.
+    max_field_repeats: int = Field(10, ge=1)
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GraphQLSettings:

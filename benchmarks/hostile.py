@@ -39,11 +39,15 @@ UNLIMITED = {
     "max_root_fields": 10**6,
     "max_directives": 10**6,
     "max_fragments": 10**6,
+    "max_field_repeats": 10**6,
 }
 BOMBS = {
     "1 MB token bomb (90,000 __typename)": "{ " + "__typename " * 90_000 + "}",
     "200 aliased collections": "{ patients(first: 1) { nodes { "
     + " ".join(f'o{i}: observations(code: "c{i}") {{ totalCount }}' for i in range(200))
+    + " } } }",
+    "150 collections under one alias": "{ patients(first: 1) { nodes { "
+    + " ".join(f'o: observations(code: "c{i}") {{ totalCount }}' for i in range(150))
     + " } } }",
     "5,000 directives": "{ patients(first: 1) { totalCount"
     + " @include(if: true)" * 5_000

@@ -130,6 +130,10 @@ BOMBS = {
     + " } } }",
     "directives": "{ patients { totalCount" + " @include(if: true)" * 5_000 + " } }",
     "root fields": "{ " + " ".join(f"p{i}: patients {{ totalCount }}" for i in range(50)) + " }",
+    # Within the alias limit; validation would compare each pair of the 25 `o`s.
+    "repeats": "{ patients { nodes { "
+    + " ".join(f'o: observations(code: "c{i}") {{ totalCount }}' for i in range(25))
+    + " } } }",
 }
 
 

@@ -22,6 +22,7 @@ LIMITS = DocumentLimits(
     max_root_fields=10,
     max_directives=50,
     max_fragments=50,
+    max_field_repeats=10,
 )
 
 
@@ -71,6 +72,12 @@ def nest(levels: int) -> str:
             "{ ...F0 } " + " ".join(f"fragment F{i} on Query {{ __typename }}" for i in range(51)),
             "fragments",
         ),
+        (
+            "{ p { "
+            + " ".join(f'o: observations(code: "c{i}") {{ id }}' for i in range(11))
+            + " } }",
+            "response name more than 10 times",
+        ),
     ],
 )
 def test_each_limit_rejects_a_document_over_it(query: str, over: str) -> None:
@@ -93,6 +100,26 @@ def test_limits_count_what_fragments_expand_to() -> None:
         check_document(deep, LIMITS)
 
 
+def test_field_repeats_count_through_inline_fragments_and_fragment_spreads() -> None:
+    """Validation compares the fields of an inline fragment or a spread fragment with those
+    of the selection set around it, so they count together; other selection sets apart.
+    Distinct aliases of one field are distinct response names, compared with nothing."""
+    copies = " ".join(f'o: observations(code: "c{i}") {{ id }}' for i in range(6))
+    distinct = " ".join(f'o{i}: observations(code: "c{i}") {{ id }}' for i in range(12))
+    check_document(f"{{ p {{ {distinct} }} }}", LIMITS)  # within
+    inline = f"{{ p {{ {copies} ... on Patient {{ {copies} }} }} }}"
+    with pytest.raises(QueryRejected, match="response name more than 10 times"):
+        check_document(inline, LIMITS)
+    spread = f"{{ p {{ {copies} ...F }} }} fragment F on Patient {{ {copies} }}"
+    with pytest.raises(QueryRejected, match="response name more than 10 times"):
+        check_document(spread, LIMITS)
+    inside = f"{{ p {{ ...F }} }} fragment F on Patient {{ {copies} q {{ {copies} }} }}"
+    check_document(inside, LIMITS)  # six in each selection set: within
+    nested = f"{{ p {{ ...F }} }} fragment F on Patient {{ q {{ {copies} {copies} }} }}"
+    with pytest.raises(QueryRejected, match="response name more than 10 times"):
+        check_document(nested, LIMITS)
+
+
 def test_a_fragment_cycle_is_left_to_validation() -> None:
     query = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }"
     check_document(query, LIMITS)  # within: no QueryRejected
@@ -110,6 +137,7 @@ def test_the_server_takes_each_limit_from_its_setting() -> None:
         max_root_fields=configured.max_root_fields,
         max_directives=configured.max_directives,
         max_fragments=configured.max_fragments,
+        max_field_repeats=configured.max_field_repeats,
     )
     with pytest.raises(QueryRejected, match="aliases"):
         check_document("{ p { a: x b: x } }", limits)
