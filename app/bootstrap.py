@@ -48,6 +48,7 @@ from app.web.state import Runtime
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
 from schema.build import build_schema
+from schema.cost import Budget, CostEstimator, fanout
 from schema.limits import DocumentLimits
 from schema.patient import FIELD_OWNERS
 
@@ -109,6 +110,7 @@ async def open_runtime(
             purger,
             document_limits(settings.graphql),
             limiter,
+            CostEstimator(schema._schema, fanout(services), cost_budget(settings.graphql)),
         )
 
 
@@ -144,6 +146,12 @@ def keyset(auth: AuthSettings) -> KeySet:
 def document_limits(graphql: GraphQLSettings) -> DocumentLimits:
     """Each limit is the `[graphql]` setting of the same name."""
     return DocumentLimits(**{f.name: getattr(graphql, f.name) for f in fields(DocumentLimits)})
+
+
+def cost_budget(graphql: GraphQLSettings) -> Budget:
+    return Budget(
+        graphql.max_searches, graphql.max_records, graphql.max_patients, graphql.patients_by_role
+    )
 
 
 def lab_ingested(index: PatientIndex, purge: Callable[[str], Awaitable[None]]) -> Ingested:

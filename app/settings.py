@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.domain.patients import SSN_SYSTEM
 
@@ -89,6 +97,13 @@ class GraphQLSettings(_Section):
     max_fragments: int = Field(50, ge=0)
     # Of one field name in one selection set: validation compares each pair of them.
     max_field_repeats: int = Field(10, ge=1)
+    # Query cost budget (`schema.cost`): upstream searches, records and patients one operation
+    # may cause. The dashboard example, 20 patients, estimates 20 patients, 520 records and
+    # 2 + 20 x (its collections' sources) searches.
+    max_searches: int = Field(2_000, ge=1)
+    max_records: int = Field(50_000, ge=1)
+    max_patients: int = Field(100, ge=1)
+    patients_by_role: dict[str, PositiveInt] = Field(default_factory=dict)  # role -> budget
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GraphQLSettings:
@@ -267,6 +282,9 @@ class RateLimitSettings(_Section):
     per_address: str = "1200/minute"
     per_principal: str = "600/minute"
     by_role: dict[str, str] = Field(default_factory=dict)  # role -> limit, instead of the default
+    # Cost weighting: a request spends 1 + (its estimated upstream searches // search_unit)
+    # from the principal's limit, so a query that fans out widely counts as several.
+    search_unit: int = Field(100, ge=1)
 
     @field_validator("per_address", "per_principal")
     @classmethod

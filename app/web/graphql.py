@@ -33,6 +33,7 @@ from app.web.rate_limits import retry_after
 from app.web.state import Runtime, runtime_of
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
+from schema.cost import OverBudget
 from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, simple_error
 from schema.limits import QueryRejected, check_document
 
@@ -107,6 +108,7 @@ async def graphql_post(request: Request) -> Response:
     try:
         query, variables, operation = _parse_body(await request.body(), request)
         check_document(query, runtime.document_limits)  # before anything costly
+        cost = runtime.cost.check(query, operation, variables, principal.roles)
         assertions = request.headers.getlist(BREAK_GLASS_HEADER)
         emergency = break_glass_from(
             assertions,
@@ -117,12 +119,20 @@ async def graphql_post(request: Request) -> Response:
         access = runtime.decisions.decide(principal, break_glass=emergency is not None)
     except ValueError as exc:
         return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
+    except OverBudget as exc:
+        error = simple_error(str(exc), exc.code)
+        error["errors"][0]["extensions"].update(exc.extensions)
+        return json_response(error, 400)
     except QueryRejected as exc:
         return json_response(simple_error(str(exc), exc.code), 400)
     except BreakGlassRefused as exc:
         return json_response(simple_error(str(exc), exc.code), exc.status)
     except PurposeRefused as exc:
         return json_response(simple_error(str(exc), "FORBIDDEN"), 403)
+    if limits.enabled:  # a query that fans out widely spends more of the caller's limit
+        wait = await limits.charge(principal, cost.searches)
+        if wait is not None:
+            return _rate_limited(wait)
     if emergency is not None:
         runtime.break_glass_log.record(emergency)
         # Who and when for operators; the reason stays out of the log (it may hold PHI).

@@ -36,6 +36,7 @@ class RateLimits:
         self._per_address = parse(settings.per_address)
         self._per_principal = parse(settings.per_principal)
         self._by_role = {role: parse(limit) for role, limit in settings.by_role.items()}
+        self._search_unit = settings.search_unit
 
     async def address_wait(self, address: str) -> float | None:
         """Seconds to wait before this client address may send again; None: go ahead."""
@@ -47,15 +48,26 @@ class RateLimits:
         item = self._limit_for(principal)
         return await self._spend(item, "principal", principal.issuer, principal.subject)
 
+    async def charge(self, principal: Principal, searches: int) -> float | None:
+        """After the cost estimate: what a query that fans out widely spends beyond the one
+        request `principal_wait` counted (`search_unit` searches each); None: go ahead."""
+        extra = searches // self._search_unit
+        if extra == 0:
+            return None
+        item = self._limit_for(principal)
+        return await self._spend(item, "principal", principal.issuer, principal.subject, cost=extra)
+
     def _limit_for(self, principal: Principal) -> RateLimitItem:
         own = [self._by_role[r] for r in principal.roles if r in self._by_role]
         return max(own, key=_per_second) if own else self._per_principal
 
-    async def _spend(self, item: RateLimitItem, kind: str, *parts: str) -> float | None:
+    async def _spend(
+        self, item: RateLimitItem, kind: str, *parts: str, cost: int = 1
+    ) -> float | None:
         if not self.enabled:
             return None
         key = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-        if await self._limiter.hit(item, kind, key):
+        if await self._limiter.hit(item, kind, key, cost=cost):
             return None
         stats = await self._limiter.get_window_stats(item, kind, key)
         return max(stats.reset_time - time.time(), 1.0)

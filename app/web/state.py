@@ -22,6 +22,7 @@ from app.settings import Settings
 from app.sources.registry import SourceRegistry
 from app.web.rate_limits import RateLimits
 from resolvers.context import Services
+from schema.cost import CostEstimator
 from schema.limits import DocumentLimits
 
 
@@ -42,6 +43,7 @@ class Runtime:
     caches: CachePurger  # purging the response and source caches per patient
     document_limits: DocumentLimits  # checked before a document is validated
     rate_limits: RateLimits
+    cost: CostEstimator  # upstream work an operation can cause, against the caller's budget
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -152,6 +152,32 @@ async def test_document_bombs_are_rejected_before_any_work(
     assert healthy.status_code == 200
 
 
+async def test_a_query_over_the_cost_budget_is_refused_with_its_estimate(
+    api: Api, upstreams: dict[str, Upstream]
+) -> None:
+    """25 collections (within the alias limit) on each of 100 patients, from two sources:
+    5,002 searches against a budget of 2,000."""
+    query = (
+        "query($n: Int) { patients(first: $n) { nodes { "
+        + " ".join(f"c{i}: conditions(first: 100) {{ totalCount }}" for i in range(25))
+        + " } } }"
+    )
+    before = upstream_calls(upstreams)
+    refused = await api.query(query, {"n": 100})
+    assert refused.status_code == 400
+    (error,) = refused.json()["errors"]
+    assert error["extensions"] == {
+        "code": "QUERY_REJECTED",
+        "cost": {"searches": 2 + 100 * 25 * 2, "records": 100 + 100 * 25 * 100, "patients": 100},
+        "budget": {"searches": 2_000, "records": 50_000, "patients": 100},
+    }
+    assert "5002 upstream searches" in error["message"]
+    assert upstream_calls(upstreams) == before
+    within = await api.query(query, {"n": 2})  # the same document with a smaller page
+    assert within.status_code == 200
+    assert len(within.json()["data"]["patients"]["nodes"]) == 2
+
+
 async def test_every_response_carries_a_request_id(api: Api) -> None:
     given = await api.client.get(f"{api.url}/healthz", headers={"X-Request-Id": "abc-123.4:5"})
     assert given.headers["x-request-id"] == "abc-123.4:5"

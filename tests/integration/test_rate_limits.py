@@ -66,6 +66,26 @@ async def test_a_client_address_is_limited_before_its_tokens_are_read(
     assert statuses == [401, 401, 429]  # garbage tokens spend the address's budget too
 
 
+async def test_a_query_that_fans_out_spends_more_of_the_budget(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    """With `search_unit = 2`, the two-source patient search costs 1 + 2 // 2 = 2 and one with
+    a collection on each of 4 patients 1 + (2 + 4 * 2) // 2 = 6, of a budget of 8."""
+    wide = "{ patients(first: 4) { nodes { conditions { totalCount } } } }"
+    async with limited(
+        api_factory, upstreams, "memory", per_principal="8/minute", search_unit=2
+    ) as api:
+        cheap = [(await api.query(QUERY)).status_code for _ in range(2)]  # 4 spent
+        refused = await api.query(wide)  # 6 more: over
+        other = [(await api.query(QUERY, role="billing")).status_code for _ in range(4)]
+        again = await api.query(QUERY, role="billing")  # 8 spent: over
+    assert cheap == [200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert other == [200, 200, 200, 200]
+    assert again.status_code == 429
+
+
 async def test_a_role_may_have_its_own_limit(
     api_factory: ApiFactory, upstreams: dict[str, Upstream]
 ) -> None:
