@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from app.bootstrap import open_runtime
 from app.graphiql.page import STATIC_DIR
 from app.settings import Settings
+from app.web.disconnect import ClientGone, client_gone
 from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz
 from app.web.middleware import BodyLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
@@ -48,5 +49,5 @@ def create_app(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={Exception: internal_error},
+        exception_handlers={Exception: internal_error, ClientGone: client_gone},
     )

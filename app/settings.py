@@ -104,6 +104,9 @@ class GraphQLSettings(_Section):
     max_records: int = Field(50_000, ge=1)
     max_patients: int = Field(100, ge=1)
     patients_by_role: dict[str, PositiveInt] = Field(default_factory=dict)  # role -> budget
+    # Whole-operation deadline: source calls still running after it are abandoned, and the
+    # response carries what arrived plus SOURCE_TIMEOUT (reason "deadline") per such source.
+    deadline_seconds: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GraphQLSettings:

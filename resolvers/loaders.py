@@ -12,9 +12,10 @@ by each patient's field costs one upstream search, whether it succeeded or not.
 
 from __future__ import annotations
 
+import asyncio
 from asyncio import Future
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
@@ -24,11 +25,17 @@ from app.domain.patients import SourcePatient
 from app.domain.records import PersonQuery, RecordKind, RecordQuery
 from app.identity.index import PatientIndex
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource
+from app.sources.errors import DeadlineExceeded
+
+T = TypeVar("T")
 
 
 class RequestLoaders:
-    def __init__(self, index: PatientIndex) -> None:
+    def __init__(self, index: PatientIndex, deadline: float | None = None) -> None:
+        """`deadline`: the event-loop time (`loop.time()`) by which every source call of this
+        request is abandoned as DeadlineExceeded; None: each source's own timeout only."""
         self._index = index
+        self.deadline = deadline
         self._links: DataLoader[str, tuple[SourceLink, ...]] | None = None
         self._patients: dict[str, DataLoader[str, SourcePatient | None]] = {}
         self._records: dict[tuple[str, str], DataLoader[RecordQuery, Sequence[Any]]] = {}
@@ -57,7 +64,7 @@ class RequestLoaders:
         if loader is None:
 
             async def load(ids: list[str]) -> list[SourcePatient | None]:
-                found = await source.patients_by_id(ids)
+                found = await self.bounded(source.id, source.patients_by_id(ids))
                 return [found.get(i) for i in ids]
 
             loader = self._patients[source.id] = DataLoader(load)
@@ -71,7 +78,7 @@ class RequestLoaders:
         if loader is None:
 
             async def load(queries: list[RecordQuery]) -> list[Sequence[Any]]:
-                found = await source.records_for(kind, queries)
+                found = await self.bounded(source.id, source.records_for(kind, queries))
                 return [found.get(q, ()) for q in queries]
 
             loader = self._records[(source.id, kind.name)] = DataLoader(load)
@@ -85,11 +92,23 @@ class RequestLoaders:
         if loader is None:
 
             async def load(people: list[PersonQuery]) -> list[Sequence[Any]]:
-                found = await source.records_for_people(kind, people)
+                found = await self.bounded(source.id, source.records_for_people(kind, people))
                 return [found.get(p, ()) for p in people]
 
             loader = self._people[(source.id, kind.name)] = DataLoader(load)
         return loader
+
+    async def bounded(self, source_id: str, call: Awaitable[T]) -> T:
+        """`call` to source `source_id`, abandoned at the deadline. Cancelling it cancels this
+        request's upstream exchange; one shared with other requests (the source cache's
+        single flight) goes on for them."""
+        if self.deadline is None:
+            return await call
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await call
+        except TimeoutError:
+            raise DeadlineExceeded(source_id, "operation deadline") from None
 
     def record_answer(
         self, source: RecordSource, kind: RecordKind[Any], query: RecordQuery

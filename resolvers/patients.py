@@ -49,7 +49,9 @@ async def search_patients(
         return []  # the connection is non-null: empty, with FORBIDDEN at its path
     sources = ctx.services.patient_sources
     answers, _ = await gather_sources(
-        [s.search_patients(criteria) for s in sources], ctx.problems, path
+        [ctx.loaders.bounded(s.id, s.search_patients(criteria)) for s in sources],
+        ctx.problems,
+        path,
     )
     found = [p for answer in answers.values() for p in answer]
     admitted = await access.admit_patients(ctx, await ctx.services.index.link(found), path)

@@ -64,6 +64,8 @@ def format_source_problems(problems: SourceProblems) -> list[dict[str, Any]]:
         if path is not None:
             item["path"] = list(path)
         item["extensions"] = {"code": error.code, "source": source_id}
+        if error.cause is not None:
+            item["extensions"]["reason"] = error.cause
         out.append(item)
     return out
 

@@ -20,6 +20,7 @@ class SourceError(Exception):
     code = "SOURCE_UNAVAILABLE"
     reason = "is unavailable"
     state = "unavailable"  # short word for /readyz
+    cause: str | None = None  # for clients, `extensions.reason`, when more than the code
 
     def __init__(self, source_id: str, detail: str = "") -> None:
         self.source_id = source_id
@@ -36,6 +37,14 @@ class SourceTimeout(SourceError):
     code = "SOURCE_TIMEOUT"
     reason = "did not answer in time"
     state = "timeout"
+
+
+class DeadlineExceeded(SourceTimeout):
+    """The source had not answered when the operation's `[graphql] deadline_seconds` ran
+    out: its call was abandoned (its own timeout may be longer), the rest answered."""
+
+    reason = "did not answer before the operation's deadline"
+    cause = "deadline"
 
 
 class SourceRejected(SourceError):

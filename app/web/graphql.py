@@ -7,6 +7,7 @@ the response as coded errors.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
 from app.sources import freshness
 from app.web.auth import authenticate
+from app.web.disconnect import unless_disconnected
 from app.web.examples import DASHBOARD_QUERY
 from app.web.rate_limits import retry_after
 from app.web.state import Runtime, runtime_of
@@ -146,7 +148,8 @@ async def graphql_post(request: Request) -> Response:
         or emergency is not None  # elevated access: never stored, never served from a cache
         or document.operations.get(operation) is not OperationKind.QUERY
     ):
-        return _answer((await _execute(runtime, call)).stored, BYPASS)
+        outcome = await unless_disconnected(request, _execute(runtime, call))
+        return _answer(outcome.stored, BYPASS)
     caller = runtime.fingerprints.digest(principal, access)
     key = cache.key(document, operation, variables, caller)
     body = await cache.get(key)
@@ -160,7 +163,8 @@ async def graphql_post(request: Request) -> Response:
             await cache.put(key, outcome.stored.body, ttl, outcome.disclosed)
         return outcome.stored
 
-    stored, computed = await cache.flight.run(key, compute)
+    # Shared by identical concurrent misses: cancelled only when every one of them has left.
+    stored, computed = await unless_disconnected(request, cache.flight.run(key, compute))
     return _answer(stored, MISS if computed else SHARED)
 
 
@@ -180,10 +184,11 @@ class Outcome:
 
 
 async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
+    deadline = asyncio.get_running_loop().time() + runtime.settings.graphql.deadline_seconds
     context = Context(
         request.principal,
         runtime.services,
-        RequestLoaders(runtime.services.index),
+        RequestLoaders(runtime.services.index, deadline),
         request.access,
     )
     try:

@@ -11,7 +11,8 @@ Mode = Literal["ok", "500", "garbage", "hang", "foreign-next"]
 
 
 class FaultInjector:
-    """ASGI wrapper; set `.mode` at run time. `hang` sleeps far past any client timeout,
+    """ASGI wrapper; set `.mode` at run time. `hang` sleeps far past any client timeout (and
+    counts in `abandoned` the callers that hung up on it meanwhile),
     `garbage` answers 200 with malformed JSON, `foreign-next` answers a Bundle whose next
     link points at another origin."""
 
@@ -19,13 +20,15 @@ class FaultInjector:
         self.app = app
         self.mode: Mode = "ok"
         self.state = getattr(app, "state", None)
+        self.abandoned = 0  # hanging requests whose client closed the connection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.mode == "ok":
             await self.app(scope, receive, send)
             return
-        if self.mode == "hang":
-            await asyncio.sleep(30)
+        if self.mode == "hang" and await _client_left(receive, 30):
+            self.abandoned += 1
+            return
         status, body = {
             "500": (500, b'{"resourceType": "OperationOutcome"}'),
             "garbage": (200, b'{"resourceType": "Bundle", "entry": [ {oops'),
@@ -44,3 +47,14 @@ class FaultInjector:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def _client_left(receive: Receive, seconds: float) -> bool:
+    """Whether the client closed the connection within `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return False
+    return True

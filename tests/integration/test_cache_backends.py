@@ -88,3 +88,24 @@ async def test_single_flight_shares_one_computation_and_survives_a_cancelled_cal
     assert len(flight) == 0
     assert await flight.run("k", compute) == (42, True)  # a later call computes afresh
     assert started == 2
+
+
+async def test_single_flight_is_cancelled_when_its_last_caller_goes_away() -> None:
+    flight: SingleFlight[int] = SingleFlight()
+    computing: list[asyncio.Task[int]] = []
+
+    async def compute() -> int:
+        computing.append(asyncio.current_task())  # type: ignore[arg-type]
+        await asyncio.sleep(30)
+        return 42
+
+    callers = [asyncio.ensure_future(flight.run("k", compute)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    callers[0].cancel()
+    await asyncio.sleep(0.01)
+    assert not computing[0].done()  # one caller still waits
+    callers[1].cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert computing[0].cancelled()
+    assert len(flight) == 0

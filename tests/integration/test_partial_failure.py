@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,74 @@ async def test_unexpected_errors_are_masked(
     assert "999-00-0001" not in response.text
     assert "999-00-0001" not in caplog.text  # the log names the exception class, not its text
     assert "RuntimeError" in caplog.text
+
+
+async def test_the_operation_deadline_answers_with_what_arrived(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    """The clinic hangs within its own 20 s timeout: at the 1 s operation deadline its call is
+    abandoned (the upstream sees the connection closed), and the hospital's patients come back
+    with one SOURCE_TIMEOUT for the clinic, reason "deadline". Such a response is not cached.
+    (Anything asked after the deadline is abandoned at once: so no collections here.)"""
+    query = "{ patients(first: 50) { totalCount nodes { id sources { sourceId } } } }"
+    faults = upstreams["clinic"].faults
+    faults.mode = "hang"
+    sources = [
+        fhir_source(upstreams["hospital"]),
+        fhir_source(upstreams["clinic"], timeout_seconds=20),
+    ]
+    async with api_factory(sources, graphql={"deadline_seconds": 1}) as api:
+        started = time.monotonic()
+        response = await api.query(query)
+        elapsed = time.monotonic() - started
+        again = await api.query(query)
+        for _ in range(50):  # the upstream notices the closed connection on its next read
+            if faults.abandoned:
+                break
+            await asyncio.sleep(0.05)
+    body = response.json()
+    assert response.status_code == 200
+    assert body["data"]["patients"]["totalCount"] > 0
+    linked = {s["sourceId"] for p in body["data"]["patients"]["nodes"] for s in p["sources"]}
+    assert "hospital" in linked
+    (error,) = source_errors(body)
+    assert error["extensions"] == {
+        "code": "SOURCE_TIMEOUT",
+        "source": "clinic",
+        "reason": "deadline",
+    }
+    assert elapsed < 10  # long before the clinic's own timeout
+    assert faults.abandoned >= 1
+    assert again.headers["x-cache"] != "hit"
+
+
+async def test_a_client_that_hangs_up_cancels_its_upstream_calls(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    """The clinic hangs within its 20 s timeout and the 30 s deadline; the client gives up
+    after half a second, and the server abandons the clinic call at once instead of holding
+    it open for 20 s. The server answers the next query normally."""
+    faults = upstreams["clinic"].faults
+    faults.mode = "hang"
+    sources = [
+        fhir_source(upstreams["hospital"]),
+        fhir_source(upstreams["clinic"], timeout_seconds=20),
+    ]
+    query = "{ patients(first: 5) { totalCount } }"
+    async with api_factory(sources, graphql={"deadline_seconds": 30}) as api:
+        with pytest.raises(httpx.ReadTimeout):
+            await api.client.post(
+                f"{api.url}/graphql",
+                json={"query": query},
+                headers=api.signer.headers(),
+                timeout=0.5,
+            )
+        for _ in range(60):
+            if faults.abandoned:
+                break
+            await asyncio.sleep(0.05)
+        assert faults.abandoned == 1
+        faults.mode = "ok"
+        after = await api.query(query)
+    assert after.status_code == 200
+    assert after.json()["data"]["patients"]["totalCount"] > 0
