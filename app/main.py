@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.bootstrap import open_runtime
 from app.graphiql.page import STATIC_DIR
 from app.settings import Settings
@@ -19,6 +22,18 @@ from app.web.disconnect import ClientGone, client_gone
 from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz
 from app.web.middleware import BodyLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+
+
+def cors(origins: list[str]) -> Middleware:
+    """Only the listed origins, only what the API uses; no cookies (tokens are bearer)."""
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type", "x-request-id", BREAK_GLASS_HEADER],
+        expose_headers=["x-request-id", "x-cache", "retry-after"],
+        max_age=600,
+    )
 
 
 def create_app(
@@ -40,11 +55,16 @@ def create_app(
     ]
     if settings.server.graphiql:
         routes.append(Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"))
+    server = settings.server
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(SecurityHeadersMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
+        Middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes),
     ]
+    if server.gzip:
+        middleware.insert(2, Middleware(GZipMiddleware, minimum_size=server.gzip_min_bytes))
+    if server.cors_origins:  # outermost: a preflight is answered before anything else runs
+        middleware.insert(0, cors(server.cors_origins))
     return Starlette(
         routes=routes,
         middleware=middleware,

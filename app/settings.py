@@ -50,6 +50,11 @@ class ServerSettings(_Section):
     graphiql: bool = True
     introspection: bool = True
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    # Browser origins allowed to call the API (CORS), exactly as sent: "https://portal.example".
+    cors_origins: list[str] = Field(default_factory=list)
+    # Compress responses of at least gzip_min_bytes for clients that accept gzip.
+    gzip: bool = True
+    gzip_min_bytes: int = Field(1024, ge=0)
     # Headers prefilled in GraphiQL; only the demo sets this (it holds a demo token).
     graphiql_headers: dict[str, str] = Field(default_factory=dict)
 

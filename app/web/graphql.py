@@ -33,6 +33,14 @@ from app.web.disconnect import unless_disconnected
 from app.web.examples import DASHBOARD_QUERY
 from app.web.rate_limits import retry_after
 from app.web.state import Runtime, runtime_of
+from app.web.transport import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    UnsupportedMediaType,
+    get_params,
+    negotiate,
+    post_params,
+)
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
 from schema.cost import OverBudget
@@ -42,10 +50,8 @@ from schema.limits import QueryRejected, check_document
 log = logging.getLogger(__name__)
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 STATIC_PREFIX = "/graphiql/static"
-# Variables are input objects and lists: no argument of the schema nests deeper than a few
-# levels, and the response cache's canonical JSON allows at most 254.
-MAX_VARIABLE_DEPTH = 32
 OPERATION_TYPES = frozenset({OperationType.QUERY, OperationType.MUTATION})
+QUERIES_ONLY = frozenset({OperationType.QUERY})  # over GET
 # `x-cache` tells operators how the response cache answered: hit, miss (computed and, when
 # cacheable, stored), shared (an identical concurrent miss computed it), bypass (not cacheable:
 # a mutation, break-the-glass, a document that does not parse, or caching off).
@@ -56,11 +62,9 @@ BYPASS = {**NO_STORE, "x-cache": "bypass"}
 
 
 def json_response(
-    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None, media: str = JSON
 ) -> Response:
-    return Response(
-        orjson.dumps(payload), status, {**NO_STORE, **(headers or {})}, "application/json"
-    )
+    return Response(orjson.dumps(payload), status, {**NO_STORE, **(headers or {})}, media)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -70,12 +74,11 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 
 
 async def graphql_get(request: Request) -> Response:
+    """A query in the query string (GraphQL over HTTP), else the GraphiQL page for a browser."""
     runtime = runtime_of(request)
     accepts_html = "text/html" in request.headers.get("accept", "")
-    if not (runtime.settings.server.graphiql and accepts_html):
-        return json_response(
-            simple_error("Send queries with POST", "BAD_USER_INPUT"), 405, {"allow": "POST"}
-        )
+    if "query" in request.query_params or not (runtime.settings.server.graphiql and accepts_html):
+        return await _graphql(request, get=True)
     page = render_graphiql_page(
         endpoint=str(request.url.path),
         static_prefix=STATIC_PREFIX,
@@ -86,13 +89,21 @@ async def graphql_get(request: Request) -> Response:
 
 
 async def graphql_post(request: Request) -> Response:
+    return await _graphql(request, get=False)
+
+
+async def _graphql(request: Request, *, get: bool) -> Response:
     runtime = runtime_of(request)
+    media = negotiate(request.headers.get("accept"))
+    if media is None:
+        message = f"Accept must allow {GRAPHQL_RESPONSE} or {JSON}"
+        return json_response(simple_error(message, "BAD_USER_INPUT"), 406)
     limits = runtime.rate_limits
     if limits.enabled:  # before any work, even reading the token
         address = request.client.host if request.client is not None else ""
         wait = await limits.address_wait(address)
         if wait is not None:
-            return _rate_limited(wait)
+            return _rate_limited(wait, media)
     try:
         principal = await authenticate(
             request, runtime.settings.auth, runtime.keyset, runtime.verified_tokens
@@ -102,13 +113,18 @@ async def graphql_post(request: Request) -> Response:
             simple_error(str(exc), "UNAUTHENTICATED"),
             401,
             {"www-authenticate": 'Bearer error="invalid_token"'},
+            media,
         )
     if limits.enabled:
         wait = await limits.principal_wait(principal)
         if wait is not None:
-            return _rate_limited(wait)
+            return _rate_limited(wait, media)
     try:
-        query, variables, operation = _parse_body(await request.body(), request)
+        if get:
+            params = get_params(request.query_params)
+        else:
+            params = post_params(await request.body(), request.headers.get("content-type", ""))
+        query, variables, operation = params.query, params.variables, params.operation
         check_document(query, runtime.document_limits)  # before anything costly
         cost = runtime.cost.check(query, operation, variables, principal.roles)
         assertions = request.headers.getlist(BREAK_GLASS_HEADER)
@@ -119,27 +135,30 @@ async def graphql_post(request: Request) -> Response:
             minutes=runtime.policy.break_glass_minutes,
         )
         access = runtime.decisions.decide(principal, break_glass=emergency is not None)
+    except UnsupportedMediaType as exc:
+        return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 415, None, media)
     except ValueError as exc:
-        return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400)
+        return json_response(simple_error(str(exc), "BAD_USER_INPUT"), 400, None, media)
     except OverBudget as exc:
         error = simple_error(str(exc), exc.code)
         error["errors"][0]["extensions"].update(exc.extensions)
-        return json_response(error, 400)
+        return json_response(error, 400, None, media)
     except QueryRejected as exc:
-        return json_response(simple_error(str(exc), exc.code), 400)
+        return json_response(simple_error(str(exc), exc.code), 400, None, media)
     except BreakGlassRefused as exc:
-        return json_response(simple_error(str(exc), exc.code), exc.status)
+        return json_response(simple_error(str(exc), exc.code), exc.status, None, media)
     except PurposeRefused as exc:
-        return json_response(simple_error(str(exc), "FORBIDDEN"), 403)
+        return json_response(simple_error(str(exc), "FORBIDDEN"), 403, None, media)
     if limits.enabled:  # a query that fans out widely spends more of the caller's limit
         wait = await limits.charge(principal, cost.searches)
         if wait is not None:
-            return _rate_limited(wait)
+            return _rate_limited(wait, media)
     if emergency is not None:
         runtime.break_glass_log.record(emergency)
         # Who and when for operators; the reason stays out of the log (it may hold PHI).
         log.warning("break-the-glass by %s (token %s)", emergency.subject, emergency.token_id)
-    call = GraphQLRequest(query, variables, operation, principal, access)
+    allowed = QUERIES_ONLY if get else OPERATION_TYPES
+    call = GraphQLRequest(query, variables, operation, principal, access, allowed)
     cache = runtime.response_cache
     document = cache.document(query) if cache is not None else None
     if (
@@ -149,12 +168,12 @@ async def graphql_post(request: Request) -> Response:
         or document.operations.get(operation) is not OperationKind.QUERY
     ):
         outcome = await unless_disconnected(request, _execute(runtime, call))
-        return _answer(outcome.stored, BYPASS)
+        return _answer(outcome.stored, BYPASS, media)
     caller = runtime.fingerprints.digest(principal, access)
     key = cache.key(document, operation, variables, caller)
     body = await cache.get(key)
     if body is not None:
-        return Response(body, 200, HIT_HEADERS, "application/json")
+        return Response(body, 200, HIT_HEADERS, media)
 
     async def compute() -> Stored:
         outcome = await _execute(runtime, call)
@@ -165,7 +184,7 @@ async def graphql_post(request: Request) -> Response:
 
     # Shared by identical concurrent misses: cancelled only when every one of them has left.
     stored, computed = await unless_disconnected(request, cache.flight.run(key, compute))
-    return _answer(stored, MISS if computed else SHARED)
+    return _answer(stored, MISS if computed else SHARED, media)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +194,7 @@ class GraphQLRequest:
     operation: str | None
     principal: Principal
     access: Access
+    allowed: frozenset[OperationType]  # queries only over GET
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +218,12 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
                 variable_values=request.variables,
                 context_value=context,
                 operation_name=request.operation,
-                allowed_operation_types=OPERATION_TYPES,
+                allowed_operation_types=request.allowed,
             )
-    except InvalidOperationTypeError:
+    except InvalidOperationTypeError as exc:
+        if exc.operation_type is OperationType.MUTATION:  # over GET (GraphQL over HTTP: 405)
+            body = orjson.dumps(simple_error("Send mutations with POST", "BAD_USER_INPUT"))
+            return Outcome(Stored(405, body, cacheable=False), frozenset())
         body = orjson.dumps(simple_error("Subscriptions are not served", "BAD_USER_INPUT"))
         return Outcome(Stored(400, body, cacheable=False), frozenset())
     payload: dict[str, Any] = {"data": result.data}
@@ -218,53 +241,20 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
     return Outcome(stored, frozenset(context.disclosed))
 
 
-def _rate_limited(wait: float) -> Response:
+def _rate_limited(wait: float, media: str) -> Response:
     error = simple_error("Too many requests: retry later", "RATE_LIMITED")
-    return json_response(error, 429, {"retry-after": retry_after(wait)})
+    return json_response(error, 429, {"retry-after": retry_after(wait)}, media)
 
 
-def _answer(stored: Stored, cache_state: dict[str, str]) -> Response:
-    return Response(stored.body, stored.status, cache_state, "application/json")
-
-
-def _parse_body(body: bytes, request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != "application/json":  # the media type itself, not a substring of the header
-        raise ValueError("Content-Type must be application/json")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ValueError("Body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ValueError("Body must be a JSON object")
-    query, variables, operation = (
-        data.get("query"),
-        data.get("variables"),
-        data.get("operationName"),
-    )
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("'query' must be a non-empty string")
-    if variables is not None and not isinstance(variables, dict):
-        raise ValueError("'variables' must be an object")
-    if variables and _depth(variables) > MAX_VARIABLE_DEPTH:
-        raise ValueError(f"'variables' may nest at most {MAX_VARIABLE_DEPTH} levels")
-    if operation is not None and not isinstance(operation, str):
-        raise ValueError("'operationName' must be a string")
-    return query, variables, operation
-
-
-def _depth(value: Any) -> int:
-    """How deeply `value` nests objects and lists, counted without recursion (so a hostile
-    document cannot exhaust the stack); stops counting past the limit."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, level = pending.pop()
-        if isinstance(item, dict | list) and level > deepest:
-            deepest = level
-            if deepest > MAX_VARIABLE_DEPTH:
-                break
-        if isinstance(item, dict):
-            pending.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            pending.extend((v, level + 1) for v in item)
-    return deepest
+def _answer(stored: Stored, cache_state: dict[str, str], media: str) -> Response:
+    headers = cache_state
+    if stored.status == 405:
+        headers = {**cache_state, "allow": "POST"}
+    body = stored.body
+    if media == GRAPHQL_RESPONSE and stored.status == 400:
+        # The request could not run: no `data` entry at all (GraphQL over HTTP, 6.4.2).
+        payload = orjson.loads(body)
+        if payload.get("data", ...) is None:
+            payload.pop("data", None)
+            body = orjson.dumps(payload)
+    return Response(body, stored.status, headers, media)

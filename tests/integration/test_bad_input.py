@@ -75,18 +75,20 @@ async def test_bad_arguments(api: Api, query: str, fragment: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type", "fragment"),
+    ("body", "content_type", "fragment", "status"),
     [
-        (b"{not json", "application/json", "JSON"),
-        (b"[1, 2]", "application/json", "object"),
-        (b'{"query": 5}', "application/json", "query"),
-        (b'{"query": "{ me { id } }", "variables": [1]}', "application/json", "variables"),
-        (b"query { me { id } }", "application/graphql", "Content-Type"),
+        (b"{not json", "application/json", "JSON", 400),
+        (b"[1, 2]", "application/json", "object", 400),
+        (b'{"query": 5}', "application/json", "query", 400),
+        (b'{"query": "{ me { id } }", "variables": [1]}', "application/json", "variables", 400),
+        (b"query { me { id } }", "application/graphql", "Content-Type", 415),
     ],
 )
-async def test_bad_http_bodies(api: Api, body: bytes, content_type: str, fragment: str) -> None:
+async def test_bad_http_bodies(
+    api: Api, body: bytes, content_type: str, fragment: str, status: int
+) -> None:
     response = await post(api, body, content_type)
-    assert response.status_code == 400
+    assert response.status_code == status
     assert codes(response) == ["BAD_USER_INPUT"]
     assert fragment in response.json()["errors"][0]["message"]
 
@@ -206,7 +208,9 @@ async def test_introspection_can_be_disabled(
     assert introspect.status_code == 400
     assert "introspection" in introspect.json()["errors"][0]["message"]
     assert normal.status_code == 200
-    assert page.status_code == 405
+    # No page: a GET is then a GraphQL request, and this one accepts only HTML.
+    assert page.status_code == 406
+    assert page.headers["content-type"] == "application/json"
     # No suggestions and no type names to rebuild the schema from; syntax errors stay useful.
     (hidden,) = typo.json()["errors"]
     assert typo.status_code == 400

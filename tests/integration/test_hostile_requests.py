@@ -98,8 +98,8 @@ async def test_the_content_type_is_the_json_media_type_itself(api: Api) -> None:
         response = await api.client.post(f"{api.url}/graphql", content=body, headers=headers)
         answers[content_type] = response.status_code
     assert answers == {
-        "text/plain; application/json": 400,
-        "application/jsonp": 400,
+        "text/plain; application/json": 415,
+        "application/jsonp": 415,
         "application/json; charset=utf-8": 200,
         "Application/JSON": 200,
     }
