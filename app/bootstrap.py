@@ -45,6 +45,7 @@ from app.sources.registry import build_sources
 from app.store import create_engine
 from app.web.rate_limits import rate_limits
 from app.web.state import Runtime
+from app.web.trusted_documents import trusted_documents
 from resolvers.context import Services
 from resolvers.pagination import PageLimits
 from schema.build import build_schema
@@ -111,6 +112,9 @@ async def open_runtime(
             document_limits(settings.graphql),
             limiter,
             CostEstimator(schema._schema, fanout(services), cost_budget(settings.graphql)),
+            trusted_documents(
+                settings.graphql.trusted_documents, settings.graphql.trusted_documents_file
+            ),
         )
 
 

@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path", type=Path)
     check.set_defaults(handler=_check_config)
+
+    trusted = sub.add_parser(
+        "trusted-documents",
+        help="print a trusted-documents manifest of .graphql files (none: the example operations)",
+    )
+    trusted.add_argument("files", type=Path, nargs="*")
+    trusted.set_defaults(handler=_trusted_documents)
     return parser
 
 
@@ -187,6 +194,19 @@ def _schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _trusted_documents(args: argparse.Namespace) -> int:
+    from app.web.examples import DASHBOARD_QUERY, PORTAL_QUERY
+    from app.web.trusted_documents import manifest
+
+    try:
+        texts = [f.read_text(encoding="utf-8") for f in args.files]
+    except OSError as exc:
+        print(f"patientgraph trusted-documents: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(manifest(texts or [DASHBOARD_QUERY, PORTAL_QUERY]), indent=2))
+    return 0
+
+
 def _check_config(args: argparse.Namespace) -> int:
     settings = _valid_settings(args.path, f"{args.path}: ")
     if settings is None:
@@ -204,16 +224,22 @@ def _valid_settings(path: Path, prefix: str) -> Settings | None:
     None after printing what is wrong (never a traceback)."""
     from app.auth.policy import PolicyError
     from app.settings import ConfigError, load_settings
+    from app.web.trusted_documents import ManifestError, load_manifest
     from schema.build import load_checked_policy
 
     try:
         settings = load_settings(path)
         load_checked_policy(settings.auth.policy_file)
+        if settings.graphql.trusted_documents_file is not None:
+            load_manifest(settings.graphql.trusted_documents_file)
     except ConfigError as exc:
         print(f"{prefix}{exc}", file=sys.stderr)
         return None
     except PolicyError as exc:
         print(f"{prefix}auth.policy_file: {exc}", file=sys.stderr)
+        return None
+    except ManifestError as exc:
+        print(f"{prefix}graphql.trusted_documents_file: {exc}", file=sys.stderr)
         return None
     return settings
 

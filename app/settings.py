@@ -112,11 +112,16 @@ class GraphQLSettings(_Section):
     # Whole-operation deadline: source calls still running after it are abandoned, and the
     # response carries what arrived plus SOURCE_TIMEOUT (reason "deadline") per such source.
     deadline_seconds: float = Field(10.0, gt=0)
+    # Trusted documents (`app.web.trusted_documents`): off, log or enforce an allowlist.
+    trusted_documents: Literal["off", "log", "enforce"] = "off"
+    trusted_documents_file: Path | None = None  # the manifest, relative to the config
 
     @model_validator(mode="after")
     def _default_within_max(self) -> GraphQLSettings:
         if self.default_page_size > self.max_page_size:
             raise ValueError("default_page_size must not exceed max_page_size")
+        if self.trusted_documents != "off" and self.trusted_documents_file is None:
+            raise ValueError(f"trusted_documents = {self.trusted_documents!r} needs a file")
         return self
 
 
@@ -375,12 +380,19 @@ def settings_from_mapping(
         raise ConfigError(_describe(exc)) from None
 
 
+RELATIVE_PATHS = (
+    ("auth", "jwks_file"),
+    ("auth", "policy_file"),
+    ("graphql", "trusted_documents_file"),
+)
+
+
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
-    """`jwks_file` and `policy_file` are relative to the config file, as operators expect."""
-    auth = data.get("auth")
-    for key in ("jwks_file", "policy_file"):
-        if isinstance(auth, dict) and isinstance(auth.get(key), str):
-            auth[key] = str((base / auth[key]).resolve())
+    """File paths are relative to the config file, as operators expect."""
+    for section_name, key in RELATIVE_PATHS:
+        section = data.get(section_name)
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            section[key] = str((base / section[key]).resolve())
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

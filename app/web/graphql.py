@@ -124,7 +124,8 @@ async def _graphql(request: Request, *, get: bool) -> Response:
             params = get_params(request.query_params)
         else:
             params = post_params(await request.body(), request.headers.get("content-type", ""))
-        query, variables, operation = params.query, params.variables, params.operation
+        query = runtime.trusted_documents.resolve(params.query, params.document_id)
+        variables, operation = params.variables, params.operation
         check_document(query, runtime.document_limits)  # before anything costly
         cost = runtime.cost.check(query, operation, variables, principal.roles)
         assertions = request.headers.getlist(BREAK_GLASS_HEADER)

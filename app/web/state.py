@@ -21,6 +21,7 @@ from app.cache.response import ResponseCache
 from app.settings import Settings
 from app.sources.registry import SourceRegistry
 from app.web.rate_limits import RateLimits
+from app.web.trusted_documents import TrustedDocuments
 from resolvers.context import Services
 from schema.cost import CostEstimator
 from schema.limits import DocumentLimits
@@ -44,6 +45,7 @@ class Runtime:
     document_limits: DocumentLimits  # checked before a document is validated
     rate_limits: RateLimits
     cost: CostEstimator  # upstream work an operation can cause, against the caller's budget
+    trusted_documents: TrustedDocuments
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -34,9 +34,10 @@ class UnsupportedMediaType(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    query: str
+    query: str | None  # None: `document_id` names a trusted document instead
     variables: dict[str, Any] | None
     operation: str | None
+    document_id: str | None = None
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -106,7 +107,9 @@ def post_params(body: bytes, content_type: str) -> Params:
         raise ValueError("Body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValueError("Body must be a JSON object")
-    return _checked(data.get("query"), data.get("variables"), data.get("operationName"))
+    return _checked(
+        data.get("query"), data.get("variables"), data.get("operationName"), data.get("documentId")
+    )
 
 
 def get_params(query_string: Mapping[str, str]) -> Params:
@@ -118,11 +121,16 @@ def get_params(query_string: Mapping[str, str]) -> Params:
         except orjson.JSONDecodeError:
             raise ValueError("'variables' is not valid JSON") from None
     operation = query_string.get("operationName") or None
-    return _checked(query_string.get("query"), variables, operation)
+    document = query_string.get("documentId") or None
+    return _checked(query_string.get("query"), variables, operation, document)
 
 
-def _checked(query: Any, variables: Any, operation: Any) -> Params:
-    if not isinstance(query, str) or not query.strip():
+def _checked(query: Any, variables: Any, operation: Any, document: Any) -> Params:
+    if document is not None and not isinstance(document, str):
+        raise ValueError("'documentId' must be a string")
+    if not (query is None and document is not None) and (
+        not isinstance(query, str) or not query.strip()
+    ):
         raise ValueError("'query' must be a non-empty string")
     if variables is not None and not isinstance(variables, dict):
         raise ValueError("'variables' must be an object")
@@ -130,7 +138,7 @@ def _checked(query: Any, variables: Any, operation: Any) -> Params:
         raise ValueError(f"'variables' may nest at most {MAX_VARIABLE_DEPTH} levels")
     if operation is not None and not isinstance(operation, str):
         raise ValueError("'operationName' must be a string")
-    return Params(query, variables, operation)
+    return Params(query, variables, operation, document)
 
 
 def _depth(value: Any) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
@@ -124,3 +125,39 @@ def test_token_with_unusable_key(tmp_path: Path) -> None:
     result = run("token", "--key", str(junk), "--issuer", "i", "--audience", "a", "--sub", "s")
     assert result.returncode != 0
     assert "cannot use key" in result.stderr
+
+
+def test_trusted_documents_prints_the_manifest_the_examples_ship(tmp_path: Path) -> None:
+    printed = run("trusted-documents")
+    assert printed.returncode == 0, printed.stderr
+    shipped = json.loads((ROOT / "examples" / "trusted-documents.json").read_text())
+    assert json.loads(printed.stdout) == shipped
+    own = tmp_path / "mine.graphql"
+    own.write_text("{ me { id } }")
+    (key,) = json.loads(run("trusted-documents", str(own)).stdout)
+    assert key == "sha256:" + hashlib.sha256(b"{ me { id } }").hexdigest()
+    assert run("trusted-documents", str(tmp_path / "missing.graphql")).returncode == 2
+
+
+def test_check_config_verifies_the_trusted_documents_manifest(tmp_path: Path) -> None:
+    config = tmp_path / "pg.toml"
+    config.write_text(
+        '[graphql]\ntrusted_documents = "enforce"\ntrusted_documents_file = "docs.json"\n'
+        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "k"\n'
+    )
+    (tmp_path / "docs.json").write_text(json.dumps({"sha256:" + "0" * 64: "{ me { id } }"}))
+    tampered = run("check-config", str(config))
+    assert tampered.returncode == 2
+    assert "graphql.trusted_documents_file" in tampered.stderr
+    assert "not the sha256" in tampered.stderr
+    text = "{ me { id } }"
+    good = {"sha256:" + hashlib.sha256(text.encode()).hexdigest(): text}
+    (tmp_path / "docs.json").write_text(json.dumps(good))  # found relative to the config
+    assert run("check-config", str(config)).returncode == 0
+    config.write_text(
+        '[graphql]\ntrusted_documents = "enforce"\n'
+        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "k"\n'
+    )
+    no_file = run("check-config", str(config))
+    assert no_file.returncode == 2
+    assert "needs a file" in no_file.stderr
