@@ -17,12 +17,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@ $(VENV)/.installed
 
+# The graphql-http audit kit the suite runs with Node (tests/integration/test_graphql_http_audit.py).
+AUDIT := tests/http_audit
+$(AUDIT)/node_modules/.installed: $(AUDIT)/package.json $(AUDIT)/package-lock.json
+	cd $(AUDIT) && npm ci --silent --no-audit --no-fund
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/patientgraph demo
 
 # The whole suite: lint, strict typing, the import contract, then every test (unit, integration,
 # e2e).
-test: $(VENV)/.installed-test lint typecheck
+test: $(VENV)/.installed-test $(AUDIT)/node_modules/.installed lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
@@ -53,4 +59,4 @@ docker-lint: $(VENV)/.installed-test
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AUDIT)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -108,24 +108,37 @@ def post_params(body: bytes, content_type: str) -> Params:
     if not isinstance(data, dict):
         raise ValueError("Body must be a JSON object")
     return _checked(
-        data.get("query"), data.get("variables"), data.get("operationName"), data.get("documentId")
+        data.get("query"),
+        data.get("variables"),
+        data.get("operationName"),
+        data.get("documentId"),
+        data.get("extensions"),
     )
 
 
 def get_params(query_string: Mapping[str, str]) -> Params:
-    variables: Any = None
-    raw = query_string.get("variables")
-    if raw:
-        try:
-            variables = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ValueError("'variables' is not valid JSON") from None
+    variables = _json_param(query_string, "variables")
+    extensions = _json_param(query_string, "extensions")
     operation = query_string.get("operationName") or None
     document = query_string.get("documentId") or None
-    return _checked(query_string.get("query"), variables, operation, document)
+    return _checked(query_string.get("query"), variables, operation, document, extensions)
 
 
-def _checked(query: Any, variables: Any, operation: Any, document: Any) -> Params:
+def _json_param(query_string: Mapping[str, str], name: str) -> Any:
+    raw = query_string.get(name)
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError(f"'{name}' is not valid JSON") from None
+
+
+def _checked(query: Any, variables: Any, operation: Any, document: Any, extensions: Any) -> Params:
+    # `extensions` is read by nothing yet, but the spec makes it an object: anything else is a
+    # malformed request, refused like a malformed `variables`.
+    if extensions is not None and not isinstance(extensions, dict):
+        raise ValueError("'extensions' must be an object")
     if document is not None and not isinstance(document, str):
         raise ValueError("'documentId' must be a string")
     if not (query is None and document is not None) and (
