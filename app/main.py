@@ -10,7 +10,6 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -21,7 +20,12 @@ from app.settings import Settings
 from app.web.disconnect import ClientGone, client_gone
 from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz
-from app.web.middleware import BodyLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from app.web.middleware import (
+    BodyLimitMiddleware,
+    GzipWhenAccepted,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
 
 
 def cors(origins: list[str]) -> Middleware:
@@ -62,7 +66,9 @@ def create_app(
         Middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes),
     ]
     if server.gzip:
-        middleware.insert(2, Middleware(GZipMiddleware, minimum_size=server.gzip_min_bytes))
+        # Level 6, zlib's default: JSON compresses nearly as well as at Starlette's 9, faster.
+        gzip = Middleware(GzipWhenAccepted, minimum_size=server.gzip_min_bytes, compresslevel=6)
+        middleware.insert(2, gzip)
     if server.cors_origins:  # outermost: a preflight is answered before anything else runs
         middleware.insert(0, cors(server.cors_origins))
     return Starlette(

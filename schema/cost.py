@@ -17,7 +17,8 @@ is 100 observation searches per source. Fragments and aliases count once per use
 
 The document is compiled once per text and operation into a small `Step` tree (bounded LRU)
 and that is evaluated against each request's variables, so a repeated query is not parsed
-again. Runs after `schema.limits.check_document`, which bounds depth, fragments and size.
+again; the estimate for a plan and the values of the variables it reads is remembered too.
+Runs after `schema.limits.check_document`, which bounds depth, fragments and size.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ from schema.limits import MAX_REMEMBERED, QueryRejected
 from schema.patient import COLLECTIONS
 
 PLANS_REMEMBERED = 512
+COSTS_REMEMBERED = 4096  # (plan, variable values) -> Cost
+MAX_MEMO_STRING = 128  # longer variable values (ids) are evaluated each time, never kept
 ROOT_READS = frozenset({"patient", "me"})
 PATIENT_SEARCH = "patients"
 PATIENT_TYPE = "Patient"
@@ -137,16 +140,20 @@ class Step:
     children: tuple[Step, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Plan:
+    """Compiled once per text and operation; hashed by identity (a key of the cost memo)."""
+
     steps: tuple[Step, ...]
     defaults: Mapping[str, Any]  # variable -> its default value in the operation
+    variables: tuple[str, ...]  # the variables the estimate reads (`first`, patient ids)
 
 
 class CostEstimator:
     def __init__(self, schema: GraphQLSchema, fanout: Fanout, budget: Budget) -> None:
         self._schema, self._fanout, self.budget = schema, fanout, budget
         self._plan = functools.lru_cache(maxsize=PLANS_REMEMBERED)(self._compile)
+        self._costs = functools.lru_cache(maxsize=COSTS_REMEMBERED)(self._evaluate)
 
     def check(
         self,
@@ -183,7 +190,21 @@ class CostEstimator:
         plan = self._plan(query, operation) if remembered else self._compile(query, operation)
         if plan is None:
             return Cost()
-        return _Evaluation(plan, variables or {}, self._fanout.page_limits).total()
+        given = variables or {}
+        # Only the variables the estimate reads, typed (so `true` and `1` differ), make the
+        # key: a dashboard polled with the same page sizes is one dict lookup, not a walk.
+        values = tuple(
+            (name, type(value), value)
+            for name in plan.variables
+            for value in (given.get(name, plan.defaults.get(name)),)
+        )
+        if remembered and all(_memoizable(value) for _, _, value in values):
+            return self._costs(plan, values)
+        return self._evaluate(plan, values)
+
+    def _evaluate(self, plan: Plan, values: tuple[tuple[str, type, Any], ...]) -> Cost:
+        given = {name: value for name, _, value in values}
+        return _Evaluation(plan, given, self._fanout.page_limits).total()
 
     def _compile(self, query: str, operation: str | None) -> Plan | None:
         """None for a document that does not parse or names no single operation: execution
@@ -207,7 +228,32 @@ class CostEstimator:
             for v in chosen.variable_definitions or ()
             if v.default_value is not None
         }
-        return Plan(compiler.steps(chosen.selection_set, root.name), defaults)
+        steps = compiler.steps(chosen.selection_set, root.name)
+        return Plan(steps, defaults, _variables(steps))
+
+
+def _memoizable(value: Any) -> bool:
+    """Small scalars only: a list or object (validation refuses it) cannot be a key, and a
+    long string would let a caller fill the memo with megabytes."""
+    if isinstance(value, str):
+        return len(value) <= MAX_MEMO_STRING
+    return value is None or isinstance(value, int)
+
+
+def _variables(steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """The variable names the steps' sizes read, each once (a fragment's Step once)."""
+    names: dict[str, None] = {}
+    seen: set[int] = set()
+    pending = list(steps)
+    while pending:
+        step = pending.pop()
+        if id(step) in seen:
+            continue
+        seen.add(id(step))
+        if isinstance(step.size, tuple):
+            names[step.size[0]] = None
+        pending.extend(step.children)
+    return tuple(sorted(names))
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

@@ -140,6 +140,7 @@ async def test_large_responses_are_gzipped_for_clients_that_accept_it(api: Api) 
         headers={**api.signer.headers(), "accept-encoding": "gzip"},
     )
     assert big.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in big.headers["vary"].lower()
     assert big.json()["data"]["patients"]["nodes"]  # httpx decoded it
     small = await api.client.post(
         f"{api.url}/graphql",
@@ -154,3 +155,11 @@ async def test_large_responses_are_gzipped_for_clients_that_accept_it(api: Api) 
     )
     assert "content-encoding" not in plain.headers
     assert len(gzip.compress(plain.content)) < len(plain.content)
+    for other in ("br", "deflate, zstd"):  # encodings we do not offer: identity
+        response = await api.client.post(
+            f"{api.url}/graphql",
+            json={"query": QUERY, "variables": {"n": 50}},
+            headers={**api.signer.headers(), "accept-encoding": other},
+        )
+        assert "content-encoding" not in response.headers
+        assert response.json()["data"] == plain.json()["data"]

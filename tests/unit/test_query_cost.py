@@ -59,6 +59,32 @@ def test_first_is_bounded_by_the_page_limits_and_variables_are_read() -> None:
     assert estimator().estimate(query, None, {"n": "x", "m": 1}) == Cost(22, 40, 20)
 
 
+def test_remembered_estimates_follow_the_variables_they_read() -> None:
+    remembering = estimator()  # one estimator: the second round is answered from its memo
+    query = (
+        "query($n: Int, $m: Int = 7) { patients(first: $n) {"
+        " nodes { encounters(first: $m) { totalCount } } } }"
+    )
+    for _ in range(2):
+        assert remembering.estimate(query, None, {"n": 500}) == Cost(102, 100 + 700, 100)
+        assert remembering.estimate(query, None, {"n": 1}) == Cost(3, 8, 1)
+        assert remembering.estimate(query, None, {"n": True}) == Cost(22, 160, 20)  # not 1
+        assert remembering.estimate(query, None, {"n": 1, "unread": [1]}) == Cost(3, 8, 1)
+        assert remembering.estimate(query, None, {"n": [1]}) == Cost(22, 160, 20)
+    # kept: n=500, n=1 (an unread variable shares its entry), n=True; a list is not kept
+    assert remembering._costs.cache_info().currsize == 3
+    assert remembering._costs.cache_info().hits == 1 + 4
+    by_id = "query($a: ID!, $b: ID!) { a: patient(id: $a) { id } b: patient(id: $b) { id } }"
+    long_a, long_b = "a" * 10_000, "a" * 9_999 + "b"  # too long to keep: evaluated each time
+    for _ in range(2):
+        assert remembering.estimate(by_id, None, {"a": long_a, "b": long_a}).patients == 1
+        assert remembering.estimate(by_id, None, {"a": long_a, "b": long_b}).patients == 2
+        assert remembering.estimate(by_id, None, {"a": "p1", "b": "p2"}).patients == 2
+        assert remembering.estimate(by_id, None, {"a": "p1", "b": "p1"}).patients == 1
+    assert remembering._costs.cache_info().currsize == 3 + 2  # the long ids were not kept
+    assert remembering._costs.cache_info().hits == 5 + 2
+
+
 def test_patients_are_counted_by_distinct_id() -> None:
     reads = (
         'query($p: ID!) { a: patient(id: "x") { id } b: patient(id: "x") { id }'
