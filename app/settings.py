@@ -228,7 +228,9 @@ class FhirSourceSettings(_Section):
     timeout_seconds: float = Field(5.0, gt=0, le=120)
     page_size: int = Field(200, ge=1, le=1000)
     max_batch_size: int = Field(50, ge=1, le=500)
-    max_pages: int = Field(50, ge=1)
+    max_pages: int = Field(50, ge=1)  # pages of one search; more is SourceTooLarge
+    max_records: int = Field(10_000, ge=1)  # resources of one search; more is SourceTooLarge
+    max_response_bytes: int = Field(8_388_608, ge=1024)  # one page's body, read as it streams
     bearer_token: str | None = None
     # This source's upstream cache lifetime (default: [cache] source_ttl_seconds); the
     # upstream's own Cache-Control can only shorten it.

@@ -61,6 +61,15 @@ class SourceDataError(SourceError):
     state = "unreadable"
 
 
+class SourceTooLarge(SourceDataError):
+    """The answer passed one of the source's caps (body bytes, pages or records of one
+    search): refused whole with a coded error, never silently cut short."""
+
+    reason = "sent more than its configured limits allow"
+    state = "too_large"
+    cause = "size_limit"
+
+
 def raise_for_status(source_id: str, status: int) -> None:
     """The HTTP status rules every HTTP source shares: 2xx passes; 4xx means the upstream
     refused our request, except 408/429 (busy: unavailable); 5xx unavailable."""

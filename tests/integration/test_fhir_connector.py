@@ -72,7 +72,7 @@ async def test_next_link_to_another_origin_is_not_followed(population: DemoPopul
             await source.search_patients(PatientCriteria(family="A"))
         await source.aclose()
     # A data error, not a connection error: the foreign host was never contacted.
-    assert raised.value.detail == "next link leaves the source origin"
+    assert raised.value.detail == "next link leaves the source base URL"
 
 
 async def test_batches_ids_into_one_comma_joined_search(population: DemoPopulation) -> None:

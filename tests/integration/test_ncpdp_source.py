@@ -29,6 +29,7 @@ from app.sources.errors import (
     SourceError,
     SourceRejected,
     SourceTimeout,
+    SourceTooLarge,
     SourceUnavailable,
 )
 from app.sources.ncpdp.mapping import RXNORM
@@ -275,12 +276,12 @@ async def test_an_oversized_answer_is_refused_while_streaming() -> None:
 
         return StreamingResponse(chunks(), media_type="application/xml")
 
-    failed = await expect_error(endless, SourceDataError, max_response_bytes=256 * 1024)
+    failed = await expect_error(endless, SourceTooLarge, max_response_bytes=256 * 1024)
     assert failed.error.detail == "response exceeds the size limit"
     assert sent < 4 * 1024 * 1024  # stopped near the limit, not at the end of an endless body
 
     big = b"<Message>" + b" " * 2000 + b"</Message>"
-    await expect_error(answering(200, big), SourceDataError, max_response_bytes=1000)
+    await expect_error(answering(200, big), SourceTooLarge, max_response_bytes=1000)
 
 
 async def test_an_answer_to_another_request_is_never_used() -> None:

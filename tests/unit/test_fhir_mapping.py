@@ -866,7 +866,7 @@ def test_patient_address_bad_shapes_are_tolerated() -> None:
     )
     assert patient.addresses == (
         Address(None, (), "Springfield", None, None, None),
-        Address(None, ("2 Elm St",), None, None, "12345", None),
+        Address(None, ("2 Elm St",), None, None, None, None),  # a number is no postal code
         Address(None, (), None, None, None, None, "Somewhere"),
     )
     assert mappers.patient(SRC, res("Patient", address={"city": "x"})).addresses == ()
@@ -913,7 +913,7 @@ def test_note_texts_become_notes_in_order(resource_type: str) -> None:
         {"text": "Second\nline two."},
     ]
     record = mappers.MAPPERS[resource_type](SRC, res(resource_type, note=note))
-    assert record.notes == ("First note.", "7", "Second\nline two.")
+    assert record.notes == ("First note.", "Second\nline two.")  # 7 is not a markdown text
     assert mappers.MAPPERS[resource_type](SRC, res(resource_type, note="x")).notes == ()
 
 
@@ -1180,3 +1180,71 @@ def test_diagnostic_report_fields() -> None:
         "2005-07-06T11:45:33Z",
     )
     assert record.result_ids == ("Observation/b", "Observation/a")  # order kept
+
+
+# ---- primitives of the wrong type or format ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"birthDate": "1985-07-04", "gender": "female"}, ("1985-07-04", "female")),
+        ({"birthDate": "1985-07", "gender": "unknown"}, ("1985-07", "unknown")),
+        ({"birthDate": "1985", "gender": "other"}, ("1985", "other")),
+        ({"birthDate": 12, "gender": 5}, (None, None)),  # was "12" and "5"
+        ({"birthDate": "yesterday", "gender": "F"}, (None, None)),
+        ({"birthDate": "1985-02-30", "gender": True}, (None, None)),  # not a calendar day
+        ({"birthDate": "1985-07-04T10:00:00Z", "gender": ["male"]}, (None, None)),  # date only
+        ({"birthDate": "85-07-04", "gender": {"code": "male"}}, (None, None)),
+    ],
+)
+def test_patient_birth_date_and_gender_must_be_valid_or_are_absent(
+    fields: Resource, expected: tuple[str | None, str | None]
+) -> None:
+    with datatypes.counting_wrong_values() as wrong:
+        patient = mappers.patient(SRC, res("Patient", **fields))
+    assert (patient.birth_date, patient.gender) == expected
+    assert wrong[0] == sum(value is None for value in expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"),
+        ("2024-01-02T03:04:05.5-05:00", "2024-01-02T03:04:05.5-05:00"),
+        ("2024-01-02", "2024-01-02"),
+        ("2024", "2024"),
+        ("2024-01-02T03:04Z", None),  # a dateTime with a time needs seconds
+        ("2024-01-02T03:04:05", None),  # ... and an offset
+        ("2024-13-01", None),
+        ("yesterday", None),
+        (20240102, None),
+        (True, None),
+    ],
+)
+def test_date_times_are_read_as_fhir_defines_them(value: Any, expected: str | None) -> None:
+    with datatypes.counting_wrong_values() as wrong:
+        observation = obs(effectiveDateTime=value, issued=value)
+        condition = mappers.condition(SRC, res("Condition", recordedDate=value))
+    assert observation.effective == condition.recorded_date == expected
+    # `issued` is an instant: a date alone is not one either.
+    assert observation.issued == (expected if expected and "T" in expected else None)
+    assert wrong[0] == (3 if expected is None else (0 if "T" in expected else 1))
+
+
+def test_text_values_keep_their_types() -> None:
+    assert obs(valueBoolean=False).value_string == "false"
+    assert obs(valueString=12).value_string is None  # was "12"
+    assert obs(valueTime="10:30:00").value_string == "10:30:00"
+    assert obs(valueTime="half past ten").value_string is None
+    assert obs(valueBoolean="yes").value_string is None
+    assert obs(valueDateTime="2024-01-02").value_string == "2024-01-02"
+
+
+def test_wrong_values_are_counted_only_inside_the_counting_block() -> None:
+    mappers.patient(SRC, res("Patient", birthDate=12))  # outside: nothing to count into
+    with datatypes.counting_wrong_values() as wrong:
+        mappers.patient(SRC, res("Patient", birthDate=12, gender="male"))
+        with datatypes.counting_wrong_values() as inner:
+            mappers.patient(SRC, res("Patient", gender=5))
+    assert (wrong[0], inner[0]) == (1, 1)

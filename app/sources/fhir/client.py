@@ -3,22 +3,33 @@ transport, status and decoding failure translated into the SourceError tree.
 
 Search pages go through the source's fetcher (`app.sources.fetching`; the server gives it the
 source cache), each keyed by its full URL and revalidated with `If-None-Match` when the server
-sent an `ETag`."""
+sent an `ETag`. Every page is bounded: its body is read as it streams, up to
+`max_response_bytes`; its JSON nests at most orjson's fixed 1024 levels (deeper is refused by
+the parser, and no mapping recurses); one search has at most `max_pages` pages and
+`max_records` resources. Passing a cap is `SourceTooLarge`, never a silent cut."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-from app.sources.errors import SourceDataError, http_exchange, raise_for_status
+from app.sources.bodies import read_capped
+from app.sources.errors import SourceDataError, SourceTooLarge, http_exchange, raise_for_status
 from app.sources.fetching import Direct, Fetched, Fetcher, NotModified
 
 Json = dict[str, Any]
 FHIR_JSON = "application/fhir+json"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes  # read (within the byte cap) for a 2xx only
 
 
 class FhirClient:
@@ -29,6 +40,8 @@ class FhirClient:
         *,
         timeout_seconds: float,
         max_pages: int,
+        max_records: int = 10_000,
+        max_response_bytes: int = 8_388_608,
         bearer_token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         fetcher: Fetcher | None = None,
@@ -36,9 +49,10 @@ class FhirClient:
         self.source_id = source_id
         self._fetcher: Fetcher = fetcher or Direct(source_id)
         self.base_url = base_url.rstrip("/")
-        self._origin = urlsplit(self.base_url)
+        self._base = httpx.URL(self.base_url)  # parsed and normalised, as next links are
         self._timeout = timeout_seconds
-        self._max_pages = max_pages
+        self._max_pages, self._max_records = max_pages, max_records
+        self._max_bytes = max_response_bytes
         headers = {"Accept": FHIR_JSON}
         if bearer_token:
             headers["Authorization"] = f"Bearer {bearer_token}"
@@ -66,30 +80,66 @@ class FhirClient:
         bundle = await self._page(first, patients)
         resources = _matches(bundle, resource_type)
         for _ in range(self._max_pages - 1):
-            next_url = _next_link(bundle)
+            self._check_records(resources)
+            next_url = self._next_url(bundle)
             if next_url is None:
                 return resources
-            if not self.is_same_origin(next_url):
-                raise SourceDataError(self.source_id, "next link leaves the source origin")
-            bundle = await self._page(httpx.URL(next_url), patients)
+            bundle = await self._page(next_url, patients)
             resources.extend(_matches(bundle, resource_type))
-        if _next_link(bundle) is not None:
-            raise SourceDataError(self.source_id, f"more than {self._max_pages} pages")
+        self._check_records(resources)
+        if self._next_url(bundle) is not None:
+            raise SourceTooLarge(self.source_id, f"more than {self._max_pages} pages")
         return resources
 
-    def is_same_origin(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (
-            parts.scheme == self._origin.scheme
-            and parts.netloc == self._origin.netloc
-            and parts.path.startswith(self._origin.path)
-        )
+    def _check_records(self, resources: list[Json]) -> None:
+        if len(resources) > self._max_records:
+            raise SourceTooLarge(self.source_id, f"more than {self._max_records} records")
+
+    def _next_url(self, bundle: Json) -> httpx.URL | None:
+        """The page's `next` link, parsed and normalised; an error when it leaves the base."""
+        link = _next_link(bundle)
+        if link is None:
+            return None
+        try:
+            url = httpx.URL(link)
+        except httpx.InvalidURL as exc:
+            raise SourceDataError(self.source_id, "next link is not a URL") from exc
+        if not self.is_within_base(url):
+            raise SourceDataError(self.source_id, "next link leaves the source base URL")
+        return url
+
+    def under_base(self, absolute: str) -> str | None:
+        """`Patient/1` for an absolute reference under the base URL; None for one elsewhere
+        (or not a URL): a reference to another server is never this server's record."""
+        try:
+            url = httpx.URL(absolute)
+        except httpx.InvalidURL:
+            return None
+        if not self.is_within_base(url):
+            return None
+        return url.path[len(self._base.path.rstrip("/")) + 1 :]
+
+    def is_within_base(self, url: httpx.URL) -> bool:
+        """Same scheme, host and port as the base URL (httpx normalises case, default ports
+        and dot segments), no user info, and a path on or under the base path segment by
+        segment: `/fhir/R4-evil` is not under `/fhir/R4`. Dot segments that survive parsing
+        percent-encoded (`%2e%2e`, `..%2F`) would be resolved by many servers: refused."""
+        base = self._base
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            return False
+        if url.userinfo or url.fragment:
+            return False
+        segments = url.path.replace("\\", "/").split("/")  # decoded: %2F is a slash here
+        if any(segment in {".", ".."} for segment in segments):
+            return False
+        root = base.path.rstrip("/")
+        return url.path == root or url.path.startswith(root + "/")
 
     async def get_json(self, url: str, params: Mapping[str, str] | None = None) -> Json:
         """One Bundle straight from the server, never from the cache (health checks)."""
-        response = await self._get(httpx.URL(url).copy_merge_params(params or {}))
-        raise_for_status(self.source_id, response.status_code)
-        return self._bundle(response.content)
+        answer = await self._get(httpx.URL(url).copy_merge_params(params or {}))
+        raise_for_status(self.source_id, answer.status)
+        return self._bundle(answer.body)
 
     async def _page(self, url: httpx.URL, patients: Sequence[str]) -> Json:
         async def fetch(etag: str | None) -> Fetched[Json] | NotModified:
@@ -98,25 +148,29 @@ class FhirClient:
         return await self._fetcher.get(str(url), fetch, self._bundle, patients=patients)
 
     async def _fetch(self, url: httpx.URL, etag: str | None) -> Fetched[Json] | NotModified:
-        response = await self._get(url, {"If-None-Match": etag} if etag else {})
-        headers = response.headers
-        if response.status_code == 304 and etag:
+        answer = await self._get(url, {"If-None-Match": etag} if etag else {})
+        headers = answer.headers
+        if answer.status == 304 and etag:
             return NotModified(headers.get("ETag"), headers.get("Cache-Control"))
-        raise_for_status(self.source_id, response.status_code)
-        bundle = self._bundle(response.content)
+        raise_for_status(self.source_id, answer.status)
+        bundle = self._bundle(answer.body)
         return Fetched(
-            response.content,
+            answer.body,
             bundle,
             etag=headers.get("ETag"),
             cache_control=headers.get("Cache-Control"),
             subjects=_patient_ids(bundle),
         )
 
-    async def _get(
-        self, url: httpx.URL, headers: Mapping[str, str] | None = None
-    ) -> httpx.Response:
-        async with http_exchange(self.source_id, self._timeout):
-            return await self._http.get(url, headers=headers)
+    async def _get(self, url: httpx.URL, headers: Mapping[str, str] | None = None) -> _Answer:
+        """One exchange; a 2xx body streamed in within the byte cap, any other left unread."""
+        async with (
+            http_exchange(self.source_id, self._timeout),
+            self._http.stream("GET", url, headers=headers) as response,
+        ):
+            ok = 200 <= response.status_code < 300
+            body = await read_capped(self.source_id, response, self._max_bytes) if ok else b""
+            return _Answer(response.status_code, response.headers, body)
 
     def _bundle(self, body: bytes) -> Json:
         try:

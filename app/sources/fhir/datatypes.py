@@ -4,13 +4,19 @@ Identifier, Address, ContactPoint, and the `SourceLink` every record starts from
 
 Tolerant of real-world data: every optional element may be missing, unknown codes pass through
 as data, extensions are ignored. A resource whose shape is wrong (not an object, no id) raises
-`MappingError`; the source counts and reports it.
+`MappingError`; the source counts and reports it. A primitive of the wrong JSON type or format
+(`"birthDate": 12`, `"gender": 5`, a date of `"yesterday"`) is read as absent and counted
+(`counting_wrong_values`): never stringified, so it cannot outrank another source's valid value.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import functools
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,16 +56,103 @@ def objs(value: Any) -> list[Json]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+# FHIR R4 primitive formats (https://hl7.org/fhir/R4/datatypes.html#primitive).
+_YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_MONTH, _DAY = r"(0[1-9]|1[0-2])", r"(0[1-9]|[1-2][0-9]|3[0-1])"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+_ZONE = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+DATE = re.compile(rf"{_YEAR}(-{_MONTH}(-{_DAY})?)?")
+DATE_TIME = re.compile(rf"{_YEAR}(-{_MONTH}(-{_DAY}(T{_TIME}{_ZONE})?)?)?")
+INSTANT = re.compile(rf"{_YEAR}-{_MONTH}-{_DAY}T{_TIME}{_ZONE}")
+TIME = re.compile(_TIME)
+GENDERS = frozenset({"male", "female", "other", "unknown"})  # AdministrativeGender (required)
+
+# Wrong values met while mapping, for the source's `unmapped` count. A context variable keeps
+# the mappers plain functions of a resource; outside `counting_wrong_values` nothing is counted.
+_WRONG: ContextVar[list[int] | None] = ContextVar("fhir_wrong_values", default=None)
+
+
+@contextlib.contextmanager
+def counting_wrong_values() -> Iterator[list[int]]:
+    """Counts the wrong primitives mapped inside the block: `[n]` once it exits."""
+    tally = [0]
+    token = _WRONG.set(tally)
+    try:
+        yield tally
+    finally:
+        _WRONG.reset(token)
+
+
+def _wrong() -> None:
+    tally = _WRONG.get()
+    if tally is not None:
+        tally[0] += 1
+
+
 def string(value: Any) -> str | None:
+    """A FHIR string (or code, uri, id): a JSON string; anything else is wrong, not text."""
     if isinstance(value, str):
         return value or None
-    if value is None:
+    if value is not None:
+        _wrong()
+    return None
+
+
+def _formatted(value: Any, pattern: re.Pattern[str]) -> str | None:
+    text = string(value)
+    if text is None:
         return None
+    if pattern.fullmatch(text) is None or not _real_day(text):
+        _wrong()
+        return None
+    return text
+
+
+def _real_day(text: str) -> bool:
+    """The FHIR patterns allow 2023-02-31; the calendar does not."""
+    if len(text) < 10:
+        return True
+    try:
+        dt.date.fromisoformat(text[:10])
+    except ValueError:
+        return False
+    return True
+
+
+def date(value: Any) -> str | None:
+    """A FHIR `date` (YYYY, YYYY-MM or YYYY-MM-DD) as given, or None when malformed."""
+    return _formatted(value, DATE)
+
+
+def date_time(value: Any) -> str | None:
+    """A FHIR `dateTime` (a date, or a time with seconds and an offset) as given."""
+    return _formatted(value, DATE_TIME)
+
+
+def instant(value: Any) -> str | None:
+    """A FHIR `instant`: a full date and time with an offset."""
+    return _formatted(value, INSTANT)
+
+
+def time(value: Any) -> str | None:
+    return _formatted(value, TIME)
+
+
+def boolean(value: Any) -> str | None:
+    """A FHIR boolean as text (`valueBoolean`)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
+    if value is not None:
+        _wrong()
     return None
+
+
+def gender(value: Any) -> str | None:
+    code = string(value)
+    if code is not None and code not in GENDERS:
+        _wrong()
+        return None
+    return code
 
 
 def number(value: Any) -> float | None:
@@ -144,7 +237,7 @@ def meta(resource: Json) -> RecordMeta:
         return NO_META
     security = data.get("security")
     return RecordMeta(
-        string(data.get("lastUpdated")),
+        instant(data.get("lastUpdated")),
         string(data.get("versionId")),
         tuple(coding(c) for c in security if isinstance(c, dict))
         if isinstance(security, list)
@@ -154,22 +247,22 @@ def meta(resource: Json) -> RecordMeta:
 
 def period_start(data: Any) -> str | None:
     data = obj(data)
-    return string(data.get("start")) or string(data.get("end"))
+    return date_time(data.get("start")) or date_time(data.get("end"))
 
 
 def choice_time(resource: Json, prefix: str) -> str | None:
     """A `prefix[x]` time as one ISO 8601 string: DateTime/Instant as is, Period by its start,
     Timing by its first event, Age/String/Range as text."""
     keys = _CHOICE_KEYS.get(prefix) or _choice_keys(prefix)
-    for key in keys.instants:
-        value = string(resource.get(key))
+    for key, read in zip(keys.instants, _INSTANT_READERS, strict=True):
+        value = read(resource.get(key))
         if value:
             return value
     if (period := resource.get(keys.period)) is not None:
         return period_start(period)
     if (timing := resource.get(keys.timing)) is not None:
         events = obj(timing).get("event")
-        return string(events[0]) if isinstance(events, list) and events else None
+        return date_time(events[0]) if isinstance(events, list) and events else None
     age = quantity(resource.get(keys.age))
     if age is not None and age.value is not None:
         return f"{age.value:g} {age.unit or ''}".strip()
@@ -198,6 +291,7 @@ def _choice_keys(prefix: str) -> _ChoiceKeys:
 
 
 _CHOICE_KEYS: dict[str, _ChoiceKeys] = {}
+_INSTANT_READERS = (date_time, instant, string, date)  # in the order of `_ChoiceKeys.instants`
 
 
 def reference_text(data: Any) -> str | None:

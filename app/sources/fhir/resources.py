@@ -33,12 +33,17 @@ from app.sources.fhir.datatypes import (
     Json,
     address,
     annotation_texts,
+    boolean,
     choice_time,
     codes_of,
     concept,
     concept_or_none,
     contact_point,
+    date,
+    date_time,
+    gender,
     identifier,
+    instant,
     link,
     meta,
     number,
@@ -52,6 +57,7 @@ from app.sources.fhir.datatypes import (
     reference_text,
     status_code,
     string,
+    time,
 )
 
 Mapper = Callable[[str, Json], Any]
@@ -66,8 +72,8 @@ def patient(source_id: str, resource: Json) -> SourcePatient:
         link=source,
         identifiers=tuple(i for i in idents if i is not None),
         name=official_name(objs(resource.get("name"))),
-        birth_date=string(resource.get("birthDate")),
-        gender=string(resource.get("gender")),
+        birth_date=date(resource.get("birthDate")),
+        gender=gender(resource.get("gender")),
         addresses=tuple(a for a in addresses if a is not None),
         telecom=tuple(t for t in telecom if t is not None),
     )
@@ -85,10 +91,18 @@ def _value(resource: Json) -> tuple[Quantity | None, CodeableConcept | None, str
         return Quantity(number(resource["valueInteger"]), None), None, None
     if (cc := concept_or_none(resource.get("valueCodeableConcept"))) is not None:
         return None, cc, cc.text
-    for key in ("valueString", "valueBoolean", "valueDateTime", "valueTime"):
-        if (text := string(resource.get(key))) is not None:
+    for key, read in _TEXT_VALUES:
+        if (text := read(resource.get(key))) is not None:
             return None, None, text
     return None, None, _range_or_ratio_text(resource)
+
+
+_TEXT_VALUES = (
+    ("valueString", string),
+    ("valueBoolean", boolean),
+    ("valueDateTime", date_time),
+    ("valueTime", time),
+)
 
 
 def _range_or_ratio_text(resource: Json) -> str | None:
@@ -123,7 +137,7 @@ def observation(source_id: str, r: Json) -> Observation:
         category=codes_of(r.get("category")),
         code=concept(r.get("code")),
         effective=choice_time(r, "effective"),
-        issued=string(r.get("issued")),
+        issued=instant(r.get("issued")),
         value_quantity=q,
         value_concept=cc,
         value_string=text,
@@ -146,7 +160,7 @@ def condition(source_id: str, r: Json) -> Condition:
         category=codes_of(r.get("category")),
         onset=choice_time(r, "onset"),
         abatement=choice_time(r, "abatement"),
-        recorded_date=string(r.get("recordedDate")),
+        recorded_date=date_time(r.get("recordedDate")),
         notes=annotation_texts(r.get("note")),
     )
 
@@ -168,7 +182,7 @@ def allergy(source_id: str, r: Json) -> Allergy:
         else (),
         criticality=string(r.get("criticality")),
         onset=choice_time(r, "onset"),
-        recorded_date=string(r.get("recordedDate")),
+        recorded_date=date_time(r.get("recordedDate")),
         reactions=tuple(
             concept(m)
             for reaction in objs(r.get("reaction"))
@@ -207,7 +221,7 @@ def medication_request(source_id: str, r: Json) -> Medication:
         medication=_medication_concept(r),
         status=string(r.get("status")),
         intent=string(r.get("intent")),
-        authored_on=string(r.get("authoredOn")),
+        authored_on=date_time(r.get("authoredOn")),
         effective=None,
         dosage=_dosage_text(r, "dosageInstruction"),
         requester=reference_text(r.get("requester")),
@@ -223,7 +237,7 @@ def medication_statement(source_id: str, r: Json) -> Medication:
         medication=_medication_concept(r),
         status=string(r.get("status")),
         intent=None,
-        authored_on=string(r.get("dateAsserted")),
+        authored_on=date_time(r.get("dateAsserted")),
         effective=choice_time(r, "effective"),
         dosage=_dosage_text(r, "dosage"),
         requester=reference_text(r.get("informationSource")),
@@ -299,8 +313,8 @@ def encounter(source_id: str, r: Json) -> Encounter:
         status=string(r.get("status")),
         class_code=class_code,
         type=tuple(concept(t) for t in objs(r.get("type"))),
-        start=string(period.get("start")),
-        end=string(period.get("end")),
+        start=date_time(period.get("start")),
+        end=date_time(period.get("end")),
         reason=tuple(concept(c) for c in objs(r.get("reasonCode"))),
         service_provider=reference_text(r.get("serviceProvider")),
         participants=tuple(t for i in individuals if (t := reference_text(i))),
@@ -318,8 +332,8 @@ def care_team(source_id: str, r: Json) -> CareTeam:
         status=string(r.get("status")),
         name=string(r.get("name")),
         category=codes_of(r.get("category")),
-        start=string(period.get("start")),
-        end=string(period.get("end")),
+        start=date_time(period.get("start")),
+        end=date_time(period.get("end")),
         participants=tuple(t for m in members if (t := reference_text(m))),
         participant_identifiers=_participant_identifiers(members),
     )
@@ -343,7 +357,7 @@ def diagnostic_report(source_id: str, r: Json) -> DiagnosticReport:
         status=string(r.get("status")),
         category=codes_of(r.get("category")),
         effective=choice_time(r, "effective"),
-        issued=string(r.get("issued")),
+        issued=instant(r.get("issued")),
         conclusion=string(r.get("conclusion")),
         result_ids=tuple(t for x in objs(r.get("result")) if (t := string(x.get("reference")))),
     )

@@ -21,7 +21,7 @@ from app.sources import errors
 from app.sources.base import SourceHealth
 from app.sources.fetching import Fetcher
 from app.sources.fhir.client import FhirClient, Json
-from app.sources.fhir.datatypes import MappingError
+from app.sources.fhir.datatypes import MappingError, counting_wrong_values
 from app.sources.fhir.resources import RECORD_RESOURCES
 from app.sources.fhir.resources import patient as map_patient
 from app.sources.fhir.search import chunks, id_list, is_fhir_id, patient_search_params, token
@@ -50,6 +50,8 @@ class FhirSource:
             settings.base_url,
             timeout_seconds=settings.timeout_seconds,
             max_pages=settings.max_pages,
+            max_records=settings.max_records,
+            max_response_bytes=settings.max_response_bytes,
             bearer_token=settings.bearer_token,
             transport=transport,
             fetcher=fetcher,
@@ -140,9 +142,10 @@ class FhirSource:
         if not isinstance(target, str):
             return None
         if "://" in target:
-            if not self._client.is_same_origin(target):
+            local = self._client.under_base(target)
+            if local is None:
                 return None
-            target = target[len(self._client.base_url) + 1 :]
+            target = local
         parts = target.split("/")
         if len(parts) >= 2 and parts[0] == "Patient" and is_fhir_id(parts[1]):
             return parts[1]
@@ -151,7 +154,15 @@ class FhirSource:
     def _map_all(
         self, resource_type: str, mapper: Callable[[str, Json], R], rs: list[Json]
     ) -> list[R]:
-        return [m for r in rs if (m := self._map_one(resource_type, mapper, r)) is not None]
+        with counting_wrong_values() as wrong:
+            mapped = [m for r in rs if (m := self._map_one(resource_type, mapper, r)) is not None]
+        if wrong[0]:
+            self.unmapped += wrong[0]
+            # Counts only: the values themselves may be PHI.
+            log.warning(
+                "source %s: read %d malformed %s values as absent", self.id, wrong[0], resource_type
+            )
+        return mapped
 
     def _map_one(
         self, resource_type: str, mapper: Callable[[str, Json], R], resource: Json

@@ -34,6 +34,7 @@ from app.domain.records import DISPENSES, PersonQuery, RecordKind
 from app.settings import NcpdpSourceSettings
 from app.sources import errors
 from app.sources.base import SourceHealth
+from app.sources.bodies import read_capped
 from app.sources.fetching import Direct, Fetched, Fetcher
 from app.sources.ncpdp.mapping import map_dispensed
 from app.sources.ncpdp.messages import (
@@ -222,20 +223,8 @@ class NcpdpSource:
             ) as response,
         ):
             errors.raise_for_status(self.id, response.status_code)
-            return await self._read_body(response), response.headers.get("Cache-Control")
-
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        """The (decoded) body, refused as soon as it passes the size limit: never buffered
-        whole first, so a huge or endless answer costs at most the limit."""
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
-            raise errors.SourceDataError(self.id, "response exceeds the size limit")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > self._max_bytes:
-                raise errors.SourceDataError(self.id, "response exceeds the size limit")
-        return bytes(body)
+            body = await read_capped(self.id, response, self._max_bytes)
+            return body, response.headers.get("Cache-Control")
 
     def _read_stored(self, raw: bytes) -> RxHistory:
         """A cached answer: checked against its own request when it was fetched."""
