@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from pydantic import (
     Field,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -248,6 +250,44 @@ class Hl7v2SourceSettings(_Section):
     listen: str = "127.0.0.1:2575"  # MLLP listener for ORU^R01, host:port
     max_message_bytes: int = Field(1_048_576, ge=1024)
     idle_timeout_seconds: float = Field(300, gt=0)
+    # A frame that has begun must end within this: a sender trickling bytes is cut off.
+    frame_timeout_seconds: float = Field(30, gt=0)
+    max_connections: int = Field(32, ge=1)
+    max_segments: int = Field(5000, ge=10)  # per message; more is AR, nothing stored
+    max_results: int = Field(1000, ge=1)  # OBX results per message (one patient); more is AR
+    # Peer networks that may connect at all (CIDR); others are closed before a byte is read.
+    allowed_clients: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Sending parties whose messages are stored: "APP^FACILITY" (MSH-3.1 ^ MSH-4.1) or "APP"
+    # (any facility). Anyone else gets AR and nothing is stored. Required as soon as
+    # allowed_clients admits a peer that is not on this host.
+    allowed_senders: list[str] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("allowed_clients")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from None
+        return value
+
+    @field_validator("allowed_senders")
+    @classmethod
+    def _senders(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for item in value:
+            app, _, facility = item.partition("^")
+            if not app or "|" in item or "^" in facility:
+                raise ValueError(f"{item!r} is not APP or APP^FACILITY")
+        clients = info.data.get("allowed_clients", [])
+        if not value and any(
+            not ipaddress.ip_network(c, strict=False).is_loopback for c in clients
+        ):
+            raise ValueError(
+                "must list the lab's sending parties when allowed_clients admits peers "
+                "beyond this host"
+            )
+        return value
 
     @field_validator("listen")
     @classmethod

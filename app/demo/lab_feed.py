@@ -36,6 +36,9 @@ from app.demo.generator import ANCHOR, DemoPerson, DemoPopulation
 from app.sources.hl7v2.syntax import Separators, escape
 
 LAB_AUTHORITY: Final = "CITYLAB"
+SENDING_APPLICATION: Final = "CITYLAB-LIS"
+# How the demo listener lists this feed in allowed_senders (MSH-3.1 ^ MSH-4.1).
+SENDING_PARTY: Final = f"{SENDING_APPLICATION}^{LAB_AUTHORITY}"
 LAB_OID: Final = "2.16.840.1.113883.3.1"
 VERSION: Final = "2.5.1"
 SEPS: Final = Separators()
@@ -260,7 +263,7 @@ def _render(message: _Message, control_id: str) -> str:
         _segment(
             "MSH",
             {
-                3: "CITYLAB-LIS",
+                3: SENDING_APPLICATION,
                 4: f"{LAB_AUTHORITY}^{LAB_OID}^ISO",
                 5: "PATIENTGRAPH",
                 6: "PATIENTGRAPH",

@@ -25,7 +25,7 @@ from app.auth.signing import issue_token, key_id, public_jwk
 from app.demo.contacts import DEMO_CLINICIAN, practitioner_identifier
 from app.demo.fhir_server import create_fhir_app
 from app.demo.generator import UPSTREAMS, DemoPopulation, generate_population
-from app.demo.lab_feed import lab_messages
+from app.demo.lab_feed import SENDING_PARTY, lab_messages
 from app.demo.pharmacy_data import pharmacy_fills
 from app.demo.pharmacy_server import create_pharmacy_app
 from app.demo.serving import serving
@@ -104,7 +104,14 @@ def demo_settings(
     ]
     others: list[dict[str, object]] = []
     if lab:
-        others.append({"id": LAB, "kind": "hl7v2", "listen": "127.0.0.1:0"})  # a free port
+        others.append(
+            {
+                "id": LAB,
+                "kind": "hl7v2",
+                "listen": "127.0.0.1:0",  # a free port
+                "allowed_senders": [SENDING_PARTY],
+            }
+        )
     if pharmacy_url:
         others.append(
             {"id": PHARMACY, "kind": "ncpdp", "base_url": pharmacy_url, "timeout_seconds": 5}

@@ -16,11 +16,9 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from app.sources.hl7v2.syntax import (
-    Separators,
     decode_message,
     escape,
-    read_separators,
-    split_segments,
+    header_fields,
 )
 
 DEFAULT_PROCESSING_ID: Final = "P"
@@ -61,7 +59,7 @@ def build_ack(
     if code not in ("AA", "AE", "AR"):
         raise ValueError(f"unknown acknowledgement code {code!r}")
     decoded, codec = decode_message(raw)
-    fields, seps = _header(decoded)
+    fields, seps = header_fields(decoded)
 
     def msh(n: int) -> str:  # MSH-n of the received message, as sent (escaped)
         value = fields[n - 1] if 1 < n <= len(fields) else ""
@@ -96,18 +94,3 @@ def build_ack(
         condition = seps.component.join((err, ERROR_CODES[err], "HL70357"))
         segments.append(fs.join(["ERR", "", "", condition, "E", "", "", "", safe]).rstrip(fs))
     return ("\r".join(segments) + "\r").encode(codec, "replace")
-
-
-def _header(text: str) -> tuple[list[str], Separators]:
-    """The first MSH segment split into fields (index n-1 is MSH-n) and its separators; no
-    fields and the default separators when there is no usable MSH (a batch envelope FHS/BHS
-    before it is fine)."""
-    if len(text) > 3 and text[:3] in ("MSH", "FHS", "BHS"):
-        for segment in split_segments(text, text[3]):
-            if segment.startswith("MSH"):
-                seps = read_separators(segment)
-                if seps is None:
-                    break
-                # split: "MSH", MSH-2, MSH-3, ...; MSH-1 is the separator itself.
-                return [seps.field, *segment.split(seps.field)[1:]], seps
-    return [], Separators()

@@ -342,7 +342,17 @@ def _token(value: str) -> str:
     return value if _SAFE_TOKEN.fullmatch(value) else "?"
 
 
-def _segments(text: str) -> tuple[list[Segment], Separators]:
+@dataclass(frozen=True, slots=True)
+class MessageLimits:
+    """Bounds on one message, checked before any segment is parsed: a message over them is
+    AR (error 207) and nothing of it is stored. One message has one patient, so `results`
+    bounds the results one message can add to one chart."""
+
+    segments: int = 5000
+    results: int = 1000  # OBX segments
+
+
+def _segments(text: str, limits: MessageLimits) -> tuple[list[Segment], Separators]:
     if not text.startswith("MSH") and text[:3] not in _ENVELOPE:
         raise MessageRejected("AR", "not an HL7 v2 message (no MSH segment)", "100")
     fs = text[3] if len(text) > 3 else "|"
@@ -354,6 +364,10 @@ def _segments(text: str) -> tuple[list[Segment], Separators]:
         raise MessageRejected("AR", "MSH-1/MSH-2 separators are invalid", "102")
     header = re.compile(r"[A-Z][A-Z0-9]{2}(?:" + re.escape(seps.field) + r"|$)")
     lines = [s for s in lines if header.match(s)]  # junk lines are not segments
+    if len(lines) > limits.segments:
+        raise MessageRejected("AR", f"more than {limits.segments} segments in one message", "207")
+    if sum(s.startswith("OBX") for s in lines) > limits.results:
+        raise MessageRejected("AR", f"more than {limits.results} results in one message", "207")
     if sum(s.startswith("MSH") for s in lines) > 1:
         raise MessageRejected("AR", "more than one message (batches are not supported)", "100")
     try:
@@ -362,9 +376,9 @@ def _segments(text: str) -> tuple[list[Segment], Separators]:
         raise MessageRejected("AR", "message could not be parsed", "102") from None
 
 
-def _parse(raw: bytes | str, source_id: str) -> LabMessage:
+def _parse(raw: bytes | str, source_id: str, limits: MessageLimits) -> LabMessage:
     text, _ = decode_message(raw)
-    segments, seps = _segments(text)
+    segments, seps = _segments(text, limits)
     r = Reader(seps)
     msh = segments[0]
     code, trigger = r.get(msh, 9, 1).upper(), r.get(msh, 9, 2).upper()
@@ -401,10 +415,12 @@ def _parse(raw: bytes | str, source_id: str) -> LabMessage:
     )
 
 
-def parse_message(raw: bytes | str, source_id: str) -> LabMessage:
+def parse_message(
+    raw: bytes | str, source_id: str, limits: MessageLimits = MessageLimits()
+) -> LabMessage:
     """One ORU^R01 as domain records; MessageRejected (and nothing else) when it cannot be."""
     try:
-        return _parse(raw, source_id)
+        return _parse(raw, source_id, limits)
     except MessageRejected:
         raise
     except Exception as exc:  # a defect of ours: answer AE (not stored), never crash the feed

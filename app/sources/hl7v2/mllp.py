@@ -15,6 +15,10 @@ Failure rules, chosen so that a message is either fully processed and ACKed, or 
 * a frame over ``max_message_bytes``: the connection is closed, nothing is handled.
 * a peer that disconnects mid-frame: the partial frame is dropped, nothing is handled.
 * a connection silent for ``idle_timeout`` seconds: closed.
+* a frame not finished ``frame_timeout`` seconds after the server began waiting for its rest
+  (a sender trickling bytes): the connection is closed, the partial frame dropped.
+* a peer that `admits` refuses, or one connection more than ``max_connections``: closed at
+  accept, before a byte is read.
 * ``aclose()``: idle connections are closed at once; a message whose handler is running is
   allowed to finish and be ACKed (bounded by ``shutdown_timeout``), after which it is cancelled
   and gets no ACK. Frames received but not yet started are dropped unACKed.
@@ -42,6 +46,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 _READ_CHUNK = 65_536
 
 Handler = Callable[[bytes], Awaitable[bytes]]
+Admits = Callable[[str | None], bool]  # peer host -> may it connect
 
 
 class FrameTooLarge(Exception):
@@ -64,6 +69,7 @@ class MllpFramer:
         self._max = max_message_bytes
         self._buffer = bytearray()
         self._in_frame = False
+        self.frames_begun = 0  # tells a caller timing frames that a new one started
         # Where the END_BLOCK search resumes: re-scanning from the start on every chunk would be
         # quadratic for a sender that trickles a large message in small reads.
         self._scanned = 0
@@ -90,6 +96,7 @@ class MllpFramer:
     def _begin(self) -> None:
         self._buffer.clear()
         self._in_frame = True
+        self.frames_begun += 1
         self._scanned = 0
 
     def _consume(self, data: bytes, pos: int, messages: list[bytes]) -> int:
@@ -128,6 +135,10 @@ class MllpFramer:
             raise FrameTooLarge(f"MLLP frame larger than {self._max} bytes")
 
 
+class FrameTimedOut(Exception):
+    """A frame was not finished within the frame deadline."""
+
+
 class _HandlerFailed(Exception):
     """Internal: the handler raised; the connection must close without a reply."""
 
@@ -140,11 +151,12 @@ class _Connection:
     handled: int = 0
 
 
-def _peer_name(writer: asyncio.StreamWriter) -> str:
+def _peer(writer: asyncio.StreamWriter) -> tuple[str | None, str]:
+    """(host, "host:port" for logs) of the connected peer."""
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return "unknown"
+        return str(peer[0]), f"{peer[0]}:{peer[1]}"
+    return None, "unknown"
 
 
 def _set_nodelay(writer: asyncio.StreamWriter) -> None:
@@ -173,9 +185,15 @@ class MllpServer:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         idle_timeout: float = 300.0,
+        frame_timeout: float = 30.0,
         shutdown_timeout: float = 5.0,
+        max_connections: int = 32,
+        admits: Admits | None = None,
     ) -> None:
         self._handler = handler
+        self._frame_timeout = frame_timeout
+        self._max_connections = max_connections
+        self._admits = admits
         self._host = host
         self._requested_port = port
         self._max_message_bytes = max_message_bytes
@@ -214,8 +232,19 @@ class MllpServer:
         if self._closing:
             writer.close()
             return
+        host, peer = _peer(writer)
+        if self._admits is not None and not self._admits(host):
+            log.warning("mllp connection from %s refused: not an allowed client", peer)
+            writer.close()
+            return
+        if len(self._connections) >= self._max_connections:
+            log.warning(
+                "mllp connection from %s refused: %d connections open", peer, len(self._connections)
+            )
+            writer.close()
+            return
         _set_nodelay(writer)
-        conn = _Connection(writer=writer, peer=_peer_name(writer))
+        conn = _Connection(writer=writer, peer=peer)
         task = asyncio.get_running_loop().create_task(self._serve(reader, conn))
         self._connections[task] = conn
         task.add_done_callback(self._connections.pop)
@@ -226,6 +255,8 @@ class MllpServer:
             outcome = await self._pump(reader, conn)
         except FrameTooLarge:
             outcome = f"frame over {self._max_message_bytes} bytes"
+        except FrameTimedOut:
+            outcome = f"frame not finished within {self._frame_timeout:g} s"
         except TimeoutError:
             outcome = "idle timeout"
         except _HandlerFailed:
@@ -247,20 +278,42 @@ class MllpServer:
     async def _pump(self, reader: asyncio.StreamReader, conn: _Connection) -> str:
         """Serve one connection until it ends; return why it ended (for the log)."""
         framer = MllpFramer(self._max_message_bytes)
+        loop = asyncio.get_running_loop()
+        frame_deadline: float | None = None  # set while a begun frame waits for its rest
+        counted = 0
         while not self._closing:
-            async with asyncio.timeout(self._idle_timeout):
-                data = await reader.read(_READ_CHUNK)
+            data = await self._read(reader, frame_deadline)
             if not data:
                 break
             for message in framer.feed(data):
                 if self._closing:
                     break  # not started means not ACKed: the sender resends after restart
                 await self._answer(message, conn)
+            if not framer.in_frame:
+                frame_deadline = None
+            elif frame_deadline is None or framer.frames_begun != counted:
+                # Counted from now, after this chunk's messages were answered: the time our
+                # handler took is not the sender's.
+                frame_deadline = loop.time() + self._frame_timeout
+            counted = framer.frames_begun
         if self._closing:
             return "server shutdown"
         if framer.in_frame:
             return "closed by peer mid-frame, partial frame dropped"
         return "closed by peer"
+
+    async def _read(self, reader: asyncio.StreamReader, frame_deadline: float | None) -> bytes:
+        if frame_deadline is None:
+            async with asyncio.timeout(self._idle_timeout):
+                return await reader.read(_READ_CHUNK)
+        idle_deadline = asyncio.get_running_loop().time() + self._idle_timeout
+        try:
+            async with asyncio.timeout_at(min(frame_deadline, idle_deadline)):
+                return await reader.read(_READ_CHUNK)
+        except TimeoutError:
+            if frame_deadline <= idle_deadline:
+                raise FrameTimedOut from None
+            raise
 
     async def _answer(self, message: bytes, conn: _Connection) -> None:
         # busy spans handler, write and drain: aclose() must not cut a connection between a

@@ -1,13 +1,16 @@
 """Hl7v2Source: a lab that pushes ORU^R01 results over MLLP.
 
-Ingest: parse -> store (committed) -> tell `on_ingested` the message's patient (the server links
+Ingest: sender check -> parse (in a worker thread: a large message must not stall HTTP) ->
+store (committed) -> tell `on_ingested` the message's patient (the server links
 them in the patient index and purges their cached responses) -> ACK AA. A message that cannot
-be parsed gets AR/AE and nothing is stored; a store failure gets AE (the sender retries).
+be parsed, or comes from a sending party the source does not list, gets AR/AE and nothing is
+stored; a store failure gets AE (the sender retries).
 Reads come from the store through the same batched ports as every other source.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -21,9 +24,11 @@ from app.settings import Hl7v2SourceSettings
 from app.sources.base import SourceHealth
 from app.sources.errors import SourceUnavailable
 from app.sources.hl7v2.ack import build_ack
-from app.sources.hl7v2.mapping import MessageRejected, parse_message
+from app.sources.hl7v2.mapping import LabMessage, MessageLimits, MessageRejected, parse_message
 from app.sources.hl7v2.mllp import MllpServer
+from app.sources.hl7v2.senders import SenderPolicy
 from app.sources.hl7v2.store import LabStore
+from app.sources.hl7v2.syntax import decode_message
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -48,12 +53,17 @@ class Hl7v2Source:
         self._settings = settings
         self._store = store
         self._on_ingested = on_ingested
+        self._policy = SenderPolicy.of(settings.allowed_clients, settings.allowed_senders)
+        self._limits = MessageLimits(settings.max_segments, settings.max_results)
         self._server = MllpServer(
             self.handle,
             settings.host,
             settings.port,
             max_message_bytes=settings.max_message_bytes,
             idle_timeout=settings.idle_timeout_seconds,
+            frame_timeout=settings.frame_timeout_seconds,
+            max_connections=settings.max_connections,
+            admits=self._policy.admits_peer,
         )
         self.unmapped = 0
 
@@ -78,9 +88,14 @@ class Hl7v2Source:
     async def handle(self, raw: bytes) -> bytes:
         """One MLLP message in, its ACK out."""
         try:
-            message = parse_message(raw, self.id)
+            message = await asyncio.to_thread(self._read, raw)
         except MessageRejected as rejected:
-            log.info("source %s: rejected a message (%s)", self.id, rejected.ack_code)
+            log.info(
+                "source %s: rejected a message (%s: %s)",
+                self.id,
+                rejected.ack_code,
+                rejected.reason,
+            )
             return build_ack(
                 raw, rejected.ack_code, rejected.reason, error_code=rejected.error_code
             )
@@ -97,6 +112,11 @@ class Hl7v2Source:
         if not outcome.duplicate and self._on_ingested is not None:
             await self._on_ingested(message.patient)
         return build_ack(raw, "AA")
+
+    def _read(self, raw: bytes) -> LabMessage:
+        if not self._policy.admits_sender(decode_message(raw)[0]):
+            raise MessageRejected("AR", "sending application not accepted", "207")
+        return parse_message(raw, self.id, self._limits)
 
     async def patients_by_id(self, local_ids: Sequence[str]) -> Mapping[str, SourcePatient]:
         return await self._guard(self._store.patients_by_id(self.id, local_ids))

@@ -9,6 +9,7 @@ current. `ingest` commits before it returns, so an ACK sent after it is an hones
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
@@ -91,6 +92,8 @@ class LabStore:
 
     async def ingest(self, source_id: str, message: LabMessage, raw: str) -> IngestOutcome:
         """Store one parsed message in one transaction (idempotent on MSH-10)."""
+        # Serialised in a worker thread: a message with many results must not stall the loop.
+        versions = await asyncio.to_thread(_versions, message)
         async with self._engine.begin() as conn:
             if await _seen(conn, source_id, message.control_id):
                 return IngestOutcome(True, 0, message.skipped)
@@ -107,16 +110,10 @@ class LabStore:
                 )
             )
             await _upsert_patient(conn, source_id, patient)
-            rows = [
-                ("report", r.report.sources[0].local_id, r.report.status or "", r.report)
-                for r in message.reports
-            ] + [
-                ("observation", res.observation.sources[0].local_id, res.status, res.observation)
-                for r in message.reports
-                for res in r.results
-            ]
-            await _add_versions(conn, source_id, patient.link.local_id, message.control_id, rows)
-        return IngestOutcome(False, len(rows), message.skipped)
+            await _add_versions(
+                conn, source_id, patient.link.local_id, message.control_id, versions
+            )
+        return IngestOutcome(False, len(versions), message.skipped)
 
     async def observations(
         self, source_id: str, patients: Sequence[str]
@@ -235,18 +232,45 @@ async def _upsert_patient(conn: AsyncConnection, source_id: str, patient: Source
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Version:
+    kind: str  # observation | report
+    local_id: str
+    status: str
+    payload: str  # the record as stored
+
+
+def _versions(message: LabMessage) -> list[_Version]:
+    reports = [
+        _Version("report", r.report.sources[0].local_id, r.report.status or "", _dump(r.report))
+        for r in message.reports
+    ]
+    results = [
+        _Version(
+            "observation", res.observation.sources[0].local_id, res.status, _dump(res.observation)
+        )
+        for r in message.reports
+        for res in r.results
+    ]
+    return reports + results
+
+
+def _dump(record: Any) -> str:
+    return orjson.dumps(to_data(record)).decode()
+
+
 async def _add_versions(
     conn: AsyncConnection,
     source_id: str,
     patient_id: str,
     control_id: str,
-    rows: list[tuple[str, str, str, Any]],
+    rows: list[_Version],
 ) -> None:
-    """Each (kind, local id, status, record) becomes the next version of its result; earlier
-    versions stay but are no longer current. Three statements whatever the number of rows."""
+    """Each row becomes the next version of its result; earlier versions stay but are no
+    longer current. Three statements whatever the number of rows."""
     if not rows:
         return
-    local_ids = sorted({local_id for _, local_id, _, _ in rows})
+    local_ids = sorted({row.local_id for row in rows})
     mine = (lab_results.c.source_id == source_id) & lab_results.c.local_id.in_(local_ids)
     latest_query = (
         sa.select(lab_results.c.kind, lab_results.c.local_id, sa.func.max(lab_results.c.version))
@@ -261,16 +285,16 @@ async def _add_versions(
         [
             {
                 "source_id": source_id,
-                "kind": kind,
-                "local_id": local_id,
+                "kind": row.kind,
+                "local_id": row.local_id,
                 "patient_id": patient_id,
-                "version": latest.get((kind, local_id), 0) + 1,
-                "status": status[:8],
-                "current": status not in RETIRED_STATUSES,
+                "version": latest.get((row.kind, row.local_id), 0) + 1,
+                "status": row.status[:8],
+                "current": row.status not in RETIRED_STATUSES,
                 "control_id": control_id,
-                "payload": orjson.dumps(to_data(record)).decode(),
+                "payload": row.payload,
             }
-            for kind, local_id, status, record in rows
+            for row in rows
         ],
     )
 

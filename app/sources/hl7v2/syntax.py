@@ -95,6 +95,25 @@ def split_segments(text: str, fs: str) -> list[str]:
     return [s for s in out if s]
 
 
+_HEADER_SCAN = 65_536  # an MSH further into the text than this is not looked for
+
+
+def header_fields(text: str) -> tuple[list[str], Separators]:
+    """The first MSH segment split into fields, escaped as sent (index n-1 is MSH-n), and its
+    separators; no fields and the default separators when there is no usable MSH (a batch
+    envelope FHS/BHS before it is fine)."""
+    if len(text) > 3 and text[:3] in ("MSH", "FHS", "BHS"):
+        # Only the head is split: this runs on the event loop for every message received.
+        for segment in split_segments(text[:_HEADER_SCAN], text[3]):
+            if segment.startswith("MSH"):
+                seps = read_separators(segment)
+                if seps is None:
+                    break
+                # split: "MSH", MSH-2, MSH-3, ...; MSH-1 is the separator itself.
+                return [seps.field, *segment.split(seps.field)[1:]], seps
+    return [], Separators()
+
+
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _REPEAT_FORMAT = re.compile(r"\.(sp|sk|in|ti)\s*([+-]?\d*)")
 _MAX_REPEAT = 50
