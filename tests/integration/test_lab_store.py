@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.codec import to_data
@@ -100,3 +102,28 @@ async def test_patients_stored_before_contact_details_existed_still_read(
         patient.name,
         patient.birth_date,
     )
+
+
+async def test_a_resend_retires_only_the_current_versions(engine: AsyncEngine) -> None:
+    """What keeps a resend's cost flat however long the history (benchmarks/lab_resends.py):
+    it rewrites one row per result, never the result's earlier versions."""
+    store = LabStore(engine)
+    await store.create_tables()
+    for n in range(5):
+        await store.ingest(SRC, parse_message(oru(f"RESEND-{n}"), SRC), oru(f"RESEND-{n}"))
+    updated: list[int] = []
+
+    def count(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE LAB_RESULTS"):
+            updated.append(cursor.rowcount)
+
+    event.listen(engine.sync_engine, "after_cursor_execute", count)
+    try:
+        await store.ingest(SRC, parse_message(oru("RESEND-5"), SRC), oru("RESEND-5"))
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", count)
+    assert updated == [2]  # the report and its one result, not their 10 stored versions
+    observation = next(iter(parse_message(oru("X"), SRC).reports[0].results)).observation
+    history = await store.history(SRC, observation.sources[0].local_id)
+    assert [v for v, _, _ in history] == [1, 2, 3, 4, 5, 6]
+    assert [current for _, _, current in history] == [False] * 5 + [True]

@@ -5,12 +5,20 @@ versioned by its stable key: a redelivered message (same MSH-10) changes nothing
 (OBX-11 = C) or any later result with the same key becomes the current version while earlier
 versions stay in the table. A result whose latest status is D/W (deleted/wrong) is no longer
 current. `ingest` commits before it returns, so an ACK sent after it is an honest AA.
+
+Concurrent ingest (several senders, several workers) is race-free: a message first claims its
+MSH-10 (an insert that does nothing when the row exists, so a redelivery racing the original
+waits for it and then reads as a duplicate), then, on PostgreSQL, takes transaction advisory
+locks on its patient and result keys in one sorted order (no deadlock) before reading the
+latest versions; SQLite serialises writers already, and the claim being the transaction's
+first statement makes each writer wait its turn instead of failing on a stale snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +26,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.codec import from_data, to_data
@@ -94,21 +103,22 @@ class LabStore:
         """Store one parsed message in one transaction (idempotent on MSH-10)."""
         # Serialised in a worker thread: a message with many results must not stall the loop.
         versions = await asyncio.to_thread(_versions, message)
+        patient = message.patient
         async with self._engine.begin() as conn:
-            if await _seen(conn, source_id, message.control_id):
-                return IngestOutcome(True, 0, message.skipped)
-            patient = message.patient
-            await conn.execute(
-                lab_messages.insert().values(
-                    source_id=source_id,
-                    control_id=message.control_id,
-                    received_at=_now(),
-                    message_type=message.message_type,
-                    patient_id=patient.link.local_id,
-                    skipped=message.skipped,
-                    raw=raw,
-                )
+            claim = _insert(conn)(lab_messages).values(
+                source_id=source_id,
+                control_id=message.control_id,
+                received_at=_now(),
+                message_type=message.message_type,
+                patient_id=patient.link.local_id,
+                skipped=message.skipped,
+                raw=raw,
             )
+            claimed = await conn.execute(claim.on_conflict_do_nothing())
+            if claimed.rowcount == 0:
+                return IngestOutcome(True, 0, message.skipped)
+            keys = [("pat", patient.link.local_id)] + [(v.kind, v.local_id) for v in versions]
+            await _lock(conn, source_id, keys)
             await _upsert_patient(conn, source_id, patient)
             await _add_versions(
                 conn, source_id, patient.link.local_id, message.control_id, versions
@@ -190,11 +200,25 @@ class LabStore:
         return out
 
 
-async def _seen(conn: AsyncConnection, source_id: str, control_id: str) -> bool:
-    query = sa.select(sa.literal(1)).where(
-        lab_messages.c.source_id == source_id, lab_messages.c.control_id == control_id
+def _insert(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+async def _lock(conn: AsyncConnection, source_id: str, keys: Sequence[tuple[str, str]]) -> None:
+    """Hold each key until the transaction ends, against every other ingest (PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return
+    ids = sorted({_lock_id(source_id, kind, key) for kind, key in keys})
+    await conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ids AS bigint[])) AS k"),
+        {"ids": ids},
     )
-    return (await conn.execute(query)).first() is not None
+
+
+def _lock_id(source_id: str, kind: str, key: str) -> int:
+    digest = hashlib.sha256(f"lab\0{source_id}\0{kind}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def _upsert_patient(conn: AsyncConnection, source_id: str, patient: SourcePatient) -> None:
@@ -267,19 +291,19 @@ async def _add_versions(
     rows: list[_Version],
 ) -> None:
     """Each row becomes the next version of its result; earlier versions stay but are no
-    longer current. Three statements whatever the number of rows."""
+    longer current. Three statements for up to 500 rows."""
     if not rows:
         return
-    local_ids = sorted({row.local_id for row in rows})
-    mine = (lab_results.c.source_id == source_id) & lab_results.c.local_id.in_(local_ids)
-    latest_query = (
-        sa.select(lab_results.c.kind, lab_results.c.local_id, sa.func.max(lab_results.c.version))
-        .where(mine)
-        .group_by(lab_results.c.kind, lab_results.c.local_id)
-    )
-    latest = {(k, lid): v for k, lid, v in (await conn.execute(latest_query)).all()}
-    if latest:
-        await conn.execute(lab_results.update().where(mine).values(current=False))
+    latest = await _latest(conn, source_id, sorted({(row.kind, row.local_id) for row in rows}))
+    current_ids = [row_id for row_id, _ in latest.values()]
+    if current_ids:
+        # Primary-key updates of each result's latest version (the only one that can be
+        # current): a resend costs the same however long the history.
+        await conn.execute(
+            lab_results.update()
+            .where(lab_results.c.id.in_(current_ids), lab_results.c.current.is_(True))
+            .values(current=False)
+        )
     await conn.execute(
         lab_results.insert(),
         [
@@ -288,7 +312,7 @@ async def _add_versions(
                 "kind": row.kind,
                 "local_id": row.local_id,
                 "patient_id": patient_id,
-                "version": latest.get((row.kind, row.local_id), 0) + 1,
+                "version": latest.get((row.kind, row.local_id), (0, 0))[1] + 1,
                 "status": row.status[:8],
                 "current": row.status not in RETIRED_STATUSES,
                 "control_id": control_id,
@@ -297,6 +321,34 @@ async def _add_versions(
             for row in rows
         ],
     )
+
+
+_KEYS_PER_STATEMENT = 500  # bounds the bind parameters of one statement
+
+
+async def _latest(
+    conn: AsyncConnection, source_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(row id, version) of the newest stored version of each (kind, local id) that has one.
+
+    One `ORDER BY version DESC LIMIT 1` per key: a backward seek on the unique index, whatever
+    the planner's statistics say (a grouped max over an IN list was planned as a scan of the
+    source's whole history once the table grew faster than it was analysed)."""
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    c = lab_results.c
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        newest = [
+            sa.select(c.id, c.kind, c.local_id, c.version)
+            .where(c.source_id == source_id, c.kind == kind, c.local_id == local_id)
+            .order_by(c.version.desc())
+            .limit(1)
+            .subquery()
+            for kind, local_id in keys[start : start + _KEYS_PER_STATEMENT]
+        ]
+        query = sa.union_all(*(sa.select(*sub.c) for sub in newest))
+        for row_id, kind, local_id, version in (await conn.execute(query)).all():
+            found[(kind, local_id)] = (row_id, version)
+    return found
 
 
 def _identifier_match(source_id: str, token: str) -> sa.Select[tuple[str]]:
