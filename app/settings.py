@@ -223,7 +223,16 @@ class IdentitySettings(_Section):
     hash_key: str = DEFAULT_HASH_KEY
 
 
-class FhirSourceSettings(_Section):
+class _HttpSourceSettings(_Section):
+    """What every HTTP source has: its circuit breaker (`app.sources.breaker`)."""
+
+    # Failures in a row that open the circuit (0: no breaker), and how long it stays open
+    # (requests fail at once) before one probe request is let through.
+    breaker_failures: int = Field(5, ge=0)
+    breaker_reset_seconds: float = Field(30, gt=0, le=3600)
+
+
+class FhirSourceSettings(_HttpSourceSettings):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     kind: Literal["fhir"]
     base_url: str
@@ -306,7 +315,7 @@ class Hl7v2SourceSettings(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
-class NcpdpSourceSettings(_Section):
+class NcpdpSourceSettings(_HttpSourceSettings):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     kind: Literal["ncpdp"]
     base_url: str

@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.settings import FhirSourceSettings, Hl7v2SourceSettings, SourceSettings
+from app.settings import (
+    FhirSourceSettings,
+    Hl7v2SourceSettings,
+    NcpdpSourceSettings,
+    SourceSettings,
+)
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource, Source
+from app.sources.breaker import Breaking, CircuitBreaker
 from app.sources.fetching import Direct, Fetcher
 from app.sources.fhir.source import FhirSource
 from app.sources.hl7v2.source import Hl7v2Source, Ingested
@@ -38,6 +44,7 @@ class SourceRegistry:
     person_sources: tuple[PersonRecordSource, ...]
     lab_sources: tuple[Hl7v2Source, ...]
     lab_store: LabStore | None
+    breakers: Mapping[str, CircuitBreaker] = field(default_factory=dict)  # by source id
 
     async def start(self) -> None:
         if self.lab_store is not None:
@@ -57,6 +64,7 @@ class _Built:
     record: list[RecordSource] = field(default_factory=list)
     person: list[PersonRecordSource] = field(default_factory=list)
     lab: list[Hl7v2Source] = field(default_factory=list)
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
 
 def build_sources(
@@ -75,7 +83,7 @@ def build_sources(
     built = _Built()
     for settings in configured:
         if isinstance(settings, FhirSourceSettings):
-            fetcher = fetcher_for(settings.id, settings.cache_seconds)
+            fetcher = _breaking(fetcher_for(settings.id, settings.cache_seconds), settings, built)
             fhir = FhirSource(settings, transports.get(settings.id), fetcher=fetcher)
             built.sources.append(fhir)
             built.patient.append(fhir)
@@ -96,7 +104,9 @@ def build_sources(
                 history_days=settings.history_days,
                 sender_id=settings.sender_id,
                 receiver_id=settings.receiver_id,
-                fetcher=fetcher_for(settings.id, settings.cache_seconds),
+                fetcher=_breaking(
+                    fetcher_for(settings.id, settings.cache_seconds), settings, built
+                ),
             )
             built.sources.append(pharmacy)
             built.person.append(pharmacy)
@@ -107,4 +117,19 @@ def build_sources(
         tuple(built.person),
         tuple(built.lab),
         lab_store,
+        dict(built.breakers),
     )
+
+
+def _breaking(
+    fetcher: Fetcher, settings: FhirSourceSettings | NcpdpSourceSettings, built: _Built
+) -> Fetcher:
+    if settings.breaker_failures == 0:
+        return fetcher
+    breaker = CircuitBreaker(
+        settings.id,
+        failures=settings.breaker_failures,
+        reset_seconds=settings.breaker_reset_seconds,
+    )
+    built.breakers[settings.id] = breaker
+    return Breaking(fetcher, breaker)

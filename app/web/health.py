@@ -41,11 +41,17 @@ async def readyz(request: Request) -> Response:
                 "state": "ok" if health.ok else health.detail,
                 # Upstream entries that could not be mapped since start-up (never silent).
                 "unmapped": source.unmapped,
+                **_circuit(runtime, source),
             }
             for health, source in zip(sources, runtime.registry.sources, strict=True)
         ],
     }
     return json_response(body, 200 if ready else 503)
+
+
+def _circuit(runtime: Runtime, source: Source) -> dict[str, str]:
+    breaker = runtime.registry.breakers.get(source.id)
+    return {} if breaker is None else {"circuit": breaker.state}
 
 
 async def _store_ok(runtime: Runtime) -> bool:
@@ -59,6 +65,10 @@ async def _store_ok(runtime: Runtime) -> bool:
 
 async def _source_states(runtime: Runtime) -> list[SourceHealth]:
     async def one(source: Source) -> SourceHealth:
+        breaker = runtime.registry.breakers.get(source.id)
+        if breaker is not None and breaker.state == "open":
+            # Known without asking: probing a source that keeps failing would only wait.
+            return SourceHealth(source.id, source.kind, False, "circuit_open")
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS):
                 return await source.health()

@@ -21,11 +21,13 @@ class FaultInjector:
         self.mode: Mode = "ok"
         self.state = getattr(app, "state", None)
         self.abandoned = 0  # hanging requests whose client closed the connection
+        self.faulted = 0  # requests answered with a fault (the app never saw them)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.mode == "ok":
             await self.app(scope, receive, send)
             return
+        self.faulted += 1
         if self.mode == "hang" and await _client_left(receive, 30):
             self.abandoned += 1
             return

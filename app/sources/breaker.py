@@ -1,0 +1,139 @@
+"""A circuit breaker around one source's upstream: fail fast while it is down, probe to recover.
+
+Closed: every request goes upstream; `failures` failures in a row open the circuit. Open:
+requests fail at once with `CircuitOpen` (no connection, no timeout waited out) for
+`reset_seconds`. Then half-open: the next request is let through as a probe (others still fail
+fast meanwhile); its success closes the circuit, its failure opens it again.
+
+It wraps the fetch port (`Breaking`), under the cache: answers the cache already holds are
+served whatever the circuit says, and only real upstream requests count. A failure is the
+upstream's fault only: unavailable, timed out, or unreadable. A request we got wrong (4xx) or
+an answer over our own size limits says nothing about the upstream's health, and a caller
+that went away (cancellation) is neither success nor failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal, TypeVar
+
+from app.sources.errors import (
+    SourceDataError,
+    SourceError,
+    SourceTimeout,
+    SourceTooLarge,
+    SourceUnavailable,
+)
+from app.sources.fetching import Decode, Fetch, Fetched, Fetcher, NotModified
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+State = Literal["closed", "open", "half_open"]
+
+
+class CircuitOpen(SourceUnavailable):
+    """Refused without asking: the source failed repeatedly and its circuit is open."""
+
+    reason = "is unavailable (failing repeatedly; not asked again for now)"
+    state = "circuit_open"
+    cause = "circuit_open"
+
+
+def _is_upstream_failure(error: SourceError) -> bool:
+    if isinstance(error, SourceTooLarge | CircuitOpen):
+        return False
+    return isinstance(error, SourceUnavailable | SourceTimeout | SourceDataError)
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        source_id: str,
+        *,
+        failures: int = 5,
+        reset_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source_id = source_id
+        self._threshold = failures
+        self._reset = reset_seconds
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> State:
+        if self._opened_at is None:
+            return "closed"
+        if self._probing or self._clock() - self._opened_at >= self._reset:
+            return "half_open"
+        return "open"
+
+    async def call(self, fetch: Fetch[T], etag: str | None) -> Fetched[T] | NotModified:
+        probe = self._admit()
+        try:
+            answer = await fetch(etag)
+        except SourceError as error:
+            if _is_upstream_failure(error):
+                self._failed(probe)
+            elif probe:
+                self._probing = False  # not a verdict on the upstream: let another probe try
+            raise
+        except BaseException:
+            if probe:
+                self._probing = False
+            raise
+        self._succeeded()
+        return answer
+
+    def _admit(self) -> bool:
+        """Whether this request may go upstream, and whether it is the half-open probe."""
+        if self._opened_at is None:
+            return False
+        if not self._probing and self._clock() - self._opened_at >= self._reset:
+            self._probing = True
+            return True
+        raise CircuitOpen(self.source_id, f"circuit open after {self._failures} failures")
+
+    def _failed(self, probe: bool) -> None:
+        self._failures += 1
+        if probe or (self._opened_at is None and self._failures >= self._threshold):
+            log.warning(
+                "source %s: circuit opened after %d failures in a row",
+                self.source_id,
+                self._failures,
+            )
+            self._opened_at = self._clock()
+            self._probing = False
+
+    def _succeeded(self) -> None:
+        if self._opened_at is not None:
+            log.info("source %s: circuit closed, the upstream answers again", self.source_id)
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+
+class Breaking:
+    """A fetcher whose upstream requests go through a circuit breaker."""
+
+    def __init__(self, inner: Fetcher, breaker: CircuitBreaker) -> None:
+        self._inner = inner
+        self.breaker = breaker
+
+    async def get(
+        self,
+        request: str,
+        fetch: Fetch[T],
+        decode: Decode[T],
+        *,
+        patients: Iterable[str] = (),
+        person: str | None = None,
+    ) -> T:
+        async def guarded(etag: str | None) -> Fetched[T] | NotModified:
+            return await self.breaker.call(fetch, etag)
+
+        return await self._inner.get(request, guarded, decode, patients=patients, person=person)

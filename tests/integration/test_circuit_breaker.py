@@ -1,0 +1,81 @@
+"""A failing upstream behind its circuit breaker, over real sockets: after a few failures it is
+no longer asked (queries still answer 200 with the healthy source's data and one coded error),
+/readyz reports the open circuit without asking it, and one probe after the reset time brings
+it back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import ApiFactory, Upstream, fhir_source
+from tests.integration.test_partial_failure import QUERY, record_sources, source_errors
+
+FAILURES = 3
+RESET_SECONDS = 1.0
+QUERIES = 20
+
+
+def clinic_state(readyz: dict[str, Any]) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [s for s in readyz["sources"] if s["id"] == "clinic"]
+    (clinic,) = found
+    return clinic
+
+
+async def test_an_open_circuit_fails_fast_reports_itself_and_recovers(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    clinic = upstreams["clinic"]
+    sources = [
+        fhir_source(upstreams["hospital"]),
+        fhir_source(
+            clinic,
+            timeout_seconds=0.5,
+            breaker_failures=FAILURES,
+            breaker_reset_seconds=RESET_SECONDS,
+            cache_seconds=0,
+        ),
+    ]
+    async with api_factory(sources, cache={"response_ttl_seconds": 0}) as api:
+        healthy = (await api.query(QUERY)).json()
+        assert record_sources(healthy) == {"hospital", "clinic"}
+        assert clinic_state((await api.client.get(f"{api.url}/readyz")).json())["circuit"] == (
+            "closed"
+        )
+
+        clinic.faults.mode = "500"
+        reasons = []
+        for _ in range(QUERIES):
+            response = await api.query(QUERY)
+            body = response.json()
+            assert response.status_code == 200
+            assert record_sources(body) == {"hospital"}
+            (error,) = source_errors(body)
+            assert error["extensions"]["source"] == "clinic"
+            assert error["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+            reasons.append(error["extensions"].get("reason"))
+        # Without the breaker each of these queries asks the clinic several times.
+        assert clinic.faults.faulted < QUERIES
+        assert reasons[-1] == "circuit_open"
+        assert reasons.count("circuit_open") >= QUERIES - 2
+
+        clinic.faults.mode = "hang"
+        asked = clinic.faults.faulted
+        ready = await api.client.get(f"{api.url}/readyz")
+        assert ready.status_code == 200  # degraded, still serving the hospital
+        assert clinic_state(ready.json())["state"] == "circuit_open"
+        assert clinic_state(ready.json())["circuit"] == "open"
+        assert clinic.faults.faulted == asked  # answered from known state, the clinic not asked
+
+        clinic.faults.mode = "ok"
+        await asyncio.sleep(RESET_SECONDS + 0.1)
+        recovered = (await api.query(QUERY)).json()
+        assert "errors" not in recovered, recovered["errors"]
+        assert record_sources(recovered) == {"hospital", "clinic"}
+        assert clinic_state((await api.client.get(f"{api.url}/readyz")).json()) == {
+            "id": "clinic",
+            "kind": "fhir",
+            "state": "ok",
+            "unmapped": 0,
+            "circuit": "closed",
+        }
