@@ -5,18 +5,18 @@ requests fail at once with `CircuitOpen` (no connection, no timeout waited out) 
 `reset_seconds`. Then half-open: the next request is let through as a probe (others still fail
 fast meanwhile); its success closes the circuit, its failure opens it again.
 
-It wraps the fetch port (`Breaking`), under the cache: answers the cache already holds are
-served whatever the circuit says, and only real upstream requests count. A failure is the
-upstream's fault only: unavailable, timed out, or unreadable. A request we got wrong (4xx) or
-an answer over our own size limits says nothing about the upstream's health, and a caller
-that went away (cancellation) is neither success nor failure.
+It wraps the fetch port (`app.sources.guarded.Guarded`), under the cache: answers the cache
+already holds are served whatever the circuit says, and only real upstream requests count. A
+failure is the upstream's fault only: unavailable, timed out, or unreadable. A request we got
+wrong (4xx) or an answer over our own size limits says nothing about the upstream's health,
+and a caller that went away (cancellation) is neither success nor failure.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from app.sources.errors import (
@@ -26,7 +26,7 @@ from app.sources.errors import (
     SourceTooLarge,
     SourceUnavailable,
 )
-from app.sources.fetching import Decode, Fetch, Fetched, Fetcher, NotModified
+from app.sources.fetching import Fetch, Fetched, NotModified
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,7 +41,8 @@ class CircuitOpen(SourceUnavailable):
     cause = "circuit_open"
 
 
-def _is_upstream_failure(error: SourceError) -> bool:
+def is_upstream_failure(error: SourceError) -> bool:
+    """Whether `error` says the upstream is failing (what the breaker counts)."""
     if isinstance(error, SourceTooLarge | CircuitOpen):
         return False
     return isinstance(error, SourceUnavailable | SourceTimeout | SourceDataError)
@@ -77,7 +78,7 @@ class CircuitBreaker:
         try:
             answer = await fetch(etag)
         except SourceError as error:
-            if _is_upstream_failure(error):
+            if is_upstream_failure(error):
                 self._failed(probe)
             elif probe:
                 self._probing = False  # not a verdict on the upstream: let another probe try
@@ -115,25 +116,3 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
         self._probing = False
-
-
-class Breaking:
-    """A fetcher whose upstream requests go through a circuit breaker."""
-
-    def __init__(self, inner: Fetcher, breaker: CircuitBreaker) -> None:
-        self._inner = inner
-        self.breaker = breaker
-
-    async def get(
-        self,
-        request: str,
-        fetch: Fetch[T],
-        decode: Decode[T],
-        *,
-        patients: Iterable[str] = (),
-        person: str | None = None,
-    ) -> T:
-        async def guarded(etag: str | None) -> Fetched[T] | NotModified:
-            return await self.breaker.call(fetch, etag)
-
-        return await self._inner.get(request, guarded, decode, patients=patients, person=person)

@@ -21,9 +21,10 @@ from app.settings import (
     SourceSettings,
 )
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource, Source
-from app.sources.breaker import Breaking, CircuitBreaker
+from app.sources.breaker import CircuitBreaker
 from app.sources.fetching import Direct, Fetcher
 from app.sources.fhir.source import FhirSource
+from app.sources.guarded import Guarded
 from app.sources.hl7v2.source import Hl7v2Source, Ingested
 from app.sources.hl7v2.store import LabStore
 from app.sources.ncpdp.source import NcpdpSource
@@ -83,7 +84,7 @@ def build_sources(
     built = _Built()
     for settings in configured:
         if isinstance(settings, FhirSourceSettings):
-            fetcher = _breaking(fetcher_for(settings.id, settings.cache_seconds), settings, built)
+            fetcher = _guarded(fetcher_for(settings.id, settings.cache_seconds), settings, built)
             fhir = FhirSource(settings, transports.get(settings.id), fetcher=fetcher)
             built.sources.append(fhir)
             built.patient.append(fhir)
@@ -104,9 +105,7 @@ def build_sources(
                 history_days=settings.history_days,
                 sender_id=settings.sender_id,
                 receiver_id=settings.receiver_id,
-                fetcher=_breaking(
-                    fetcher_for(settings.id, settings.cache_seconds), settings, built
-                ),
+                fetcher=_guarded(fetcher_for(settings.id, settings.cache_seconds), settings, built),
             )
             built.sources.append(pharmacy)
             built.person.append(pharmacy)
@@ -121,15 +120,15 @@ def build_sources(
     )
 
 
-def _breaking(
+def _guarded(
     fetcher: Fetcher, settings: FhirSourceSettings | NcpdpSourceSettings, built: _Built
 ) -> Fetcher:
-    if settings.breaker_failures == 0:
-        return fetcher
-    breaker = CircuitBreaker(
-        settings.id,
-        failures=settings.breaker_failures,
-        reset_seconds=settings.breaker_reset_seconds,
-    )
-    built.breakers[settings.id] = breaker
-    return Breaking(fetcher, breaker)
+    breaker = None
+    if settings.breaker_failures:
+        breaker = CircuitBreaker(
+            settings.id,
+            failures=settings.breaker_failures,
+            reset_seconds=settings.breaker_reset_seconds,
+        )
+        built.breakers[settings.id] = breaker
+    return Guarded(fetcher, settings.id, breaker)

@@ -27,7 +27,7 @@ from app.auth.tokens import AuthenticationError
 from app.cache.response import Stored
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
-from app.sources import freshness
+from app.sources import failures, freshness
 from app.web.auth import authenticate
 from app.web.disconnect import unless_disconnected
 from app.web.examples import DASHBOARD_QUERY
@@ -213,7 +213,7 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
         request.access,
     )
     try:
-        with freshness.track() as fetched:
+        with freshness.track() as fetched, failures.track():
             result = await runtime.schema.execute(
                 request.query,
                 variable_values=request.variables,

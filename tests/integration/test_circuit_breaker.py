@@ -54,10 +54,13 @@ async def test_an_open_circuit_fails_fast_reports_itself_and_recovers(
             assert error["extensions"]["source"] == "clinic"
             assert error["extensions"]["code"] == "SOURCE_UNAVAILABLE"
             reasons.append(error["extensions"].get("reason"))
-        # Without the breaker each of these queries asks the clinic several times.
-        assert clinic.faults.faulted < QUERIES
-        assert reasons[-1] == "circuit_open"
-        assert reasons.count("circuit_open") >= QUERIES - 2
+        # Each failing query asks the clinic once (a source that failed is not asked again in
+        # the same operation), so the circuit opens at query FAILURES + 1; from then on only a
+        # half-open probe every RESET_SECONDS reaches it (and fails: not "circuit_open").
+        assert reasons[:FAILURES] == [None] * FAILURES
+        assert reasons[FAILURES] == "circuit_open"
+        assert clinic.faults.faulted == reasons.count(None)
+        assert reasons.count("circuit_open") >= QUERIES - FAILURES - 2
 
         clinic.faults.mode = "hang"
         asked = clinic.faults.faulted
