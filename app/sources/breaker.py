@@ -2,7 +2,8 @@
 
 Closed: every request goes upstream; `failures` failures in a row open the circuit. Open:
 requests fail at once with `CircuitOpen` (no connection, no timeout waited out) for
-`reset_seconds`. Then half-open: the next request is let through as a probe (others still fail
+`reset_seconds` (or as long as a 429/503 `Retry-After` asks, up to an hour, even before the
+count is reached). Then half-open: the next request is let through as a probe (others still fail
 fast meanwhile); its success closes the circuit, its failure opens it again.
 
 It wraps the fetch port (`app.sources.guarded.Guarded`), under the cache: answers the cache
@@ -62,14 +63,14 @@ class CircuitBreaker:
         self._reset = reset_seconds
         self._clock = clock
         self._failures = 0
-        self._opened_at: float | None = None
+        self._open_until: float | None = None  # None: closed
         self._probing = False
 
     @property
     def state(self) -> State:
-        if self._opened_at is None:
+        if self._open_until is None:
             return "closed"
-        if self._probing or self._clock() - self._opened_at >= self._reset:
+        if self._probing or self._clock() >= self._open_until:
             return "half_open"
         return "open"
 
@@ -79,7 +80,7 @@ class CircuitBreaker:
             answer = await fetch(etag)
         except SourceError as error:
             if is_upstream_failure(error):
-                self._failed(probe)
+                self._failed(probe, error.retry_after)
             elif probe:
                 self._probing = False  # not a verdict on the upstream: let another probe try
             raise
@@ -92,27 +93,37 @@ class CircuitBreaker:
 
     def _admit(self) -> bool:
         """Whether this request may go upstream, and whether it is the half-open probe."""
-        if self._opened_at is None:
+        if self._open_until is None:
             return False
-        if not self._probing and self._clock() - self._opened_at >= self._reset:
+        if not self._probing and self._clock() >= self._open_until:
             self._probing = True
             return True
         raise CircuitOpen(self.source_id, f"circuit open after {self._failures} failures")
 
-    def _failed(self, probe: bool) -> None:
+    def _failed(self, probe: bool, retry_after: float | None) -> None:
         self._failures += 1
-        if probe or (self._opened_at is None and self._failures >= self._threshold):
+        now = self._clock()
+        if retry_after is not None:
+            # The upstream said when to come back (429/503 Retry-After): open until then,
+            # whatever the count, and never reopen earlier than it asked.
+            until = max(now + retry_after, self._open_until or 0.0)
+            log.warning(
+                "source %s: circuit opened for %.0f s, as its Retry-After asks",
+                self.source_id,
+                until - now,
+            )
+            self._open_until, self._probing = until, False
+        elif probe or (self._open_until is None and self._failures >= self._threshold):
             log.warning(
                 "source %s: circuit opened after %d failures in a row",
                 self.source_id,
                 self._failures,
             )
-            self._opened_at = self._clock()
-            self._probing = False
+            self._open_until, self._probing = now + self._reset, False
 
     def _succeeded(self) -> None:
-        if self._opened_at is not None:
+        if self._open_until is not None:
             log.info("source %s: circuit closed, the upstream answers again", self.source_id)
         self._failures = 0
-        self._opened_at = None
+        self._open_until = None
         self._probing = False

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -21,6 +23,8 @@ class SourceError(Exception):
     reason = "is unavailable"
     state = "unavailable"  # short word for /readyz
     cause: str | None = None  # for clients, `extensions.reason`, when more than the code
+    # Seconds the upstream asked us to wait (`Retry-After` on a 429 or 503): the breaker obeys.
+    retry_after: float | None = None
 
     def __init__(self, source_id: str, detail: str = "") -> None:
         self.source_id = source_id
@@ -70,15 +74,41 @@ class SourceTooLarge(SourceDataError):
     cause = "size_limit"
 
 
-def raise_for_status(source_id: str, status: int) -> None:
+MAX_RETRY_AFTER_SECONDS = 3600.0  # an upstream cannot silence itself for longer than this
+
+
+def raise_for_status(source_id: str, status: int, retry_after: str | None = None) -> None:
     """The HTTP status rules every HTTP source shares: 2xx passes; 4xx means the upstream
-    refused our request, except 408/429 (busy: unavailable); 5xx unavailable."""
+    refused our request, except 408/429 (busy: unavailable); 5xx unavailable. A 429 or 503
+    carries the `Retry-After` it came with (RFC 9110 section 10.2.3), in seconds."""
     if status < 300:
         return
     error: type[SourceError] = SourceRejected if 400 <= status < 500 else SourceUnavailable
     if status in (408, 429):
         error = SourceUnavailable
-    raise error(source_id, f"HTTP {status}")
+    failure = error(source_id, f"HTTP {status}")
+    if status in (429, 503):
+        failure.retry_after = retry_after_seconds(retry_after)
+    raise failure
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A `Retry-After` value (delay-seconds or an HTTP-date) as seconds from now, at most
+    MAX_RETRY_AFTER_SECONDS; None when absent, unreadable or already past."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # HTTP-dates are GMT; a date without a zone is not one
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(seconds, MAX_RETRY_AFTER_SECONDS) if seconds > 0 else None
 
 
 @contextlib.asynccontextmanager

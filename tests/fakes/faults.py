@@ -7,7 +7,8 @@ from typing import Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Mode = Literal["ok", "500", "garbage", "hang", "foreign-next"]
+Mode = Literal["ok", "500", "503-retry-after", "garbage", "hang", "foreign-next"]
+RETRY_AFTER_SECONDS = 2  # what "503-retry-after" asks for
 
 
 class FaultInjector:
@@ -33,6 +34,7 @@ class FaultInjector:
             return
         status, body = {
             "500": (500, b'{"resourceType": "OperationOutcome"}'),
+            "503-retry-after": (503, b'{"resourceType": "OperationOutcome"}'),
             "garbage": (200, b'{"resourceType": "Bundle", "entry": [ {oops'),
             "hang": (200, b"{}"),
             "foreign-next": (
@@ -45,7 +47,8 @@ class FaultInjector:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/fhir+json")],
+                "headers": [(b"content-type", b"application/fhir+json")]
+                + ([(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)] if status == 503 else []),
             }
         )
         await send({"type": "http.response.body", "body": body})

@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from tests.conftest import ApiFactory, Upstream, fhir_source
+from tests.fakes.faults import RETRY_AFTER_SECONDS
 from tests.integration.test_partial_failure import QUERY, record_sources, source_errors
 
 FAILURES = 3
@@ -82,3 +83,30 @@ async def test_an_open_circuit_fails_fast_reports_itself_and_recovers(
             "unmapped": 0,
             "circuit": "closed",
         }
+
+
+async def test_a_503_with_retry_after_opens_the_circuit_for_that_long(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    clinic = upstreams["clinic"]
+    sources = [
+        fhir_source(upstreams["hospital"]),
+        # A count that would take 50 queries to reach, and a reset far longer than asked.
+        fhir_source(clinic, breaker_failures=50, breaker_reset_seconds=600, cache_seconds=0),
+    ]
+    async with api_factory(sources, cache={"response_ttl_seconds": 0}) as api:
+        await api.query(QUERY)  # patients linked to both sources
+        clinic.faults.mode = "503-retry-after"
+        first = source_errors((await api.query(QUERY)).json())
+        assert [e["extensions"].get("reason") for e in first] == [None]
+        ready = (await api.client.get(f"{api.url}/readyz")).json()
+        assert clinic_state(ready)["circuit"] == "open"
+        second = source_errors((await api.query(QUERY)).json())
+        assert [e["extensions"].get("reason") for e in second] == ["circuit_open"]
+        assert clinic.faults.faulted == 1
+
+        clinic.faults.mode = "ok"
+        await asyncio.sleep(RETRY_AFTER_SECONDS + 0.1)  # as asked, not the 600 s reset
+        recovered = (await api.query(QUERY)).json()
+        assert "errors" not in recovered
+        assert record_sources(recovered) == {"hospital", "clinic"}

@@ -14,6 +14,8 @@ from app.sources.errors import (
     SourceTimeout,
     SourceTooLarge,
     SourceUnavailable,
+    raise_for_status,
+    retry_after_seconds,
 )
 from app.sources.fetching import Fetched, NotModified
 
@@ -161,3 +163,66 @@ async def test_a_cancelled_probe_is_no_verdict(clock: Clock) -> None:
     upstream.gate, upstream.error = None, None
     assert await attempt(breaker, upstream) == "ok"  # a new probe was allowed
     assert state(breaker) == "closed"
+
+
+async def test_a_retry_after_opens_at_once_for_as_long_as_it_asks(clock: Clock) -> None:
+    breaker = CircuitBreaker("ehr", failures=5, reset_seconds=10, clock=clock)
+    upstream = Upstream()
+    busy = SourceUnavailable("ehr", "HTTP 429")
+    busy.retry_after = 45
+    upstream.error = busy
+    assert await attempt(breaker, upstream) == "failed"
+    assert state(breaker) == "open"  # one answer, not five: the upstream said so
+    clock.now += 44.9  # longer than reset_seconds, shorter than asked
+    assert await attempt(breaker, upstream) == "fast"
+    clock.now += 0.1
+    upstream.error = None
+    assert await attempt(breaker, upstream) == "ok"
+    assert upstream.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", None),
+        ("999999", 3600.0),  # capped: an upstream cannot silence itself for days
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # an HTTP-date, from "now" below
+        ("Wed, 21 Oct 2015 07:27:00 GMT", None),  # already past
+        ("-5", None),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:30", None),  # no zone: not an HTTP-date
+        (None, None),
+    ],
+)
+def test_retry_after_values(value: str | None, seconds: float | None) -> None:
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert retry_after_seconds(value, now) == seconds
+
+
+def test_only_429_and_503_carry_their_retry_after() -> None:
+    for status, expected in ((429, 5.0), (503, 5.0), (500, None), (502, None)):
+        with pytest.raises(SourceUnavailable) as raised:
+            raise_for_status("ehr", status, "5")
+        assert raised.value.retry_after == expected
+
+
+async def test_a_shorter_retry_after_never_shortens_an_earlier_one(clock: Clock) -> None:
+    breaker = CircuitBreaker("ehr", failures=5, reset_seconds=10, clock=clock)
+    first, second = Upstream(), Upstream()
+    for upstream, seconds in ((first, 60), (second, 5)):
+        upstream.gate = asyncio.Event()
+        upstream.error = SourceUnavailable("ehr", "HTTP 503")
+        upstream.error.retry_after = seconds
+    one = asyncio.create_task(attempt(breaker, first))
+    two = asyncio.create_task(attempt(breaker, second))
+    await asyncio.sleep(0)  # both admitted while the circuit was closed
+    assert first.gate is not None
+    assert second.gate is not None
+    first.gate.set()
+    assert await one == "failed"
+    second.gate.set()
+    assert await two == "failed"
+    clock.now += 30  # past the 5 s the second answer asked for, within the first's 60
+    assert await attempt(breaker, Upstream()) == "fast"

@@ -152,7 +152,7 @@ class FhirClient:
         headers = answer.headers
         if answer.status == 304 and etag:
             return NotModified(headers.get("ETag"), headers.get("Cache-Control"))
-        raise_for_status(self.source_id, answer.status)
+        raise_for_status(self.source_id, answer.status, headers.get("Retry-After"))
         bundle = self._bundle(answer.body)
         return Fetched(
             answer.body,

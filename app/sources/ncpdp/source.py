@@ -222,7 +222,9 @@ class NcpdpSource:
                 headers={"Content-Type": XML_MEDIA_TYPE},
             ) as response,
         ):
-            errors.raise_for_status(self.id, response.status_code)
+            errors.raise_for_status(
+                self.id, response.status_code, response.headers.get("Retry-After")
+            )
             body = await read_capped(self.id, response, self._max_bytes)
             return body, response.headers.get("Cache-Control")
 
