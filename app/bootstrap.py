@@ -70,7 +70,12 @@ async def open_runtime(
             settings.sources,
             engine=engine,
             transports=transports,
-            fetcher_for=lambda source_id, ttl: SourceFetcher(source_id, purger.sources, ttl),
+            fetcher_for=lambda source: SourceFetcher(
+                source.id,
+                purger.sources,
+                source.cache_seconds,
+                stale_if_error=source.stale_if_error_seconds,
+            ),
             on_lab_ingested=lab_ingested(index, purger.purge_responses),
         )
         stack.push_async_callback(registry.aclose)

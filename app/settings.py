@@ -224,12 +224,16 @@ class IdentitySettings(_Section):
 
 
 class _HttpSourceSettings(_Section):
-    """What every HTTP source has: its circuit breaker (`app.sources.breaker`)."""
+    """What every HTTP source has: its circuit breaker (`app.sources.breaker`) and how long a
+    cached answer may stand in for it while it fails (`app.cache.sources`)."""
 
     # Failures in a row that open the circuit (0: no breaker), and how long it stays open
     # (requests fail at once) before one probe request is let through.
     breaker_failures: int = Field(5, ge=0)
     breaker_reset_seconds: float = Field(30, gt=0, le=3600)
+    # Seconds past its freshness a cached answer is still served, marked stale, while the
+    # upstream fails or its circuit is open (0: never); needs the source cache.
+    stale_if_error_seconds: float = Field(300, ge=0, le=86400)
 
 
 class FhirSourceSettings(_HttpSourceSettings):

@@ -14,6 +14,8 @@ class Directives:
     no_store: bool = False  # `no-store` or `private`: never stored
     no_cache: bool = False  # may be stored, but revalidated before every use
     max_age: float | None = None  # seconds the upstream lets the answer be reused
+    must_revalidate: bool = False  # `must-revalidate`/`proxy-revalidate`: never served stale
+    stale_if_error: float | None = None  # RFC 5861: seconds it may be served stale on error
 
 
 def parse(header: str | None) -> Directives:
@@ -29,6 +31,8 @@ def parse(header: str | None) -> Directives:
         no_store="no-store" in names or "private" in names,
         no_cache="no-cache" in names,
         max_age=_seconds(names[age]) if age in names else None,
+        must_revalidate="must-revalidate" in names or "proxy-revalidate" in names,
+        stale_if_error=_seconds(names["stale-if-error"]) if "stale-if-error" in names else None,
     )
 
 
@@ -44,3 +48,14 @@ def lifetime(directives: Directives, source_ttl: float) -> float:
     if directives.max_age is None:
         return source_ttl
     return min(source_ttl, directives.max_age)
+
+
+def stale_if_error(directives: Directives, source_window: float) -> float:
+    """Seconds past freshness an answer may stand in for a failing upstream: the source's
+    window, shortened (never lengthened) by the upstream's `stale-if-error`, none when it
+    must be revalidated."""
+    if directives.must_revalidate:
+        return 0.0
+    if directives.stale_if_error is None:
+        return source_window
+    return min(source_window, directives.stale_if_error)

@@ -10,6 +10,13 @@ authorization is applied above it.
 - Revalidation: an answer with an `ETag` is kept one more source TTL past its freshness (the
   grace period), so that once stale it is revalidated with `If-None-Match`: a 304 renews it
   without a download. Freshness is decided from the stored fetch time, not by the backend.
+- Stale-if-error: when the upstream fails (unavailable, timed out, unreadable, or its circuit
+  open), an answer past its freshness by at most the source's `stale_if_error_seconds` is
+  served instead, marked stale in the request's freshness record (`extensions.sources`), and the
+  failure is still remembered for the operation. Entries are kept that long past freshness for
+  it. An upstream's `must-revalidate`/`proxy-revalidate` forbids it (RFC 9111 §5.2.2.2), and its
+  `stale-if-error=N` (RFC 5861) can only shorten it. Authorization sits above this cache, so a
+  stale answer is filtered for each caller exactly like a fresh one.
 - Single-flight: identical requests in flight in this process make one upstream call, with or
   without a cache (a source whose TTL is 0 still coalesces).
 - A backend failure never fails a query (`app.cache.guarded`): the upstream is asked.
@@ -31,12 +38,17 @@ from app.cache import cache_control
 from app.cache.backend import CacheBackend
 from app.cache.guarded import Guarded
 from app.domain.common import SourceLink
-from app.sources import freshness
+from app.sources import failures, freshness
+from app.sources.breaker import source_is_down
+from app.sources.errors import SourceError
 from app.sources.fetching import Decode, Fetch, NotModified, ask_upstream, flight_key
 from app.sources.singleflight import SingleFlight
 
 T = TypeVar("T")
-ENTRY_FORMAT = 1  # bump when the stored layout changes: older entries then read as misses
+# An answer handed out: the value, when it was fetched, and the upstream failure it stood in
+# for when it was served stale (None when fresh).
+_Answer = tuple[T, float, SourceError | None]
+ENTRY_FORMAT = 2  # bump when the stored layout changes: older entries then read as misses
 MAX_STORE_SECONDS = 86400.0  # no entry outlives this (a Redis tag set lives as long)
 
 
@@ -47,13 +59,17 @@ class Entry:
     lifetime: float  # seconds fresh after fetched_at; 0: revalidate before every use
     etag: str | None
     tags: tuple[str, ...]
+    stale_for: float = 0.0  # seconds past freshness it may stand in for a failing upstream
 
     def is_fresh(self, now: float) -> bool:
         return now - self.fetched_at < self.lifetime
 
+    def may_stand_in(self, now: float) -> bool:
+        return now - self.fetched_at <= self.lifetime + self.stale_for
+
     def encode(self) -> bytes:
         # orjson never writes a raw newline, so the first one ends the header.
-        head = {"v": ENTRY_FORMAT, "t": self.fetched_at, "l": self.lifetime}
+        head = {"v": ENTRY_FORMAT, "t": self.fetched_at, "l": self.lifetime, "s": self.stale_for}
         return orjson.dumps({**head, "e": self.etag, "g": self.tags}) + b"\n" + self.body
 
     @classmethod
@@ -63,7 +79,8 @@ class Entry:
             meta = orjson.loads(head)
             if not sep or meta["v"] != ENTRY_FORMAT:
                 return None
-            return cls(body, float(meta["t"]), float(meta["l"]), meta["e"], tuple(meta["g"]))
+            times = float(meta["t"]), float(meta["l"])
+            return cls(body, *times, meta["e"], tuple(meta["g"]), float(meta["s"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
@@ -123,12 +140,18 @@ class SourceFetcher:
     the request's freshness record (`app.sources.freshness`)."""
 
     def __init__(
-        self, source_id: str, cache: SourceCache | None = None, ttl: float | None = None
+        self,
+        source_id: str,
+        cache: SourceCache | None = None,
+        ttl: float | None = None,
+        *,
+        stale_if_error: float = 0.0,
     ) -> None:
         self.source_id = source_id
         self.ttl = 0.0 if cache is None else cache.default_ttl if ttl is None else ttl
+        self.stale_if_error = stale_if_error  # seconds; see the module's docstring
         self._cache = cache if self.ttl > 0 else None
-        self._flights: SingleFlight[tuple[Any, float]] = SingleFlight()
+        self._flights: SingleFlight[_Answer[Any]] = SingleFlight()
 
     @property
     def in_flight(self) -> int:
@@ -153,11 +176,14 @@ class SourceFetcher:
             else flight_key(self.source_id, request)
         )
         about = (tuple(patients), person)
-        # The flight runs in the first caller's context: note freshness here, per caller.
-        (value, fetched_at), _ = await self._flights.run(
+        # The flight runs in the first caller's context: note freshness (and a failure a stale
+        # answer stood in for) here, in each caller's own operation.
+        (value, fetched_at, failure), _ = await self._flights.run(
             key, lambda: self._answer(key, fetch, decode, about)
         )
-        freshness.note(self.source_id, fetched_at)
+        freshness.note(self.source_id, fetched_at, stale=failure is not None)
+        if failure is not None:
+            failures.note(failure)
         return cast(T, value)
 
     async def _answer(
@@ -166,41 +192,45 @@ class SourceFetcher:
         fetch: Fetch[T],
         decode: Decode[T],
         about: tuple[tuple[str, ...], str | None],
-    ) -> tuple[T, float]:
+    ) -> _Answer[T]:
         cache = self._cache
         if cache is None:
-            return await ask_upstream(fetch)
+            return (*await ask_upstream(fetch), None)
         entry = await cache.load(key)
         now = cache.clock()
         if entry is not None and entry.is_fresh(now):
-            return decode(entry.body), entry.fetched_at
-        answer = await fetch(entry.etag if entry is not None else None)
+            return decode(entry.body), entry.fetched_at, None
+        try:
+            answer = await fetch(entry.etag if entry is not None else None)
+        except SourceError as error:
+            if entry is None or not source_is_down(error) or not entry.may_stand_in(now):
+                raise
+            return decode(entry.body), entry.fetched_at, error
+        directives = cache_control.parse(answer.cache_control)
+        lifetime = cache_control.lifetime(directives, self.ttl)
+        stale_for = cache_control.stale_if_error(directives, self.stale_if_error)
         if isinstance(answer, NotModified):
             assert entry is not None, "a 304 to a request without If-None-Match"
+            etag = answer.etag or entry.etag
             renewed = dataclasses.replace(
-                entry,
-                fetched_at=now,
-                lifetime=self._lifetime(answer.cache_control),
-                etag=answer.etag or entry.etag,
+                entry, fetched_at=now, lifetime=lifetime, etag=etag, stale_for=stale_for
             )
-            await self._keep(cache, key, renewed, cache_control.parse(answer.cache_control))
-            return decode(entry.body), now
+            await self._keep(cache, key, renewed, directives)
+            return decode(entry.body), now, None
         tags = self._tags(cache, (*about[0], *answer.subjects), about[1])
-        fresh = Entry(answer.body, now, self._lifetime(answer.cache_control), answer.etag, tags)
-        await self._keep(cache, key, fresh, cache_control.parse(answer.cache_control))
-        return answer.value, now
-
-    def _lifetime(self, header: str | None) -> float:
-        return cache_control.lifetime(cache_control.parse(header), self.ttl)
+        fresh = Entry(answer.body, now, lifetime, answer.etag, tags, stale_for)
+        await self._keep(cache, key, fresh, directives)
+        return answer.value, now, None
 
     async def _keep(
         self, cache: SourceCache, key: str, entry: Entry, directives: cache_control.Directives
     ) -> None:
         """Store for its lifetime, plus a grace period of one source TTL when it can be
-        revalidated; an answer that can neither be reused nor revalidated is not stored."""
+        revalidated or its stale-if-error window if longer; an answer that can neither be
+        reused, revalidated nor stand in for a failing upstream is not stored."""
         if directives.no_store:
             return
-        ttl = entry.lifetime + (self.ttl if entry.etag else 0.0)
+        ttl = entry.lifetime + max(self.ttl if entry.etag else 0.0, entry.stale_for)
         if ttl > 0:
             await cache.store(key, entry, ttl)
 

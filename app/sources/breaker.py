@@ -49,6 +49,12 @@ def is_upstream_failure(error: SourceError) -> bool:
     return isinstance(error, SourceUnavailable | SourceTimeout | SourceDataError)
 
 
+def source_is_down(error: SourceError) -> bool:
+    """Whether `error` means the source cannot answer now: failing, or refused by its open
+    circuit. What stale-if-error serves for, and what an operation remembers (`failures`)."""
+    return is_upstream_failure(error) or isinstance(error, CircuitOpen)
+
+
 class CircuitBreaker:
     def __init__(
         self,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from app.sources import failures
-from app.sources.breaker import CircuitBreaker, CircuitOpen, is_upstream_failure
+from app.sources.breaker import CircuitBreaker, source_is_down
 from app.sources.errors import SourceError
 from app.sources.fetching import Decode, Fetch, Fetched, Fetcher, NotModified
 
@@ -43,6 +43,6 @@ class Guarded:
         except SourceError as error:
             # Noted here, in each caller's own operation: a single-flighted request's failure
             # reaches every operation that waited for it.
-            if is_upstream_failure(error) or isinstance(error, CircuitOpen):
+            if source_is_down(error):
                 failures.note(error)
             raise

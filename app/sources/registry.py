@@ -30,11 +30,12 @@ from app.sources.hl7v2.store import LabStore
 from app.sources.ncpdp.source import NcpdpSource
 
 # An HTTP source's fetcher, from its id and its `cache_seconds` (None: the cache's default).
-FetcherFor = Callable[[str, float | None], Fetcher]
+HttpSourceSettings = FhirSourceSettings | NcpdpSourceSettings
+FetcherFor = Callable[[HttpSourceSettings], Fetcher]
 
 
-def direct(source_id: str, _ttl: float | None) -> Fetcher:
-    return Direct(source_id)
+def direct(settings: HttpSourceSettings) -> Fetcher:
+    return Direct(settings.id)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def build_sources(
     built = _Built()
     for settings in configured:
         if isinstance(settings, FhirSourceSettings):
-            fetcher = _guarded(fetcher_for(settings.id, settings.cache_seconds), settings, built)
+            fetcher = _guarded(fetcher_for(settings), settings, built)
             fhir = FhirSource(settings, transports.get(settings.id), fetcher=fetcher)
             built.sources.append(fhir)
             built.patient.append(fhir)
@@ -105,7 +106,7 @@ def build_sources(
                 history_days=settings.history_days,
                 sender_id=settings.sender_id,
                 receiver_id=settings.receiver_id,
-                fetcher=_guarded(fetcher_for(settings.id, settings.cache_seconds), settings, built),
+                fetcher=_guarded(fetcher_for(settings), settings, built),
             )
             built.sources.append(pharmacy)
             built.person.append(pharmacy)
@@ -120,9 +121,7 @@ def build_sources(
     )
 
 
-def _guarded(
-    fetcher: Fetcher, settings: FhirSourceSettings | NcpdpSourceSettings, built: _Built
-) -> Fetcher:
+def _guarded(fetcher: Fetcher, settings: HttpSourceSettings, built: _Built) -> Fetcher:
     breaker = None
     if settings.breaker_failures:
         breaker = CircuitBreaker(

@@ -16,7 +16,16 @@ from app.cache.backend import CacheUnavailable
 from app.cache.memory import MemoryCache
 from app.cache.sources import Entry, SourceCache, SourceFetcher
 from app.domain.common import SourceLink
-from app.sources import freshness
+from app.sources import failures, freshness
+from app.sources.breaker import CircuitOpen
+from app.sources.errors import (
+    SourceDataError,
+    SourceError,
+    SourceRejected,
+    SourceTimeout,
+    SourceTooLarge,
+    SourceUnavailable,
+)
 from app.sources.fetching import Fetched, NotModified
 
 URL = "http://ehr.test/fhir/R4/Observation?patient=p-123%2Cp-456&_count=50"
@@ -341,7 +350,7 @@ async def test_freshness_keeps_the_oldest_time_per_source_and_sees_spawned_tasks
         await asyncio.gather(*tasks, later("b", 5.0))
     freshness.note("a", 1.0)  # outside track(): ignored
     assert fetched == {"a": 10.0, "b": 5.0}
-    assert freshness.as_extension({"a": 0.0, "b": 1_700_000_000.5}) == {
+    assert freshness.as_extension(freshness.FetchedAt({"a": 0.0, "b": 1_700_000_000.5})) == {
         "a": {"fetchedAt": "1970-01-01T00:00:00.000Z"},
         "b": {"fetchedAt": "2023-11-14T22:13:20.500Z"},
     }
@@ -359,3 +368,108 @@ async def test_waiters_on_a_shared_flight_each_note_freshness_in_their_own_reque
     records = await asyncio.gather(*(asyncio.create_task(request()) for _ in range(3)))
     assert upstream.asked == [None]
     assert all(set(r) == {"hospital"} for r in records)
+
+
+# --- stale-if-error -------------------------------------------------------------------------------
+
+
+@dataclass
+class Failing(Upstream):
+    """Answers like `Upstream` until `error` is set, then raises it."""
+
+    error: SourceError | None = None
+
+    async def fetch(self, etag: str | None) -> Fetched[str] | NotModified:
+        if self.error is not None:
+            self.asked.append(etag)
+            raise self.error
+        return await super().fetch(etag)
+
+
+def stale_fetcher(upstream: Upstream, window: float = 300) -> tuple[SourceFetcher, Clock]:
+    clock = Clock()
+    cache = SourceCache(RecordingBackend(), 60, hash_key="secret", clock=clock)
+    return SourceFetcher("hospital", cache, stale_if_error=window), clock
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SourceUnavailable("hospital", "HTTP 503"),
+        SourceTimeout("hospital", "timed out"),
+        SourceDataError("hospital", "not JSON"),
+        CircuitOpen("hospital", "open"),
+    ],
+)
+async def test_a_failing_upstream_is_stood_in_for_within_the_window(error: SourceError) -> None:
+    upstream = Failing(etag=None)
+    source, clock = stale_fetcher(upstream)
+    with freshness.track() as first:
+        assert await get(source, upstream) == "v1"
+    upstream.error = error
+    clock.now += 60 + 300  # past freshness by exactly the window
+    with freshness.track() as fetched, failures.track() as failed:
+        assert await get(source, upstream) == "v1"
+    assert fetched == first
+    assert fetched.stale == {"hospital"}
+    assert failed == {"hospital": error}  # still remembered: the next stage is not asked
+    assert len(upstream.asked) == 2
+    clock.now += 0.001
+    with pytest.raises(type(error)):
+        await get(source, upstream)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [SourceRejected("hospital", "HTTP 400"), SourceTooLarge("hospital", "over 8 MiB")],
+)
+async def test_our_own_errors_are_not_hidden_by_a_stale_answer(error: SourceError) -> None:
+    upstream = Failing(etag=None)
+    source, clock = stale_fetcher(upstream)
+    await get(source, upstream)
+    upstream.error, clock.now = error, clock.now + 61
+    with pytest.raises(type(error)):
+        await get(source, upstream)
+
+
+@pytest.mark.parametrize(
+    ("header", "window"),
+    [
+        (None, 300),
+        ("max-age=10, stale-if-error=30", 30),
+        ("stale-if-error=3000", 300),  # the upstream can shorten the window, never lengthen it
+        ("max-age=10, must-revalidate", 0),
+        ("proxy-revalidate, stale-if-error=30", 0),
+    ],
+)
+async def test_the_window_is_the_sources_shortened_by_the_upstream(
+    header: str | None, window: float
+) -> None:
+    upstream = Failing(etag=None, cache_control=header)
+    clock, backend = Clock(), RecordingBackend()
+    cache = SourceCache(backend, 60, hash_key="secret", clock=clock)
+    source = SourceFetcher("hospital", cache, stale_if_error=300)
+    await get(source, upstream)
+    ((_, ttl, _),) = backend.written
+    lifetime = cache_control.lifetime(cache_control.parse(header), 60)
+    assert ttl == lifetime + window  # kept that long past freshness for it, and no longer
+    upstream.error = SourceUnavailable("hospital", "HTTP 503")
+    clock.now += lifetime + window + 0.001
+    with pytest.raises(SourceUnavailable):
+        await get(source, upstream)
+
+
+async def test_without_a_window_a_failing_upstream_is_an_error() -> None:
+    upstream = Failing(etag=None)
+    source, clock = stale_fetcher(upstream, window=0)
+    await get(source, upstream)
+    upstream.error, clock.now = SourceUnavailable("hospital", "HTTP 503"), clock.now + 61
+    with pytest.raises(SourceUnavailable):
+        await get(source, upstream)
+
+
+def test_an_entry_keeps_its_window_and_older_layouts_read_as_misses() -> None:
+    entry = Entry(b"body", 1.5, 60.0, 'W/"1"', ("p:x",), 300.0)
+    assert Entry.decode(entry.encode()) == entry
+    old = b'{"v":1,"t":1.5,"l":60.0,"e":null,"g":[]}\nbody'
+    assert Entry.decode(old) is None
