@@ -1,6 +1,7 @@
 """The fetcher every HTTP source's requests pass through on their way upstream, under the cache:
 refused at once when the source already failed in this operation (`app.sources.failures`),
-and through the source's circuit breaker when it has one (`app.sources.breaker`)."""
+through the source's circuit breaker when it has one (`app.sources.breaker`), and each real
+request's outcome told to readiness (`app.sources.readiness`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ from app.sources import failures
 from app.sources.breaker import CircuitBreaker, source_is_down
 from app.sources.errors import SourceError
 from app.sources.fetching import Decode, Fetch, Fetched, Fetcher, NotModified
+from app.sources.readiness import Readiness
 
 T = TypeVar("T")
 
 
 class Guarded:
-    def __init__(self, inner: Fetcher, source_id: str, breaker: CircuitBreaker | None) -> None:
+    def __init__(
+        self,
+        inner: Fetcher,
+        source_id: str,
+        breaker: CircuitBreaker | None,
+        readiness: Readiness | None = None,
+    ) -> None:
         self._inner = inner
         self.source_id = source_id
         self.breaker = breaker
+        self._readiness = readiness
 
     async def get(
         self,
@@ -32,9 +41,16 @@ class Guarded:
     ) -> T:
         async def upstream(etag: str | None) -> Fetched[T] | NotModified:
             failures.raise_if_failed(self.source_id)
-            if self.breaker is None:
-                return await fetch(etag)
-            return await self.breaker.call(fetch, etag)
+            try:
+                if self.breaker is None:
+                    answer = await fetch(etag)
+                else:
+                    answer = await self.breaker.call(fetch, etag)
+            except SourceError as error:
+                self._observe(error)
+                raise
+            self._observe(None)
+            return answer
 
         try:
             return await self._inner.get(
@@ -46,3 +62,12 @@ class Guarded:
             if source_is_down(error):
                 failures.note(error)
             raise
+
+    def _observe(self, error: SourceError | None) -> None:
+        """Tell readiness how a request that went upstream ended."""
+        if self._readiness is None:
+            return
+        if error is None:
+            self._readiness.succeeded(self.source_id)
+        else:
+            self._readiness.failed(error)

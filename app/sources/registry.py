@@ -28,8 +28,9 @@ from app.sources.guarded import Guarded
 from app.sources.hl7v2.source import Hl7v2Source, Ingested
 from app.sources.hl7v2.store import LabStore
 from app.sources.ncpdp.source import NcpdpSource
+from app.sources.readiness import Readiness
 
-# An HTTP source's fetcher, from its id and its `cache_seconds` (None: the cache's default).
+# An HTTP source's fetcher (its cache lifetime and stale-if-error window), from its settings.
 HttpSourceSettings = FhirSourceSettings | NcpdpSourceSettings
 FetcherFor = Callable[[HttpSourceSettings], Fetcher]
 
@@ -47,6 +48,7 @@ class SourceRegistry:
     lab_sources: tuple[Hl7v2Source, ...]
     lab_store: LabStore | None
     breakers: Mapping[str, CircuitBreaker] = field(default_factory=dict)  # by source id
+    readiness: Readiness = field(default_factory=Readiness)
 
     async def start(self) -> None:
         if self.lab_store is not None:
@@ -55,6 +57,7 @@ class SourceRegistry:
             await source.start()
 
     async def aclose(self) -> None:
+        await self.readiness.aclose()
         for source in self.sources:
             await source.aclose()
 
@@ -67,6 +70,7 @@ class _Built:
     person: list[PersonRecordSource] = field(default_factory=list)
     lab: list[Hl7v2Source] = field(default_factory=list)
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    readiness: Readiness = field(default_factory=Readiness)
 
 
 def build_sources(
@@ -110,6 +114,8 @@ def build_sources(
             )
             built.sources.append(pharmacy)
             built.person.append(pharmacy)
+    for source in built.sources:
+        built.readiness.watch(source, built.breakers.get(source.id))
     return SourceRegistry(
         tuple(built.sources),
         tuple(built.patient),
@@ -118,6 +124,7 @@ def build_sources(
         tuple(built.lab),
         lab_store,
         dict(built.breakers),
+        built.readiness,
     )
 
 
@@ -130,4 +137,4 @@ def _guarded(fetcher: Fetcher, settings: HttpSourceSettings, built: _Built) -> F
             reset_seconds=settings.breaker_reset_seconds,
         )
         built.breakers[settings.id] = breaker
-    return Guarded(fetcher, settings.id, breaker)
+    return Guarded(fetcher, settings.id, breaker, built.readiness)

@@ -227,6 +227,10 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
             return Outcome(Stored(405, body, cacheable=False), frozenset())
         body = orjson.dumps(simple_error("Subscriptions are not served", "BAD_USER_INPUT"))
         return Outcome(Stored(400, body, cacheable=False), frozenset())
+    for error, _path in context.problems.failures.values():
+        # Whatever failed the operation, also outside an upstream request (a next link off
+        # the base, a search over its caps): readiness reports it (`app.sources.readiness`).
+        runtime.registry.readiness.failed(error)
     payload: dict[str, Any] = {"data": result.data}
     hide_schema = not runtime.settings.server.introspection
     errors = format_errors(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+from app.sources.readiness import PROBE_TIMEOUT_SECONDS
 from tests.conftest import Api, ApiFactory, Upstream, closed_port_url, fhir_source
 
 
@@ -43,3 +47,54 @@ async def test_readyz_degraded_and_unavailable(
         down = await api.client.get(f"{api.url}/readyz")
     assert down.status_code == 503
     assert down.json()["status"] == "unavailable"
+
+
+async def timed_readyz(api: Api) -> tuple[float, dict[str, str], int]:
+    started = time.perf_counter()
+    response = await api.client.get(f"{api.url}/readyz")
+    elapsed = time.perf_counter() - started
+    return elapsed, {s["id"]: s["state"] for s in response.json()["sources"]}, response.status_code
+
+
+async def test_readyz_answers_at_once_while_an_upstream_hangs(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    upstreams["clinic"].faults.mode = "hang"
+    sources = [fhir_source(upstreams["hospital"]), fhir_source(upstreams["clinic"])]
+    async with api_factory(sources) as api:
+        seen = []
+        deadline = time.perf_counter() + PROBE_TIMEOUT_SECONDS + 1.5
+        while time.perf_counter() < deadline:
+            elapsed, states, status = await timed_readyz(api)
+            assert elapsed < 1.0, elapsed  # a load balancer's probe timeout: never waited out
+            assert status == 200
+            assert states["hospital"] == "ok"
+            seen.append(states["clinic"])
+            await asyncio.sleep(0.2)
+        # Not yet known while its first probe hangs (not ready), then what the probe found.
+        assert seen[0] == "starting"
+        assert seen[-1] == "timeout"
+        assert set(seen) == {"starting", "timeout"}
+
+
+async def test_readyz_reports_a_source_whose_requests_fail_though_its_probe_answers(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream]
+) -> None:
+    clinic = upstreams["clinic"]
+    sources = [fhir_source(upstreams["hospital"]), fhir_source(clinic, cache_seconds=0)]
+    async with api_factory(sources) as api:
+        clinic.faults.mode = "foreign-next"  # one page answers; every search's paging fails
+        await api.client.get(f"{api.url}/readyz")
+        await api.runtime.registry.readiness.refresh()
+        assert (await timed_readyz(api))[1]["clinic"] == "ok"  # the probe alone is fooled
+        body = (await api.query("{ patients(first: 5) { totalCount } }")).json()
+        assert [e["extensions"]["source"] for e in body["errors"]] == ["clinic"]
+        _, states, status = await timed_readyz(api)
+        assert status == 200
+        assert states == {"hospital": "ok", "clinic": "unreadable"}
+        await api.runtime.registry.readiness.refresh()  # a later probe does not hide it
+        assert (await timed_readyz(api))[1]["clinic"] == "unreadable"
+
+        clinic.faults.mode = "ok"
+        assert "errors" not in (await api.query("{ patients(first: 5) { totalCount } }")).json()
+        assert (await timed_readyz(api))[1]["clinic"] == "ok"  # at once, not at the next probe
