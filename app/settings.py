@@ -247,6 +247,15 @@ class FhirSourceSettings(_HttpSourceSettings):
     max_records: int = Field(10_000, ge=1)  # resources of one search; more is SourceTooLarge
     max_response_bytes: int = Field(8_388_608, ge=1024)  # one page's body, read as it streams
     bearer_token: str | None = None
+    # Requests in flight to this upstream at once (the bulkhead, and the connection pool); a
+    # request that finds no slot within timeout_seconds fails with reason bulkhead_full.
+    max_in_flight: int = Field(32, ge=1, le=1000)
+    # Retries of a read that failed at once for a passing reason (refused or reset
+    # connection, 502/503/504 without Retry-After), after a random wait of up to
+    # retry_backoff_seconds * 2**attempt; retries are at most retry_budget_percent of requests.
+    retries: int = Field(2, ge=0, le=5)
+    retry_backoff_seconds: float = Field(0.1, ge=0, le=10)
+    retry_budget_percent: float = Field(20, ge=0, le=100)
     # This source's upstream cache lifetime (default: [cache] source_ttl_seconds); the
     # upstream's own Cache-Control can only shorten it.
     cache_seconds: float | None = Field(None, ge=0, le=86400)

@@ -25,6 +25,9 @@ class SourceError(Exception):
     cause: str | None = None  # for clients, `extensions.reason`, when more than the code
     # Seconds the upstream asked us to wait (`Retry-After` on a 429 or 503): the breaker obeys.
     retry_after: float | None = None
+    # Failed at once for a passing reason (refused or reset connection, 502/503/504): an
+    # idempotent read may be retried (`app.sources.retries`).
+    transient = False
 
     def __init__(self, source_id: str, detail: str = "") -> None:
         self.source_id = source_id
@@ -89,6 +92,7 @@ def raise_for_status(source_id: str, status: int, retry_after: str | None = None
     failure = error(source_id, f"HTTP {status}")
     if status in (429, 503):
         failure.retry_after = retry_after_seconds(retry_after)
+    failure.transient = status in (502, 503, 504)
     raise failure
 
 
@@ -124,4 +128,6 @@ async def http_exchange(source_id: str, timeout_seconds: float) -> AsyncIterator
     except httpx.DecodingError as exc:
         raise SourceDataError(source_id, exc.__class__.__name__) from exc
     except httpx.HTTPError as exc:
-        raise SourceUnavailable(source_id, exc.__class__.__name__) from exc
+        failure = SourceUnavailable(source_id, exc.__class__.__name__)
+        failure.transient = isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError)
+        raise failure from exc

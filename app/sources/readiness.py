@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from app.sources.base import Source, SourceHealth
 from app.sources.breaker import CircuitBreaker, CircuitOpen
+from app.sources.bulkhead import BulkheadFull
 from app.sources.errors import SourceError, SourceRejected
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,10 @@ class Readiness:
         self._requested[source_id] = (self._clock(), self._health(source_id, "ok"))
 
     def failed(self, error: SourceError) -> None:
-        """Not for a refusal by the open circuit (no request was made; `/readyz` reads the
-        circuit itself) nor for a request the upstream rejected (ours to fix, 4xx)."""
-        if isinstance(error, CircuitOpen | SourceRejected):
+        """Not for a refusal by the open circuit or the full bulkhead (no request was made;
+        `/readyz` reads the circuit itself) nor for a request the upstream rejected (ours to
+        fix, 4xx)."""
+        if isinstance(error, CircuitOpen | BulkheadFull | SourceRejected):
             return
         self._requested[error.source_id] = (
             self._clock(),

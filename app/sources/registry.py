@@ -22,6 +22,7 @@ from app.settings import (
 )
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource, Source
 from app.sources.breaker import CircuitBreaker
+from app.sources.bulkhead import Bulkhead
 from app.sources.fetching import Direct, Fetcher
 from app.sources.fhir.source import FhirSource
 from app.sources.guarded import Guarded
@@ -29,6 +30,7 @@ from app.sources.hl7v2.source import Hl7v2Source, Ingested
 from app.sources.hl7v2.store import LabStore
 from app.sources.ncpdp.source import NcpdpSource
 from app.sources.readiness import Readiness
+from app.sources.retries import RetryBudget, Retrying
 
 # An HTTP source's fetcher (its cache lifetime and stale-if-error window), from its settings.
 HttpSourceSettings = FhirSourceSettings | NcpdpSourceSettings
@@ -137,4 +139,12 @@ def _guarded(fetcher: Fetcher, settings: HttpSourceSettings, built: _Built) -> F
             reset_seconds=settings.breaker_reset_seconds,
         )
         built.breakers[settings.id] = breaker
-    return Guarded(fetcher, settings.id, breaker, built.readiness)
+    if not isinstance(settings, FhirSourceSettings):
+        # NCPDP: a POST is never retried, and `max_concurrency` is its bulkhead.
+        return Guarded(fetcher, settings.id, breaker, built.readiness)
+    bulkhead = Bulkhead(settings.id, settings.max_in_flight, settings.timeout_seconds)
+    budget = RetryBudget(settings.retry_budget_percent / 100)
+    retrying = Retrying(settings.retries, settings.retry_backoff_seconds, budget)
+    return Guarded(
+        fetcher, settings.id, breaker, built.readiness, bulkhead=bulkhead, retrying=retrying
+    )

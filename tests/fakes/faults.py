@@ -23,8 +23,14 @@ class FaultInjector:
         self.state = getattr(app, "state", None)
         self.abandoned = 0  # hanging requests whose client closed the connection
         self.faulted = 0  # requests answered with a fault (the app never saw them)
+        self.fail_next = 0  # whatever the mode, answer this many more requests with a 502
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.fail_next > 0:
+            self.fail_next -= 1
+            self.faulted += 1
+            await _answer(send, 502, b"<html>Bad Gateway</html>", [])
+            return
         if scope["type"] != "http" or self.mode == "ok":
             await self.app(scope, receive, send)
             return
@@ -43,15 +49,15 @@ class FaultInjector:
                 b' "link": [{"relation": "next", "url": "http://evil.invalid/fhir/R4/Patient?p=2"}]}',
             ),
         }[self.mode]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/fhir+json")]
-                + ([(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)] if status == 503 else []),
-            }
+        retry_after = [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)] if status == 503 else []
+        await _answer(
+            send, status, body, [(b"content-type", b"application/fhir+json"), *retry_after]
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _client_left(receive: Receive, seconds: float) -> bool:

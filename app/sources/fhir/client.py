@@ -43,6 +43,7 @@ class FhirClient:
         max_records: int = 10_000,
         max_response_bytes: int = 8_388_608,
         bearer_token: str | None = None,
+        max_connections: int = 32,  # as many as the source's bulkhead lets through
         transport: httpx.AsyncBaseTransport | None = None,
         fetcher: Fetcher | None = None,
     ) -> None:
@@ -59,7 +60,10 @@ class FhirClient:
         self._http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(timeout_seconds),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(16, max_connections),
+            ),
             follow_redirects=False,  # a redirect could leave the configured origin
             transport=transport,
         )

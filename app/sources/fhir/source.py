@@ -50,6 +50,7 @@ class FhirSource:
             settings.base_url,
             timeout_seconds=settings.timeout_seconds,
             max_pages=settings.max_pages,
+            max_connections=settings.max_in_flight,
             max_records=settings.max_records,
             max_response_bytes=settings.max_response_bytes,
             bearer_token=settings.bearer_token,
