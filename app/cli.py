@@ -117,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=settings.server.shutdown_seconds,
     )
     return 0
 

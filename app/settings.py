@@ -57,6 +57,9 @@ class ServerSettings(_Section):
     # Compress responses of at least gzip_min_bytes for clients that accept gzip.
     gzip: bool = True
     gzip_min_bytes: int = Field(1024, ge=0)
+    # On SIGTERM/SIGINT: stop accepting, let requests in flight finish for at most this
+    # long, then cancel them (a hung upstream never holds shutdown longer).
+    shutdown_seconds: int = Field(5, ge=0, le=300)
     # Headers prefilled in GraphiQL; only the demo sets this (it holds a demo token).
     graphiql_headers: dict[str, str] = Field(default_factory=dict)
 

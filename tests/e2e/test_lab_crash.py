@@ -63,7 +63,9 @@ async def server(config: Path, api_port: int) -> AsyncIterator[asyncio.subproces
         async with httpx.AsyncClient() as client:
             for _ in range(200):
                 try:
-                    if (await client.get(f"http://127.0.0.1:{api_port}/readyz")).status_code == 200:
+                    if (
+                        await client.get(f"http://127.0.0.1:{api_port}/healthz")
+                    ).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
