@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     PositiveInt,
     ValidationError,
     ValidationInfo,
@@ -237,6 +238,17 @@ class _HttpSourceSettings(_Section):
     # Seconds past its freshness a cached answer is still served, marked stale, while the
     # upstream fails or its circuit is open (0: never); needs the source cache.
     stale_if_error_seconds: float = Field(300, ge=0, le=86400)
+    # TLS to the upstream (`app.sources.tls`): a CA bundle (PEM) that replaces the system's
+    # trust store for it, and a client certificate and key (PEM) for an upstream that asks.
+    ca_file: FilePath | None = None
+    client_cert_file: FilePath | None = None
+    client_key_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _client_certificate_pair(self) -> Any:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("client_cert_file and client_key_file go together")
+        return self
 
 
 class FhirSourceSettings(_HttpSourceSettings):

@@ -13,7 +13,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -41,8 +41,10 @@ async def serving(
     port: int = 0,
     *,
     lifespan: Literal["auto", "on", "off"] = "on",
+    **tls: Any,
 ) -> AsyncIterator[str]:
-    """Serve `app` until the block exits; yields its base URL (`http://host:port`)."""
+    """Serve `app` until the block exits; yields its base URL (`http://host:port`, or
+    `https://` when `tls` gives uvicorn's `ssl_certfile` and the rest of its `ssl_*` options)."""
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
@@ -53,6 +55,7 @@ async def serving(
         lifespan=lifespan,
         timeout_graceful_shutdown=2,
         server_header=False,  # `server: uvicorn` tells an attacker what to try
+        **tls,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -63,7 +66,8 @@ async def serving(
                 raise RuntimeError("server stopped during start-up")
             await asyncio.sleep(0.01)
         shown = f"[{host}]" if ":" in host else host
-        yield f"http://{shown}:{bound_port}"
+        scheme = "https" if "ssl_certfile" in tls else "http"
+        yield f"{scheme}://{shown}:{bound_port}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

@@ -70,6 +70,29 @@ def test_env_overrides_sections_and_sources() -> None:
             },
             "sources",
         ),
+        (
+            {
+                "auth": AUTH,
+                "sources": [
+                    {"id": "h", "kind": "fhir", "base_url": "https://a", "ca_file": "/absent.pem"}
+                ],
+            },
+            "sources[0].ca_file",
+        ),
+        (
+            {
+                "auth": AUTH,
+                "sources": [
+                    {
+                        "id": "h",
+                        "kind": "fhir",
+                        "base_url": "https://a",
+                        "client_cert_file": __file__,
+                    }
+                ],
+            },
+            "sources[0]",
+        ),
         ({}, "auth"),
     ],
 )

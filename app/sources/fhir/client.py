@@ -10,6 +10,7 @@ the parser, and no mapping recurses); one search has at most `max_pages` pages a
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ class FhirClient:
         max_response_bytes: int = 8_388_608,
         bearer_token: str | None = None,
         max_connections: int = 32,  # as many as the source's bulkhead lets through
+        tls: ssl.SSLContext | None = None,  # `app.sources.tls`; None: the system's defaults
         transport: httpx.AsyncBaseTransport | None = None,
         fetcher: Fetcher | None = None,
     ) -> None:
@@ -64,6 +66,7 @@ class FhirClient:
                 max_connections=max_connections,
                 max_keepalive_connections=min(16, max_connections),
             ),
+            verify=True if tls is None else tls,
             follow_redirects=False,  # a redirect could leave the configured origin
             transport=transport,
         )

@@ -25,6 +25,7 @@ from app.sources.fhir.datatypes import MappingError, counting_wrong_values
 from app.sources.fhir.resources import RECORD_RESOURCES
 from app.sources.fhir.resources import patient as map_patient
 from app.sources.fhir.search import chunks, id_list, is_fhir_id, patient_search_params, token
+from app.sources.tls import client_context
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -51,6 +52,7 @@ class FhirSource:
             timeout_seconds=settings.timeout_seconds,
             max_pages=settings.max_pages,
             max_connections=settings.max_in_flight,
+            tls=client_context(settings),
             max_records=settings.max_records,
             max_response_bytes=settings.max_response_bytes,
             bearer_token=settings.bearer_token,

@@ -46,6 +46,7 @@ from app.sources.ncpdp.messages import (
     parse_rx_history_response,
 )
 from app.sources.ncpdp.xml import DEFAULT_MAX_BYTES
+from app.sources.tls import client_context
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -97,6 +98,7 @@ class NcpdpSource:
             limits=httpx.Limits(
                 max_connections=max_concurrency, max_keepalive_connections=max_concurrency
             ),
+            verify=client_context(settings),
             follow_redirects=False,  # a redirect could leave the configured endpoint
             transport=transport,
         )
