@@ -256,6 +256,9 @@ class FhirSourceSettings(_HttpSourceSettings):
     kind: Literal["fhir"]
     base_url: str
     timeout_seconds: float = Field(5.0, gt=0, le=120)
+    # One search with all its pages (default: twice timeout_seconds): a slow chain of next
+    # links fails on its own instead of holding the operation until its deadline.
+    search_timeout_seconds: float | None = Field(None, gt=0, le=600)
     page_size: int = Field(200, ge=1, le=1000)
     max_batch_size: int = Field(50, ge=1, le=500)
     max_pages: int = Field(50, ge=1)  # pages of one search; more is SourceTooLarge

@@ -10,6 +10,7 @@ the parser, and no mapping recurses); one search has at most `max_pages` pages a
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ import httpx
 import orjson
 
 from app.sources.bodies import read_capped
-from app.sources.errors import SourceDataError, SourceTooLarge, http_exchange, raise_for_status
+from app.sources.errors import (
+    SourceDataError,
+    SourceTimeout,
+    SourceTooLarge,
+    http_exchange,
+    raise_for_status,
+)
 from app.sources.fetching import Direct, Fetched, Fetcher, NotModified
 
 Json = dict[str, Any]
@@ -41,6 +48,7 @@ class FhirClient:
         *,
         timeout_seconds: float,
         max_pages: int,
+        search_timeout_seconds: float | None = None,  # all pages of one search; None: unbounded
         max_records: int = 10_000,
         max_response_bytes: int = 8_388_608,
         bearer_token: str | None = None,
@@ -54,6 +62,7 @@ class FhirClient:
         self.base_url = base_url.rstrip("/")
         self._base = httpx.URL(self.base_url)  # parsed and normalised, as next links are
         self._timeout = timeout_seconds
+        self._search_timeout = search_timeout_seconds
         self._max_pages, self._max_records = max_pages, max_records
         self._max_bytes = max_response_bytes
         headers = {"Accept": FHIR_JSON}
@@ -81,16 +90,31 @@ class FhirClient:
         local patient ids the search is about: its cached pages are purged with them.
 
         Pages are followed through `Bundle.link[next]` only while it stays on the configured
-        origin and base path; a next link elsewhere is an error, not a silent truncation.
+        origin and base path and leads to a page not yet read; a next link elsewhere or back
+        is an error, not a silent truncation. The search as a whole is bounded by its
+        search timeout (SourceTimeout).
         """
         first = httpx.URL(f"{self.base_url}/{resource_type}").copy_merge_params(params)
+        try:
+            async with asyncio.timeout(self._search_timeout):
+                return await self._pages(first, resource_type, patients)
+        except TimeoutError as exc:
+            raise SourceTimeout(self.source_id, "search timeout") from exc
+
+    async def _pages(
+        self, first: httpx.URL, resource_type: str, patients: Sequence[str]
+    ) -> list[Json]:
         bundle = await self._page(first, patients)
         resources = _matches(bundle, resource_type)
+        seen = {first}
         for _ in range(self._max_pages - 1):
             self._check_records(resources)
             next_url = self._next_url(bundle)
             if next_url is None:
                 return resources
+            if next_url in seen:  # a loop would repeat pages until the page cap
+                raise SourceDataError(self.source_id, "next links loop")
+            seen.add(next_url)
             bundle = await self._page(next_url, patients)
             resources.extend(_matches(bundle, resource_type))
         self._check_records(resources)

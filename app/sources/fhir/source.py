@@ -50,6 +50,7 @@ class FhirSource:
             settings.id,
             settings.base_url,
             timeout_seconds=settings.timeout_seconds,
+            search_timeout_seconds=settings.search_timeout_seconds or 2 * settings.timeout_seconds,
             max_pages=settings.max_pages,
             max_connections=settings.max_in_flight,
             tls=client_context(settings),
