@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     FilePath,
     PositiveInt,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -227,6 +228,21 @@ class IdentitySettings(_Section):
     hash_key: str = DEFAULT_HASH_KEY
 
 
+class OAuthClient(_Section):
+    """OAuth 2.0 client credentials for an upstream's bearer tokens (`app.sources.oauth`)."""
+
+    token_url: str
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    @field_validator("token_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _require_http_url(value)
+
+
 class _HttpSourceSettings(_Section):
     """What every HTTP source has: its circuit breaker (`app.sources.breaker`) and how long a
     cached answer may stand in for it while it fails (`app.cache.sources`)."""
@@ -243,6 +259,8 @@ class _HttpSourceSettings(_Section):
     ca_file: FilePath | None = None
     client_cert_file: FilePath | None = None
     client_key_file: FilePath | None = None
+    # Bearer tokens from this token endpoint for every request to the upstream (same TLS).
+    oauth: OAuthClient | None = None
 
     @model_validator(mode="after")
     def _client_certificate_pair(self) -> Any:
@@ -282,6 +300,12 @@ class FhirSourceSettings(_HttpSourceSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _require_http_url(value).rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_kind_of_token(self) -> Any:
+        if self.bearer_token is not None and self.oauth is not None:
+            raise ValueError("bearer_token and oauth exclude each other")
+        return self
 
 
 class Hl7v2SourceSettings(_Section):
@@ -479,15 +503,16 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """`PATIENTGRAPH_AUTH__ISSUER=...` sets [auth].issuer; `..._SOURCES__HOSPITAL__TIMEOUT_SECONDS`
-    sets that key of the source whose id is `hospital`. Values are read as TOML literals when
+    sets that key of the source whose id is `hospital` (`..._SOURCES__HOSPITAL__OAUTH__SCOPE`
+    a key of its `oauth` table). Values are read as TOML literals when
     they parse as one (`true`, `5`, `["a"]`), else as strings."""
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         value = _env_value(raw)
-        if parts[0] == "sources" and len(parts) == 3:
-            _set_source_key(data, parts[1], parts[2], value, name)
+        if parts[0] == "sources" and len(parts) in (3, 4):
+            _set_source_key(data, parts[1], parts[2:], value, name)
         elif len(parts) == 2:
             section = data.setdefault(parts[0], {})
             if not isinstance(section, dict):
@@ -498,10 +523,19 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
     return data
 
 
-def _set_source_key(data: dict[str, Any], source_id: str, key: str, value: Any, name: str) -> None:
+def _set_source_key(
+    data: dict[str, Any], source_id: str, keys: list[str], value: Any, name: str
+) -> None:
+    """`keys`: a key of the source, or a table of it and a key there (`oauth`, `client_secret`)."""
     for source in data.get("sources", []):
         if isinstance(source, dict) and source.get("id") == source_id:
-            source[key] = value
+            if len(keys) == 2:
+                table = source.setdefault(keys[0], {})
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{name}: {keys[0]!r} of source {source_id!r} is not a table")
+                table[keys[1]] = value
+            else:
+                source[keys[0]] = value
             return
     raise ConfigError(f"{name}: no source with id {source_id!r}")
 

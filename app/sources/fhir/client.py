@@ -54,6 +54,7 @@ class FhirClient:
         bearer_token: str | None = None,
         max_connections: int = 32,  # as many as the source's bulkhead lets through
         tls: ssl.SSLContext | None = None,  # `app.sources.tls`; None: the system's defaults
+        auth: httpx.Auth | None = None,  # `app.sources.oauth`; instead of bearer_token
         transport: httpx.AsyncBaseTransport | None = None,
         fetcher: Fetcher | None = None,
     ) -> None:
@@ -76,6 +77,7 @@ class FhirClient:
                 max_keepalive_connections=min(16, max_connections),
             ),
             verify=True if tls is None else tls,
+            auth=auth,
             follow_redirects=False,  # a redirect could leave the configured origin
             transport=transport,
         )

@@ -25,6 +25,7 @@ from app.sources.fhir.datatypes import MappingError, counting_wrong_values
 from app.sources.fhir.resources import RECORD_RESOURCES
 from app.sources.fhir.resources import patient as map_patient
 from app.sources.fhir.search import chunks, id_list, is_fhir_id, patient_search_params, token
+from app.sources.oauth import upstream_auth
 from app.sources.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class FhirSource:
     ) -> None:
         """`fetcher`: this source's way to its upstream (default: `Direct`, no cache)."""
         self._settings = settings
+        tls = client_context(settings)
+        self._auth = upstream_auth(settings, tls, transport)
         self._client = FhirClient(
             settings.id,
             settings.base_url,
@@ -53,7 +56,8 @@ class FhirSource:
             search_timeout_seconds=settings.search_timeout_seconds or 2 * settings.timeout_seconds,
             max_pages=settings.max_pages,
             max_connections=settings.max_in_flight,
-            tls=client_context(settings),
+            tls=tls,
+            auth=self._auth,
             max_records=settings.max_records,
             max_response_bytes=settings.max_response_bytes,
             bearer_token=settings.bearer_token,
@@ -68,6 +72,8 @@ class FhirSource:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._auth is not None:
+            await self._auth.aclose()
 
     async def health(self) -> SourceHealth:
         try:

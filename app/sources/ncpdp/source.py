@@ -46,6 +46,7 @@ from app.sources.ncpdp.messages import (
     parse_rx_history_response,
 )
 from app.sources.ncpdp.xml import DEFAULT_MAX_BYTES
+from app.sources.oauth import upstream_auth
 from app.sources.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,16 @@ class NcpdpSource:
         self._not_found_codes = frozenset(not_found_codes)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._fetcher: Fetcher = fetcher or Direct(settings.id)
+        tls = client_context(settings)
+        self._auth = upstream_auth(settings, tls, transport)
         self._http = httpx.AsyncClient(
             headers={"Accept": XML_MEDIA_TYPE},
             timeout=httpx.Timeout(settings.timeout_seconds),
             limits=httpx.Limits(
                 max_connections=max_concurrency, max_keepalive_connections=max_concurrency
             ),
-            verify=client_context(settings),
+            verify=tls,
+            auth=self._auth,
             follow_redirects=False,  # a redirect could leave the configured endpoint
             transport=transport,
         )
@@ -111,6 +115,8 @@ class NcpdpSource:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._auth is not None:
+            await self._auth.aclose()
 
     async def health(self) -> SourceHealth:
         """Reachability: SCRIPT has no ping, so any answer below 500 to a GET of the endpoint
