@@ -77,6 +77,7 @@ async def open_runtime(
                 stale_if_error=source.stale_if_error_seconds,
             ),
             on_lab_ingested=lab_ingested(index, purger.purge_responses),
+            shared_listeners=settings.server.workers > 1,
         )
         stack.push_async_callback(registry.aclose)
         await index.create_tables()

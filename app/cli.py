@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.auth.signing import PrivateKey
     from app.settings import Settings
 
 EXIT_CONFIG = 2
+WORKERS_ENV = "PATIENTGRAPH_SERVER__WORKERS"  # `serve --workers`, as an override
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server from a TOML config")
     serve.add_argument("--config", type=Path, required=True)
+    serve.add_argument(
+        "--workers", type=int, help="server processes (default: [server] workers, 1)"
+    )
     serve.set_defaults(handler=_serve)
 
     token = sub.add_parser("token", help="print a signed JWT for demos and tests")
@@ -104,21 +109,28 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.logging import configure_logging
-    from app.main import create_app
+    from app.main import CONFIG_ENV, create_app
 
+    if args.workers is not None:  # an override the worker processes read as well
+        os.environ[WORKERS_ENV] = str(args.workers)
     settings = _valid_settings(args.config, "patientgraph serve: ")
     if settings is None:
         return EXIT_CONFIG
     configure_logging()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=settings.server.shutdown_seconds,
-    )
+    server = settings.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": server.shutdown_seconds,
+    }
+    if server.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each worker process builds its own app from the same file and environment
+        os.environ[CONFIG_ENV] = str(args.config.resolve())
+        uvicorn.run("app.main:app_from_config", factory=True, workers=server.workers, **options)
     return 0
 
 

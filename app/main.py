@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -16,7 +18,8 @@ from starlette.staticfiles import StaticFiles
 from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.bootstrap import open_runtime
 from app.graphiql.page import STATIC_DIR
-from app.settings import Settings
+from app.logging import configure_logging
+from app.settings import Settings, load_settings
 from app.web.disconnect import ClientGone, client_gone
 from app.web.graphql import STATIC_PREFIX, graphql_get, graphql_post, internal_error
 from app.web.health import healthz, readyz
@@ -38,6 +41,16 @@ def cors(origins: list[str]) -> Middleware:
         expose_headers=["x-request-id", "x-cache", "retry-after"],
         max_age=600,
     )
+
+
+CONFIG_ENV = "PATIENTGRAPH_CONFIG"  # the config file a worker process loads
+
+
+def app_from_config() -> Starlette:
+    """The app of one worker process (`serve --workers N`, an import-string factory for
+    uvicorn): the config file named by PATIENTGRAPH_CONFIG, with the same overrides."""
+    configure_logging()
+    return create_app(load_settings(Path(os.environ[CONFIG_ENV])))
 
 
 def create_app(

@@ -62,6 +62,9 @@ class ServerSettings(_Section):
     # On SIGTERM/SIGINT: stop accepting, let requests in flight finish for at most this
     # long, then cancel them (a hung upstream never holds shutdown longer).
     shutdown_seconds: int = Field(5, ge=0, le=300)
+    # Server processes sharing the port (`serve --workers N`). More than one needs every
+    # shared state outside the process: cache.backend = "redis" and a PostgreSQL store.
+    workers: int = Field(1, ge=1, le=64)
     # Headers prefilled in GraphiQL; only the demo sets this (it holds a demo token).
     graphiql_headers: dict[str, str] = Field(default_factory=dict)
 
@@ -442,6 +445,18 @@ class Settings(_Section):
         if dupes:
             raise ValueError(f"duplicate source id(s): {', '.join(dupes)}")
         return value
+
+    @model_validator(mode="after")
+    def _workers_share_state(self) -> Any:
+        """Caches, rate-limit counters and purges live in the cache backend, the patient index
+        and lab results in the store: per-process copies would disagree between workers."""
+        if self.server.workers == 1:
+            return self
+        if self.cache.backend != "redis":
+            raise ValueError('server.workers > 1 needs cache.backend = "redis"')
+        if urlsplit(self.store.url).scheme != "postgresql":
+            raise ValueError("server.workers > 1 needs a postgresql:// store")
+        return self
 
     @property
     def cache_hash_key(self) -> str:

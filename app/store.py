@@ -6,6 +6,7 @@ async engine does the rest with aiosqlite or asyncpg.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -34,3 +35,17 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+# Any constant: the advisory lock every process takes while it creates tables.
+SCHEMA_LOCK = 0x70675F736368  # "pg_sch"
+
+
+async def create_tables(engine: AsyncEngine, metadata: sa.MetaData) -> None:
+    """`metadata`'s missing tables. On PostgreSQL under an advisory lock held for the
+    transaction: two workers starting at once would otherwise both issue CREATE TABLE, and
+    the second fails on the catalog's unique keys (its worker dies at startup)."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        await conn.run_sync(metadata.create_all)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
+from app.store import create_tables
 
 metadata = sa.MetaData()
 patient_links = sa.Table(
@@ -64,8 +65,7 @@ class PatientIndex:
         self._linked = LRUCache(REMEMBERED_LINKS)
 
     async def create_tables(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        await create_tables(self._engine, metadata)
 
     def _hash(self, system: str, value: str) -> str:
         return hmac.new(self._key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()

@@ -82,10 +82,12 @@ def build_sources(
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     fetcher_for: FetcherFor = direct,
     on_lab_ingested: Ingested | None = None,
+    shared_listeners: bool = False,
 ) -> SourceRegistry:
     """`transports` lets tests put an httpx transport under a source (fakes, fault injection).
     `fetcher_for` gives each HTTP source its way upstream (the server's: the source cache).
-    `on_lab_ingested` is told the patient of each new lab message, before its ACK."""
+    `on_lab_ingested` is told the patient of each new lab message, before its ACK.
+    `shared_listeners`: worker processes share the MLLP ports (the kernel spreads senders)."""
     transports = transports or {}
     lab_store = LabStore(engine) if any(s.kind == "hl7v2" for s in configured) else None
     built = _Built()
@@ -98,7 +100,9 @@ def build_sources(
             built.record.append(fhir)
         elif isinstance(settings, Hl7v2SourceSettings):
             assert lab_store is not None
-            lab = Hl7v2Source(settings, lab_store, on_ingested=on_lab_ingested)
+            lab = Hl7v2Source(
+                settings, lab_store, on_ingested=on_lab_ingested, shared_port=shared_listeners
+            )
             built.sources.append(lab)
             built.patient.append(lab)
             built.record.append(lab)

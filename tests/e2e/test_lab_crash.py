@@ -47,7 +47,10 @@ listen = "127.0.0.1:{lab_port}"
 
 
 @asynccontextmanager
-async def server(config: Path, api_port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+async def server(
+    config: Path, api_port: int, *options: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`patientgraph serve --config config *options`, once its /healthz answers."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -55,6 +58,7 @@ async def server(config: Path, api_port: int) -> AsyncIterator[asyncio.subproces
         "serve",
         "--config",
         str(config),
+        *options,
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -118,3 +118,25 @@ async def test_eight_senders_resending_the_same_orders_all_get_aa(
         assert versions == list(range(1, len(versions) + 1))  # no gap, no duplicate
         assert len(versions) == distinct_messages // ORDERS  # every message is one version
         assert sum(current for _, current in chain) == 1
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # workers need PostgreSQL
+async def test_processes_creating_the_tables_at_once_all_succeed(engine: AsyncEngine) -> None:
+    """What N workers do at startup on an empty database: each its own engine (connections)."""
+    for _ in range(5):
+        await reset(engine)
+        engines = [create_engine(POSTGRES_URL) for _ in range(4)]
+        try:
+            await asyncio.gather(
+                *(
+                    task
+                    for other in engines
+                    for task in (
+                        LabStore(other).create_tables(),
+                        PatientIndex(other, [SSN_SYSTEM], "k").create_tables(),
+                    )
+                )
+            )
+        finally:
+            for other in engines:
+                await other.dispose()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from app.auth.jwks import KeySet
@@ -161,3 +162,21 @@ def test_check_config_verifies_the_trusted_documents_manifest(tmp_path: Path) ->
     no_file = run("check-config", str(config))
     assert no_file.returncode == 2
     assert "needs a file" in no_file.stderr
+
+
+@pytest.mark.parametrize(
+    ("sections", "wanted"),
+    [
+        ("", 'needs cache.backend = "redis"'),
+        ('[cache]\nbackend = "redis"\n', "needs a postgresql:// store"),
+    ],
+)
+def test_serve_refuses_workers_whose_state_would_not_be_shared(
+    tmp_path: Path, sections: str, wanted: str
+) -> None:
+    config = tmp_path / "patientgraph.toml"
+    config.write_text('[auth]\nissuer = "i"\naudience = "a"\njwks_file = "k"\n' + sections)
+    result = run("serve", "--config", str(config), "--workers", "2")
+    assert result.returncode == 2
+    assert wanted in result.stderr
+    assert "Traceback" not in result.stderr

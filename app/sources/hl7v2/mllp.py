@@ -189,8 +189,10 @@ class MllpServer:
         shutdown_timeout: float = 5.0,
         max_connections: int = 32,
         admits: Admits | None = None,
+        reuse_port: bool = False,  # several worker processes share the port (SO_REUSEPORT)
     ) -> None:
         self._handler = handler
+        self._reuse_port = reuse_port
         self._frame_timeout = frame_timeout
         self._max_connections = max_connections
         self._admits = admits
@@ -207,7 +209,9 @@ class MllpServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("MllpServer already started")
-        self._server = await asyncio.start_server(self._accept, self._host, self._requested_port)
+        self._server = await asyncio.start_server(
+            self._accept, self._host, self._requested_port, reuse_port=self._reuse_port or None
+        )
         # Kept after aclose() too, so callers can still report which port was served.
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
         log.info("mllp listening on %s:%d", self._host, self.port)

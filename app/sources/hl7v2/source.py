@@ -49,6 +49,7 @@ class Hl7v2Source:
         store: LabStore,
         *,
         on_ingested: Ingested | None = None,
+        shared_port: bool = False,  # other worker processes listen on the same port
     ) -> None:
         self._settings = settings
         self._store = store
@@ -64,6 +65,7 @@ class Hl7v2Source:
             frame_timeout=settings.frame_timeout_seconds,
             max_connections=settings.max_connections,
             admits=self._policy.admits_peer,
+            reuse_port=shared_port,
         )
         self.unmapped = 0
 

@@ -34,6 +34,7 @@ from app.domain.diagnostic_reports import DiagnosticReport
 from app.domain.observations import Observation
 from app.domain.patients import PatientCriteria, SourcePatient
 from app.sources.hl7v2.mapping import LabMessage
+from app.store import create_tables
 
 metadata = sa.MetaData()
 lab_messages = sa.Table(
@@ -96,8 +97,7 @@ class LabStore:
         self._engine = engine
 
     async def create_tables(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        await create_tables(self._engine, metadata)
 
     async def ingest(self, source_id: str, message: LabMessage, raw: str) -> IngestOutcome:
         """Store one parsed message in one transaction (idempotent on MSH-10)."""

@@ -1,0 +1,136 @@
+"""`serve --workers 2`: two processes share the HTTP and MLLP ports, and every shared state
+(patient index, lab results, caches) lives in PostgreSQL and Redis, so each worker sees what
+the other one stored."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from app.sources.hl7v2.mllp import MllpClient
+from app.store import create_engine
+from tests.conftest import AUDIENCE, ISSUER, Signer, Upstream
+from tests.e2e.test_lab_crash import free_port, server
+from tests.integration.test_lab_concurrency import POSTGRES_URL, reset
+from tests.integration.test_lab_ingest import LAB_QUERY, SSN, msa, oru
+
+SHUTDOWN_SECONDS = 1
+
+
+def workers_of(pid: int) -> set[int]:
+    """The live child processes of `pid` that are uvicorn workers (multiprocessing spawn)."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            children.add(int(entry.name))
+    return children
+
+
+@pytest.fixture
+async def postgres() -> AsyncIterator[str]:
+    engine = create_engine(POSTGRES_URL)
+    try:
+        await reset(engine)
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        await engine.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+    yield POSTGRES_URL
+    await reset(engine)
+    await engine.dispose()
+
+
+def write_config(tmp_path: Path, signer: Signer, store: str, clinic: str) -> tuple[Path, int, int]:
+    api_port, lab_port = free_port(), free_port()
+    config = tmp_path / "patientgraph.toml"
+    config.write_text(f"""
+[server]
+port = {api_port}
+shutdown_seconds = {SHUTDOWN_SECONDS}
+[auth]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks_file = "{signer.jwks_path}"
+[cache]
+backend = "redis"
+key_prefix = "workers-{uuid.uuid4().hex[:12]}"
+[store]
+url = "{store}"
+[[sources]]
+id = "clinic"
+kind = "fhir"
+base_url = "{clinic}"
+[[sources]]
+id = "citylab"
+kind = "hl7v2"
+listen = "127.0.0.1:{lab_port}"
+""")
+    return config, api_port, lab_port
+
+
+async def test_two_workers_share_the_ports_and_what_is_stored(
+    tmp_path: Path, signer: Signer, upstreams: dict[str, Upstream], postgres: str
+) -> None:
+    config, api_port, lab_port = write_config(
+        tmp_path, signer, postgres, upstreams["clinic"].base_url
+    )
+    url = f"http://127.0.0.1:{api_port}/graphql"
+    async with server(config, api_port, "--workers", "2") as proc:
+        for _ in range(100):  # both workers up
+            if len(workers_of(proc.pid)) == 2:
+                break
+            await asyncio.sleep(0.1)
+        started = workers_of(proc.pid)
+        assert len(started) == 2
+        acks = []
+        for n in range(12):  # a connection each: the kernel spreads them over the workers
+            async with MllpClient("127.0.0.1", lab_port) as lab:
+                acks.append(msa(await lab.send(oru(f"W-{n}", str(100 + n), order=f"ORD-{n}")))[1])
+        assert acks == ["AA"] * 12
+        values = []
+        for _ in range(12):  # a connection each, so both workers answer some
+            async with httpx.AsyncClient() as client:
+                response = await client.post(
+                    url,
+                    json={"query": LAB_QUERY, "variables": {"i": SSN}},
+                    headers=signer.headers(),
+                )
+            assert response.status_code == 200
+            nodes = response.json()["data"]["patients"]["nodes"]
+            values.append(
+                sorted(r["valueQuantity"]["value"] for r in nodes[0]["labResults"]["nodes"])
+            )
+        assert values == [[float(100 + n) for n in range(12)]] * 12
+        assert workers_of(proc.pid) == started  # neither worker died and was replaced
+        begun = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+        assert code in (0, -signal.SIGTERM)
+        assert time.perf_counter() - begun < SHUTDOWN_SECONDS + 3
+    assert not any(alive(pid) for pid in started)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
