@@ -328,6 +328,19 @@ class Hl7v2SourceSettings(_Section):
     # (any facility). Anyone else gets AR and nothing is stored. Required as soon as
     # allowed_clients admits a peer that is not on this host.
     allowed_senders: list[str] = Field(default_factory=list, validate_default=True)
+    # MLLP over TLS (`app.sources.tls.listener_context`): the listener's certificate and key
+    # (PEM); with tls_client_ca_file, every sender must present a certificate from that CA.
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+    tls_client_ca_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Any:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("allowed_clients")
     @classmethod

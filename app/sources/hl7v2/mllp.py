@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -190,9 +191,11 @@ class MllpServer:
         max_connections: int = 32,
         admits: Admits | None = None,
         reuse_port: bool = False,  # several worker processes share the port (SO_REUSEPORT)
+        tls: ssl.SSLContext | None = None,  # `app.sources.tls.listener_context`; None: plain
     ) -> None:
         self._handler = handler
         self._reuse_port = reuse_port
+        self._tls = tls
         self._frame_timeout = frame_timeout
         self._max_connections = max_connections
         self._admits = admits
@@ -210,7 +213,13 @@ class MllpServer:
         if self._server is not None:
             raise RuntimeError("MllpServer already started")
         self._server = await asyncio.start_server(
-            self._accept, self._host, self._requested_port, reuse_port=self._reuse_port or None
+            self._accept,
+            self._host,
+            self._requested_port,
+            reuse_port=self._reuse_port or None,
+            ssl=self._tls,
+            # a handshake that never finishes is a frame that never ends
+            ssl_handshake_timeout=self._frame_timeout if self._tls else None,
         )
         # Kept after aclose() too, so callers can still report which port was served.
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
@@ -381,10 +390,13 @@ class MllpClient:
     be read as the answer to the next message; the next send() reconnects.
     """
 
-    def __init__(self, host: str, port: int, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, host: str, port: int, *, timeout: float = 10.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._host = host
         self._port = port
         self._timeout = timeout
+        self._tls = tls  # MLLP over TLS (the host name is checked against the certificate)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._framer = MllpFramer()
@@ -394,7 +406,7 @@ class MllpClient:
         if self._writer is not None:
             return
         async with asyncio.timeout(self._timeout):
-            reader, writer = await asyncio.open_connection(self._host, self._port)
+            reader, writer = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
         _set_nodelay(writer)
         self._reader, self._writer = reader, writer
         self._framer = MllpFramer()

@@ -29,6 +29,7 @@ from app.sources.hl7v2.mllp import MllpServer
 from app.sources.hl7v2.senders import SenderPolicy
 from app.sources.hl7v2.store import LabStore
 from app.sources.hl7v2.syntax import decode_message
+from app.sources.tls import listener_context
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -66,6 +67,7 @@ class Hl7v2Source:
             max_connections=settings.max_connections,
             admits=self._policy.admits_peer,
             reuse_port=shared_port,
+            tls=listener_context(settings),
         )
         self.unmapped = 0
 
