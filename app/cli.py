@@ -110,6 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.logging import configure_logging
     from app.main import CONFIG_ENV, create_app
+    from app.workers import serve_workers
 
     if args.workers is not None:  # an override the worker processes read as well
         os.environ[WORKERS_ENV] = str(args.workers)
@@ -118,19 +119,19 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure_logging()
     server = settings.server
-    options: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "log_config": None,
-        "access_log": False,
-        "server_header": False,
-        "timeout_graceful_shutdown": server.shutdown_seconds,
-    }
-    if server.workers == 1:
-        uvicorn.run(create_app(settings), **options)
-    else:  # each worker process builds its own app from the same file and environment
+    options: dict[str, Any] = {"log_config": None, "access_log": False, "server_header": False}
+    if server.workers > 1:  # each worker process builds its own app from the same file
         os.environ[CONFIG_ENV] = str(args.config.resolve())
-        uvicorn.run("app.main:app_from_config", factory=True, workers=server.workers, **options)
+        return serve_workers(
+            server.workers, server.host, server.port, server.shutdown_seconds, options
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        timeout_graceful_shutdown=server.shutdown_seconds,
+        **options,
+    )
     return 0
 
 

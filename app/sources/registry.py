@@ -144,8 +144,9 @@ def _guarded(fetcher: Fetcher, settings: HttpSourceSettings, built: _Built) -> F
         )
         built.breakers[settings.id] = breaker
     if not isinstance(settings, FhirSourceSettings):
-        # NCPDP: a POST is never retried, and `max_concurrency` is its bulkhead.
-        return Guarded(fetcher, settings.id, breaker, built.readiness)
+        # NCPDP: a POST is never retried; `max_concurrency` is its bulkhead.
+        bulkhead = Bulkhead(settings.id, settings.max_concurrency, settings.timeout_seconds)
+        return Guarded(fetcher, settings.id, breaker, built.readiness, bulkhead=bulkhead)
     bulkhead = Bulkhead(settings.id, settings.max_in_flight, settings.timeout_seconds)
     budget = RetryBudget(settings.retry_budget_percent / 100)
     retrying = Retrying(settings.retries, settings.retry_backoff_seconds, budget)

@@ -5,6 +5,7 @@ the other one stored."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -41,6 +42,39 @@ def workers_of(pid: int) -> set[int]:
         if ppid == pid and b"spawn_main" in cmdline:
             children.add(int(entry.name))
     return children
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return inodes
+
+
+def established_to(port: int) -> set[str]:
+    """Inodes of the server-side sockets of established TCP connections to `port`."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rpartition(":")[2], 16)
+        if local_port == port and fields[3] == "01":  # ESTABLISHED
+            found.add(fields[9])
+    return found
+
+
+async def connections_held(workers: set[int], port: int, count: int) -> dict[int, int]:
+    """Opens `count` connections at once, has each answered once, and counts per worker the
+    connections it holds."""
+    clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") for _ in range(count)]
+    try:
+        await asyncio.gather(*(c.get("/healthz") for c in clients))
+        established = established_to(port)
+        return {pid: len(socket_inodes(pid) & established) for pid in workers}
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
 
 
 @pytest.fixture
@@ -120,6 +154,18 @@ async def test_two_workers_share_the_ports_and_what_is_stored(
             )
         assert values == [[float(100 + n) for n in range(12)]] * 12
         assert workers_of(proc.pid) == started  # neither worker died and was replaced
+        held = await connections_held(started, api_port, 16)
+        assert min(held.values()) >= 3, held  # a burst of connections is spread over both
+        victim = min(started)
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(200):  # the supervisor starts another
+            current = workers_of(proc.pid)
+            if len(current) == 2 and victim not in current:
+                break
+            await asyncio.sleep(0.1)
+        assert len(current) == 2
+        assert victim not in current
+        started = current
         begun = time.perf_counter()
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 30)
