@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,11 @@ class Load:
     requests: int = 0
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
-    statuses: set[int] = field(default_factory=set)
+    counts: Counter[int] = field(default_factory=Counter)  # responses per HTTP status
+
+    @property
+    def statuses(self) -> set[int]:
+        return set(self.counts)
 
     @property
     def per_second(self) -> float:
@@ -117,7 +122,7 @@ async def drive(url: str, request: bytes, *, connections: int, seconds: float) -
                 status, length = _head(head)
                 await reader.readexactly(length)
                 load.latencies.append(perf_counter() - start)
-                load.statuses.add(status)
+                load.counts[status] += 1
                 load.requests += 1
         finally:
             writer.close()

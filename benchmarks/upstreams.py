@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.demo.fhir_server import create_fhir_app
 from app.demo.generator import UPSTREAMS, generate_population
-from app.demo.serving import child_server, serve_until_stdin_closes
+from app.demo.serving import child_process, serve_until_stdin_closes
 
 DEMO_POPULATION = 24  # the demo's default population size
 CONTROL = "/_bench"  # the child upstream's control routes (outside the FHIR base path)
@@ -79,6 +79,7 @@ class Upstream:
     name: str
     root: str  # http://127.0.0.1:port
     control: httpx.AsyncClient
+    pid: int  # of its process (the outage benchmark kills it)
 
     @property
     def fhir_url(self) -> str:
@@ -100,8 +101,8 @@ async def upstream_process(
     name: str, population: int, control: httpx.AsyncClient
 ) -> AsyncIterator[Upstream]:
     """A separate process, so upstream CPU never shares the API's event loop (or GIL)."""
-    async with child_server(__file__, name, "--population", str(population)) as root:
-        yield Upstream(name, root, control)
+    async with child_process(__file__, name, "--population", str(population)) as child:
+        yield Upstream(name, child.base, control, child.pid)
 
 
 def main() -> None:
