@@ -276,6 +276,9 @@ class FhirSourceSettings(_HttpSourceSettings):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     kind: Literal["fhir"]
     base_url: str
+    # Replicas of base_url (same data, same ids): a request the base that answered last
+    # cannot answer (unreachable, timed out, 5xx) goes to the next, in turn.
+    failover_base_urls: list[str] = Field(default_factory=list, max_length=8)
     timeout_seconds: float = Field(5.0, gt=0, le=120)
     # One search with all its pages (default: twice timeout_seconds): a slow chain of next
     # links fails on its own instead of holding the operation until its deadline.
@@ -303,6 +306,11 @@ class FhirSourceSettings(_HttpSourceSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _require_http_url(value).rstrip("/")
+
+    @field_validator("failover_base_urls")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        return [_require_http_url(url).rstrip("/") for url in value]
 
     @model_validator(mode="after")
     def _one_kind_of_token(self) -> Any:

@@ -22,8 +22,10 @@ import orjson
 from app.sources.bodies import read_capped
 from app.sources.errors import (
     SourceDataError,
+    SourceError,
     SourceTimeout,
     SourceTooLarge,
+    SourceUnavailable,
     http_exchange,
     raise_for_status,
 )
@@ -53,6 +55,7 @@ class FhirClient:
         max_response_bytes: int = 8_388_608,
         bearer_token: str | None = None,
         max_connections: int = 32,  # as many as the source's bulkhead lets through
+        failover_base_urls: Sequence[str] = (),  # replicas, tried in turn when one fails
         tls: ssl.SSLContext | None = None,  # `app.sources.tls`; None: the system's defaults
         auth: httpx.Auth | None = None,  # `app.sources.oauth`; instead of bearer_token
         transport: httpx.AsyncBaseTransport | None = None,
@@ -61,7 +64,9 @@ class FhirClient:
         self.source_id = source_id
         self._fetcher: Fetcher = fetcher or Direct(source_id)
         self.base_url = base_url.rstrip("/")
-        self._base = httpx.URL(self.base_url)  # parsed and normalised, as next links are
+        # parsed and normalised, as next links are; the first is the primary
+        self._bases = [httpx.URL(u.rstrip("/")) for u in (base_url, *failover_base_urls)]
+        self._current = 0  # the base that answered last: requests go there first
         self._timeout = timeout_seconds
         self._search_timeout = search_timeout_seconds
         self._max_pages, self._max_records = max_pages, max_records
@@ -148,25 +153,32 @@ class FhirClient:
             url = httpx.URL(absolute)
         except httpx.InvalidURL:
             return None
-        if not self.is_within_base(url):
+        base = self._base_of(url)
+        if base is None:
             return None
-        return url.path[len(self._base.path.rstrip("/")) + 1 :]
+        return url.path[len(base.path.rstrip("/")) + 1 :]
 
     def is_within_base(self, url: httpx.URL) -> bool:
-        """Same scheme, host and port as the base URL (httpx normalises case, default ports
-        and dot segments), no user info, and a path on or under the base path segment by
-        segment: `/fhir/R4-evil` is not under `/fhir/R4`. Dot segments that survive parsing
-        percent-encoded (`%2e%2e`, `..%2F`) would be resolved by many servers: refused."""
-        base = self._base
-        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
-            return False
+        return self._base_of(url) is not None
+
+    def _base_of(self, url: httpx.URL) -> httpx.URL | None:
+        """The base URL `url` is under: same scheme, host and port (httpx normalises case,
+        default ports and dot segments), no user info, and a path on or under the base path
+        segment by segment: `/fhir/R4-evil` is not under `/fhir/R4`. Dot segments that
+        survive parsing percent-encoded (`%2e%2e`, `..%2F`) would be resolved by many
+        servers: refused. None when under none of the source's base URLs."""
         if url.userinfo or url.fragment:
-            return False
+            return None
         segments = url.path.replace("\\", "/").split("/")  # decoded: %2F is a slash here
         if any(segment in {".", ".."} for segment in segments):
-            return False
-        root = base.path.rstrip("/")
-        return url.path == root or url.path.startswith(root + "/")
+            return None
+        for base in self._bases:
+            if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+                continue
+            root = base.path.rstrip("/")
+            if url.path == root or url.path.startswith(root + "/"):
+                return base
+        return None
 
     async def get_json(self, url: str, params: Mapping[str, str] | None = None) -> Json:
         """One Bundle straight from the server, never from the cache (health checks)."""
@@ -196,6 +208,31 @@ class FhirClient:
         )
 
     async def _get(self, url: httpx.URL, headers: Mapping[str, str] | None = None) -> _Answer:
+        """The request at the base that answered last; when that base is unreachable, times
+        out or answers 5xx, the same request at the next one (failover), in turn. Answers
+        that arrive but cannot be read are not retried elsewhere: a replica would not fix them.
+        """
+        base = self._base_of(url)
+        if len(self._bases) == 1 or base is None:
+            return await self._exchange(url, headers)
+        suffix = str(url)[len(str(base)) :]
+        outcome: _Answer | SourceError | None = None
+        for step in range(len(self._bases)):
+            n = (self._current + step) % len(self._bases)
+            try:
+                outcome = await self._exchange(httpx.URL(f"{self._bases[n]}{suffix}"), headers)
+            except (SourceUnavailable, SourceTimeout) as exc:
+                outcome = exc
+                continue
+            if outcome.status < 500:
+                self._current = n
+                return outcome
+        if isinstance(outcome, SourceError):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    async def _exchange(self, url: httpx.URL, headers: Mapping[str, str] | None = None) -> _Answer:
         """One exchange; a 2xx body streamed in within the byte cap, any other left unread."""
         async with (
             http_exchange(self.source_id, self._timeout),

@@ -56,6 +56,7 @@ class FhirSource:
             search_timeout_seconds=settings.search_timeout_seconds or 2 * settings.timeout_seconds,
             max_pages=settings.max_pages,
             max_connections=settings.max_in_flight,
+            failover_base_urls=settings.failover_base_urls,
             tls=tls,
             auth=self._auth,
             max_records=settings.max_records,
