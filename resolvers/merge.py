@@ -11,8 +11,25 @@ Observations (`merged: true`, the default)
   one, else the first coding's system and code), the same effective instant (compared in UTC,
   to the second) and the same value: the same number (to 6 significant digits) in the same
   unit (case-insensitive), the same set of codes, or the same text (case- and space-
-  insensitive). The fact appears once: the record of the highest-priority source, with every
-  reporting source in `sources`. An observation without code, time or value is never merged.
+  insensitive); a panel without a value of its own (blood pressure) by its components, each
+  the same code and value. The fact appears once: the record of the highest-priority source,
+  with every reporting source in `sources`. An observation without code, time or value is
+  never merged.
+
+The other kinds (`merged: true`, the default): one fact when
+  conditions      the same code and the same day of onset (else of recordedDate)
+  allergies       the same substance code (one patient's); the reactions are the union
+  immunizations   the same vaccine code and day of occurrence
+  encounters      the same class, start and end (to the second; an open end matches only one)
+  procedures      the same code and performed instant (to the second)
+  diagnostic reports  the same code and effective (else issued) instant (to the second)
+  care teams      the same name (case and spacing ignored) and start day
+  "The same code": the LOINC code when there is one, else the first coding's system and code.
+  A record missing what its rule compares is never merged.
+
+For every kind: two records of one source are never one fact (that system keeps them apart
+for a reason), and a merged record carries the security labels of every record it stands for,
+so a label either source set still governs who sees it.
 
 Medications (`merged: true`, the default)
   Drug identity: any shared RxNorm or NDC code, else the same normalized name (lower case,
@@ -23,9 +40,8 @@ Medications (`merged: true`, the default)
   order or statement become one entry of kind DISPENSE.
 
 Notes
-  When observations or medications from several sources become one entry, its `notes` are
-  the union of their notes in source-priority order, each text once (compared ignoring
-  spacing). Conditions and the other kinds are not merged, so each record keeps its own notes.
+  When records from several sources become one entry, its `notes` are the union of their
+  notes in source-priority order, each text once (compared ignoring spacing).
 
 `merged: false` returns every source's records as they came (fills as their own DISPENSE
 entries), for clinicians who need to see each system's version.
@@ -38,18 +54,50 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from app.domain.common import CodeableConcept, SourceLink
+from app.domain.allergies import Allergy
+from app.domain.care_teams import CareTeam
+from app.domain.common import CodeableConcept, RecordMeta, SourceLink
+from app.domain.conditions import Condition
+from app.domain.diagnostic_reports import DiagnosticReport
+from app.domain.encounters import Encounter
+from app.domain.immunizations import Immunization
 from app.domain.medications import Medication, MedicationDispense, MedicationKind
-from app.domain.observations import Observation
+from app.domain.observations import Observation, ObservationComponent
 from app.domain.patients import Patient, SourcePatient
-from app.domain.records import DISPENSES, MEDICATIONS, Combine, RecordKind, RecordQuery
+from app.domain.procedures import Procedure
+from app.domain.records import (
+    ALLERGIES,
+    CARE_TEAMS,
+    CONDITIONS,
+    DIAGNOSTIC_REPORTS,
+    DISPENSES,
+    ENCOUNTERS,
+    IMMUNIZATIONS,
+    MEDICATIONS,
+    OBSERVATIONS,
+    PROCEDURES,
+    Combine,
+    RecordKind,
+    RecordQuery,
+)
 
 R = TypeVar("R")
-Merged = TypeVar("Merged", Observation, Medication)  # the kinds whose records merge into one
+
+
+class _Fact(Protocol):
+    """A record of a kind whose records merge into one."""
+
+    @property
+    def sources(self) -> tuple[SourceLink, ...]: ...
+    @property
+    def meta(self) -> RecordMeta: ...
+
+
+F = TypeVar("F", bound=_Fact)
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
@@ -116,7 +164,7 @@ def combine(
         fills = [f for group in companions for f in group]
         return (merge_medications if merged else unmerged_medications)(records, fills)
     if kind.combine is Combine.SAME_FACT and merged:
-        records = dedupe_observations(records)
+        records = dedupe(records, FACT_KEYS[kind.name])
     return newest_first(kind, records)
 
 
@@ -148,20 +196,90 @@ def observation_key(obs: Observation) -> tuple[Any, ...] | None:
     return (code, (when - EPOCH) // SECOND, value)
 
 
-def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
-    """`records` in source-priority order; the first of each fact keeps its place."""
-    out: list[Observation] = []
-    seen: dict[tuple[Any, ...], int] = {}
-    for obs in records:
-        key = observation_key(obs)
+def condition_key(record: Condition) -> tuple[Any, ...] | None:
+    return _keyed(_code_key(record.code), _day(record.onset or record.recorded_date))
+
+
+def allergy_key(record: Allergy) -> tuple[Any, ...] | None:
+    return _keyed(_code_key(record.code))
+
+
+def immunization_key(record: Immunization) -> tuple[Any, ...] | None:
+    return _keyed(_code_key(record.vaccine), _day(record.occurrence))
+
+
+def encounter_key(record: Encounter) -> tuple[Any, ...] | None:
+    return _keyed(record.class_code, _second(record.start), _second(record.end) or "open")
+
+
+def procedure_key(record: Procedure) -> tuple[Any, ...] | None:
+    return _keyed(_code_key(record.code), _second(record.performed))
+
+
+def report_key(record: DiagnosticReport) -> tuple[Any, ...] | None:
+    return _keyed(_code_key(record.code), _second(record.effective or record.issued))
+
+
+def care_team_key(record: CareTeam) -> tuple[Any, ...] | None:
+    name = " ".join((record.name or "").lower().split())
+    return _keyed(name or None, _day(record.start))
+
+
+def _keyed(*parts: Any) -> tuple[Any, ...] | None:
+    """The parts as a key; None (never merged) when any is missing."""
+    return None if any(part is None or part == "" for part in parts) else parts
+
+
+def _day(value: str | None) -> str | None:
+    return value[:10] if value and len(value) >= 10 else None
+
+
+def _second(value: str | None) -> int | None:
+    when = parse_instant(value) if value and len(value) > 10 else None
+    return None if when is None else (when - EPOCH) // SECOND
+
+
+# The same-fact rule of each kind that has one (`Combine.SAME_FACT`): its key function.
+FACT_KEYS: Mapping[str, Callable[[Any], tuple[Any, ...] | None]] = {
+    OBSERVATIONS.name: observation_key,
+    CONDITIONS.name: condition_key,
+    ALLERGIES.name: allergy_key,
+    IMMUNIZATIONS.name: immunization_key,
+    ENCOUNTERS.name: encounter_key,
+    PROCEDURES.name: procedure_key,
+    DIAGNOSTIC_REPORTS.name: report_key,
+    CARE_TEAMS.name: care_team_key,
+}
+
+
+def dedupe(records: Sequence[F], key_of: Callable[[F], tuple[Any, ...] | None]) -> list[F]:
+    """`records` in source-priority order; the first of each fact keeps its place and absorbs
+    the same fact from other sources. Two records of one source are never one fact: that
+    source keeps them apart for a reason."""
+    out: list[F] = []
+    seen: dict[tuple[Any, ...], list[int]] = {}
+    for record in records:
+        key = key_of(record)
         if key is None:
-            out.append(obs)
-        elif key in seen:
-            out[seen[key]] = _absorb(out[seen[key]], obs)
+            out.append(record)
+            continue
+        places = seen.setdefault(key, [])
+        into = next((i for i in places if not _same_source(out[i], record)), None)
+        if into is None:
+            places.append(len(out))
+            out.append(record)
         else:
-            seen[key] = len(out)
-            out.append(obs)
+            out[into] = _absorb(out[into], record)
     return out
+
+
+def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
+    return dedupe(records, observation_key)
+
+
+def _same_source(entry: Any, record: Any) -> bool:
+    """Whether `record` comes from a source `entry` already holds a record of."""
+    return record.sources[0].source_id in {link.source_id for link in entry.sources}
 
 
 def _code_key(concept: CodeableConcept) -> tuple[str, str] | None:
@@ -187,6 +305,22 @@ def _value_key(obs: Observation) -> tuple[Any, ...] | None:
         return ("concept", frozenset((c.system, c.code) for c in obs.value_concept.coding))
     if obs.value_string:
         return ("text", " ".join(obs.value_string.lower().split()))
+    if obs.components:  # a panel (blood pressure): the same when every component is
+        parts = [_component_key(c) for c in obs.components]
+        if all(part is not None for part in parts):
+            return ("components", frozenset(parts))
+    return None
+
+
+def _component_key(component: ObservationComponent) -> tuple[Any, ...] | None:
+    code = _code_key(component.code)
+    q = component.value_quantity
+    if code is None:
+        return None
+    if q is not None and q.value is not None and math.isfinite(q.value):
+        return (code, float(f"{q.value:.6g}"), (q.unit or q.code or "").strip().lower())
+    if component.value_string:
+        return (code, " ".join(component.value_string.lower().split()))
     return None
 
 
@@ -194,11 +328,23 @@ def _union(a: tuple[SourceLink, ...], b: tuple[SourceLink, ...]) -> tuple[Source
     return a + tuple(link for link in b if link not in a)
 
 
-def _absorb(first: Merged, other: Merged) -> Merged:
-    """`first` (the higher-priority record) standing for both: `other`'s sources and notes
-    are added after its own."""
-    notes = union_notes(first.notes, other.notes) if other.notes else first.notes
-    return dataclasses.replace(first, sources=_union(first.sources, other.sources), notes=notes)
+def _absorb(first: F, other: F) -> F:
+    """`first` (the higher-priority record) standing for both: `other`'s sources, notes and
+    allergy reactions are added after its own, and its security labels too, so a label either
+    source put on the fact still governs who sees it."""
+    changes: dict[str, Any] = {"sources": _union(first.sources, other.sources)}
+    if other.meta.security:
+        labels = first.meta.security + tuple(
+            c for c in other.meta.security if c not in first.meta.security
+        )
+        changes["meta"] = dataclasses.replace(first.meta, security=labels)
+    if getattr(other, "notes", ()):
+        changes["notes"] = union_notes(getattr(first, "notes", ()), other.notes)  # type: ignore[attr-defined]
+    if isinstance(first, Allergy) and isinstance(other, Allergy):
+        changes["reactions"] = first.reactions + tuple(
+            r for r in other.reactions if r not in first.reactions
+        )
+    return dataclasses.replace(first, **changes)  # type: ignore[type-var]
 
 
 def union_notes(*notes: Sequence[str]) -> tuple[str, ...]:
@@ -276,7 +422,12 @@ class _DrugIndex:
         keys, day = drug_keys(med.medication), _medication_date(med)
         for i in self._candidates(keys):
             entry = self.items[i]
-            if day and entry.kind == med.kind and _medication_date(entry) == day:
+            if (
+                day
+                and entry.kind == med.kind
+                and _medication_date(entry) == day
+                and not _same_source(entry, med)
+            ):
                 self.items[i] = _absorb(entry, med)
                 return
         self._index(len(self.items), keys)

@@ -26,6 +26,11 @@ from schema.scalars import Date
 COLLECTIONS = CollectionFields()
 
 
+MERGED_NOTE = (
+    " Each fact once, with every reporting source; `merged: false` shows every source's record."
+)
+
+
 @strawberry.type(description="A patient: one person, linked across every upstream system.")
 class Patient:
     id: strawberry.ID = strawberry.field(
@@ -80,10 +85,18 @@ class Patient:
         arguments=Arguments.LAB_RESULTS,
     )
     conditions = COLLECTIONS.field(
-        "conditions", kinds.CONDITIONS, Condition, "Problems and diagnoses."
+        "conditions",
+        kinds.CONDITIONS,
+        Condition,
+        "Problems and diagnoses." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
     allergies = COLLECTIONS.field(
-        "allergies", kinds.ALLERGIES, Allergy, "Allergies and intolerances."
+        "allergies",
+        kinds.ALLERGIES,
+        Allergy,
+        "Allergies and intolerances." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
     medications = COLLECTIONS.field(
         "medications",
@@ -96,25 +109,39 @@ class Patient:
         companion_node=MedicationDispense,
     )
     immunizations = COLLECTIONS.field(
-        "immunizations", kinds.IMMUNIZATIONS, Immunization, "Immunizations."
+        "immunizations",
+        kinds.IMMUNIZATIONS,
+        Immunization,
+        "Immunizations." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
     encounters = COLLECTIONS.field(
-        "encounters", kinds.ENCOUNTERS, Encounter, "Visits and admissions."
+        "encounters",
+        kinds.ENCOUNTERS,
+        Encounter,
+        "Visits and admissions." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
     procedures = COLLECTIONS.field(
-        "procedures", kinds.PROCEDURES, Procedure, "Procedures performed."
+        "procedures",
+        kinds.PROCEDURES,
+        Procedure,
+        "Procedures performed." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
     diagnostic_reports = COLLECTIONS.field(
         "diagnosticReports",
         kinds.DIAGNOSTIC_REPORTS,
         DiagnosticReport,
-        "Diagnostic reports (lab panels, imaging).",
+        "Diagnostic reports (lab panels, imaging)." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
     care_teams = COLLECTIONS.field(
         "careTeams",
         kinds.CARE_TEAMS,
         CareTeam,
-        "Care teams: the clinicians and others caring for the patient.",
+        "Care teams: the clinicians and others caring for the patient." + MERGED_NOTE,
+        arguments=Arguments.MERGED,
     )
 
 

@@ -42,7 +42,7 @@ class Combine(Enum):
     """How records of one kind from several sources become one view (`resolvers.merge`)."""
 
     KEEP_ALL = "keep all"  # every source's record, newest first
-    SAME_FACT = "same fact"  # observations: same code, instant and value appear once
+    SAME_FACT = "same fact"  # one fact from several sources appears once (rules: merge.py)
     SAME_DRUG = "same drug"  # medications: one entry per drug and day; pharmacy fills attached
 
 
@@ -93,6 +93,7 @@ CONDITIONS: RecordKind[Condition] = RecordKind(
     "conditions",
     ("Condition",),
     date=lambda r: r.onset or r.recorded_date,
+    combine=Combine.SAME_FACT,
     concept=lambda r: r.code,
     code=lambda r: r.code,
     categories=lambda r: r.category,
@@ -101,6 +102,7 @@ ALLERGIES: RecordKind[Allergy] = RecordKind(
     "allergies",
     ("AllergyIntolerance",),
     date=lambda r: r.recorded_date or r.onset,
+    combine=Combine.SAME_FACT,
     concept=lambda r: r.code,
     code=lambda r: r.code,
     categories=lambda r: r.category,
@@ -117,13 +119,17 @@ IMMUNIZATIONS: RecordKind[Immunization] = RecordKind(
     "immunizations",
     ("Immunization",),
     date=lambda r: r.occurrence,
+    combine=Combine.SAME_FACT,
     concept=lambda r: r.vaccine,
 )
-ENCOUNTERS: RecordKind[Encounter] = RecordKind("encounters", ("Encounter",), date=lambda r: r.start)
+ENCOUNTERS: RecordKind[Encounter] = RecordKind(
+    "encounters", ("Encounter",), date=lambda r: r.start, combine=Combine.SAME_FACT
+)
 PROCEDURES: RecordKind[Procedure] = RecordKind(
     "procedures",
     ("Procedure",),
     date=lambda r: r.performed,
+    combine=Combine.SAME_FACT,
     concept=lambda r: r.code,
     code=lambda r: r.code,
 )
@@ -131,12 +137,17 @@ DIAGNOSTIC_REPORTS: RecordKind[DiagnosticReport] = RecordKind(
     "diagnostic_reports",
     ("DiagnosticReport",),
     date=lambda r: r.effective or r.issued,
+    combine=Combine.SAME_FACT,
     concept=lambda r: r.code,
     code=lambda r: r.code,
     categories=lambda r: r.category,
 )
 CARE_TEAMS: RecordKind[CareTeam] = RecordKind(
-    "care_teams", ("CareTeam",), date=lambda r: r.start, categories=lambda r: r.category
+    "care_teams",
+    ("CareTeam",),
+    date=lambda r: r.start,
+    combine=Combine.SAME_FACT,
+    categories=lambda r: r.category,
 )
 
 ALL_KINDS: tuple[RecordKind[Any], ...] = (

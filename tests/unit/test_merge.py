@@ -230,7 +230,7 @@ def test_merged_observation_notes_are_the_union_in_source_order() -> None:
             obs("hospital", "h1", notes=("Fasting specimen.", "Drawn at 08:00.")),
             obs("clinic", "c1", notes=("Drawn at 08:00.", "Repeat in 3 months.")),
             obs("citylab", "l1"),
-            obs("citylab", "l2", notes=("Fasting  specimen. ", "Hemolysed.")),  # spacing only
+            obs("metrolab", "l2", notes=("Fasting  specimen. ", "Hemolysed.")),  # spacing only
         ]
     )
     assert len(merged) == 1
