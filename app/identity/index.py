@@ -1,9 +1,11 @@
 """PatientIndex: (source, local id) <-> PatientGraph id, persisted in the store.
 
 Two source patients are the same person when they share a value of one of the configured
-`identity.link_identifier_systems` (e.g. US SSN). Identifier values are stored only as keyed
-hashes (HMAC-SHA256), so the index never holds an SSN in clear text. The first link decides;
-conflicting evidence never re-links an existing record (a matching engine is later work).
+`identity.link_identifier_systems` (e.g. US SSN), compared as `app.identity.identifiers`
+normalises it (an SSN with or without dashes is one value; an impossible one links nothing).
+Identifier values are stored only as keyed hashes (HMAC-SHA256), so the index never holds an
+SSN in clear text. The first link decides; conflicting evidence never re-links an existing
+record (a matching engine is later work).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
+from app.identity.identifiers import normalised
 from app.store import create_tables
 
 metadata = sa.MetaData()
@@ -71,11 +74,14 @@ class PatientIndex:
         return hmac.new(self._key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
 
     def _link_keys(self, patient: SourcePatient) -> list[tuple[str, str]]:
-        return [
-            (i.system, self._hash(i.system, i.value))
-            for i in patient.identifiers
-            if i.system in self._systems
-        ]
+        keys = []
+        for identifier in patient.identifiers:
+            if identifier.system not in self._systems:
+                continue
+            value = normalised(identifier.system, identifier.value)
+            if value is not None:  # one spelling per value; impossible values link nothing
+                keys.append((identifier.system, self._hash(identifier.system, value)))
+        return keys
 
     async def link(self, patients: Sequence[SourcePatient]) -> list[str]:
         """The PatientGraph id of each source patient (same order), creating links as needed.

@@ -165,3 +165,22 @@ async def test_records_linked_before_need_no_database_round_trip(
         assert len(statements) > asked  # a record not seen before goes to the store
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_an_ssn_links_however_it_is_written(index: PatientIndex) -> None:
+    ids = await index.link(
+        [
+            person("hospital", "h1", "999-44-0001"),
+            person("clinic", "c1", "999440001"),
+            person("citylab", "l1", " 999 44 0001 "),
+        ]
+    )
+    assert len(set(ids)) == 1
+
+
+@pytest.mark.parametrize("placeholder", ["000-00-0000", "999-99-9999", "123-45-6789", "12-34", ""])
+async def test_a_placeholder_ssn_links_nobody(index: PatientIndex, placeholder: str) -> None:
+    ids = await index.link(
+        [person("hospital", "h1", placeholder or " "), person("clinic", "c1", placeholder or " ")]
+    )
+    assert ids[0] != ids[1]
