@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
@@ -40,10 +42,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+def _worker(host: str, port: int, options: dict[str, Any], parent: int) -> None:
     configure_logging()
+    threading.Thread(target=_drain_when_orphaned, args=(parent,), daemon=True).start()
     config = uvicorn.Config(APP, factory=True, **options)
     uvicorn.Server(config).run(sockets=[bind(host, port)])
+
+
+def _drain_when_orphaned(parent: int) -> None:
+    """A parent killed outright (SIGKILL, the OOM killer) cannot stop its workers: each one
+    notices it has a new parent and stops itself, draining as on SIGTERM, rather than
+    serving on unsupervised."""
+    while os.getppid() == parent:
+        time.sleep(SUPERVISE_SECONDS)
+    log.warning("the supervising process is gone; stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve_workers(
@@ -55,7 +68,9 @@ def serve_workers(
     options = {**options, "timeout_graceful_shutdown": shutdown_seconds}
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, options), daemon=False)
+        process = context.Process(
+            target=_worker, args=(host, port, options, os.getpid()), daemon=False
+        )
         process.start()
         return process
 

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from app.sources.hl7v2.mllp import MllpClient
-from app.store import create_engine
 from tests.conftest import AUDIENCE, ISSUER, Signer, Upstream
 from tests.e2e.test_lab_crash import free_port, server
-from tests.integration.test_lab_concurrency import POSTGRES_URL, reset
+from tests.integration.test_lab_concurrency import POSTGRES_URL, postgres_engine, reset
 from tests.integration.test_lab_ingest import LAB_QUERY, SSN, msa, oru
 
 SHUTDOWN_SECONDS = 1
@@ -79,14 +77,7 @@ async def connections_held(workers: set[int], port: int, count: int) -> dict[int
 
 @pytest.fixture
 async def postgres() -> AsyncIterator[str]:
-    engine = create_engine(POSTGRES_URL)
-    try:
-        await reset(engine)
-    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        await engine.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+    engine = await postgres_engine()
     yield POSTGRES_URL
     await reset(engine)
     await engine.dispose()
@@ -180,3 +171,23 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(
+    tmp_path: Path, signer: Signer, upstreams: dict[str, Upstream], postgres: str
+) -> None:
+    config, api_port, _ = write_config(tmp_path, signer, postgres, upstreams["clinic"].base_url)
+    async with server(config, api_port, "--workers", "2") as proc:
+        for _ in range(100):
+            if len(workers_of(proc.pid)) == 2:
+                break
+            await asyncio.sleep(0.1)
+        orphans = workers_of(proc.pid)
+        assert len(orphans) == 2
+        proc.kill()  # SIGKILL: the supervisor cannot pass anything on
+        await proc.wait()
+        for _ in range(100):  # each worker notices within a second, then drains
+            if not any(alive(pid) for pid in orphans):
+                break
+            await asyncio.sleep(0.1)
+    assert not any(alive(pid) for pid in orphans)

@@ -67,10 +67,12 @@ async def test_readyz_answers_at_once_while_an_upstream_hangs(
         while time.perf_counter() < deadline:
             elapsed, states, status = await timed_readyz(api)
             assert elapsed < 1.0, elapsed  # a load balancer's probe timeout: never waited out
-            assert status == 200
-            assert states["hospital"] == "ok"
+            # On a loaded machine the hospital's first probe may outlast the 0.4 s wait: it is
+            # then "starting" and, with no source known to answer, the instance not ready yet.
+            assert (states["hospital"], status) in {("ok", 200), ("starting", 503)}
             seen.append(states["clinic"])
             await asyncio.sleep(0.2)
+        assert states["hospital"] == "ok"
         # Not yet known while its first probe hangs (not ready), then what the probe found.
         assert seen[0] == "starting"
         assert seen[-1] == "timeout"

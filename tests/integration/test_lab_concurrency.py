@@ -52,19 +52,26 @@ async def reset(engine: AsyncEngine) -> None:
         await conn.run_sync(index_metadata.drop_all)
 
 
+async def postgres_engine() -> AsyncEngine:
+    """The test PostgreSQL with the lab and index tables dropped; skips the test when it is
+    not reachable, and fails it under CI, where it must be."""
+    engine = create_engine(POSTGRES_URL)
+    try:
+        await reset(engine)
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        await engine.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+    return engine
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     if request.param == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path / 'lab.db'}")
     else:
-        engine = create_engine(POSTGRES_URL)
-        try:
-            await reset(engine)
-        except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            await engine.dispose()
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
-            pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+        engine = await postgres_engine()
     yield engine
     await reset(engine)
     await engine.dispose()

@@ -45,9 +45,11 @@ async def test_a_failing_upstream_is_stood_in_for_by_its_last_good_answer(
             assert stale_sources(body) == {"clinic"}
             clinic_at = body["extensions"]["sources"]["clinic"]["fetchedAt"]
             assert clinic_at == healthy["extensions"]["sources"]["clinic"]["fetchedAt"]
-            # One failed request per query (the operation remembers it), one timeout at most.
+            # One failed request per query (the operation remembers it), so one timeout; the
+            # bound (typically 0.64 s here) only rules out waiting for anything longer, with
+            # room for a loaded machine (1.06 s seen during a full run).
             assert clinic.faults.faulted == asked + 1
-            assert elapsed < 0.5 * 1.1 + 0.5, elapsed
+            assert elapsed < 0.5 * 1.1 + 1.0, elapsed
 
         clinic.faults.mode = "ok"
         recovered = (await api.query(QUERY)).json()
