@@ -34,9 +34,10 @@ from resolvers.merge import (
     LOINC,
     NDC,
     RXNORM,
-    dedupe_observations,
+    dedupe,
     merge_medications,
     newest_first,
+    observation_key,
 )
 
 CODES = [
@@ -159,10 +160,10 @@ def main() -> None:
     print(machine_line())
 
     records = patient_observations(args.observations, args.sources, args.overlap)
-    merged = dedupe_observations(records)
+    merged = dedupe(records, observation_key)
     base = statistics.median(timed(lambda: newest_first(OBSERVATIONS, records), args.iterations))
-    dedupe = statistics.median(
-        timed(lambda: newest_first(OBSERVATIONS, dedupe_observations(records)), args.iterations)
+    deduped = statistics.median(
+        timed(lambda: newest_first(OBSERVATIONS, dedupe(records, observation_key)), args.iterations)
     )
     print(
         f"\nobservations: {len(records)} records from {args.sources} sources -> "
@@ -170,11 +171,11 @@ def main() -> None:
     )
     for label, seconds in (
         ("concatenate + sort (merged: false)", base),
-        ("de-duplicate + sort (merged: true)", dedupe),
+        ("de-duplicate + sort (merged: true)", deduped),
     ):
         per_record = seconds / len(records) * 1e6
         print(f"   {label:<37}{seconds * 1000:8.2f} ms  {per_record:6.2f} µs/record")
-    print(f"   ratio merged ÷ unmerged              {dedupe / base:8.2f}")
+    print(f"   ratio merged ÷ unmerged              {deduped / base:8.2f}")
 
     meds, fills = medications(args.orders, args.fills)
     entries = merge_medications(meds, fills)

@@ -273,10 +273,6 @@ def dedupe(records: Sequence[F], key_of: Callable[[F], tuple[Any, ...] | None]) 
     return out
 
 
-def dedupe_observations(records: Sequence[Observation]) -> list[Observation]:
-    return dedupe(records, observation_key)
-
-
 def _same_source(entry: Any, record: Any) -> bool:
     """Whether `record` comes from a source `entry` already holds a record of."""
     return record.sources[0].source_id in {link.source_id for link in entry.sources}

@@ -27,16 +27,19 @@ def free_port() -> int:
         return port
 
 
+def auth_section(signer: Signer) -> str:
+    """The [auth] table of every e2e config: the test signer's issuer, audience and keys."""
+    return (
+        f'[auth]\nissuer = "{ISSUER}"\naudience = "{AUDIENCE}"\njwks_file = "{signer.jwks_path}"\n'
+    )
+
+
 def write_config(tmp_path: Path, signer: Signer, api_port: int, lab_port: int) -> Path:
     config = tmp_path / "patientgraph.toml"
     config.write_text(f"""
 [server]
 port = {api_port}
-[auth]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-jwks_file = "{signer.jwks_path}"
-[store]
+{auth_section(signer)}[store]
 url = "sqlite:///{tmp_path / "store.db"}"
 [[sources]]
 id = "citylab"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import AUDIENCE, ISSUER, Signer, Upstream
-from tests.e2e.test_lab_crash import free_port, server
+from tests.conftest import Signer, Upstream
+from tests.e2e.test_lab_crash import auth_section, free_port, server
 
 SHUTDOWN_SECONDS = 1
 
@@ -28,11 +28,7 @@ port = {port}
 shutdown_seconds = {SHUTDOWN_SECONDS}
 [graphql]
 deadline_seconds = 60
-[auth]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-jwks_file = "{signer.jwks_path}"
-[store]
+{auth_section(signer)}[store]
 url = "sqlite:///{tmp_path / "store.db"}"
 [[sources]]
 id = "clinic"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from app.sources.hl7v2.mllp import MllpClient
-from tests.conftest import AUDIENCE, ISSUER, Signer, Upstream
-from tests.e2e.test_lab_crash import free_port, server
+from tests.conftest import Signer, Upstream
+from tests.e2e.test_lab_crash import auth_section, free_port, server
 from tests.integration.test_lab_concurrency import POSTGRES_URL, postgres_engine, reset
 from tests.integration.test_lab_ingest import LAB_QUERY, SSN, msa, oru
 
@@ -90,11 +90,7 @@ def write_config(tmp_path: Path, signer: Signer, store: str, clinic: str) -> tup
 [server]
 port = {api_port}
 shutdown_seconds = {SHUTDOWN_SECONDS}
-[auth]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-jwks_file = "{signer.jwks_path}"
-[cache]
+{auth_section(signer)}[cache]
 backend = "redis"
 key_prefix = "workers-{uuid.uuid4().hex[:12]}"
 [store]

@@ -13,13 +13,19 @@ from resolvers.merge import (
     LOINC,
     NDC,
     RXNORM,
-    dedupe_observations,
+    dedupe,
     drug_keys,
     merge_medications,
     newest_first,
+    observation_key,
     union_notes,
     unmerged_medications,
 )
+
+
+def dedupe_observations(records: list[Observation]) -> list[Observation]:
+    return dedupe(records, observation_key)
+
 
 GLUCOSE = CodeableConcept("Glucose", (Coding(LOINC, "2339-0", "Glucose"),))
 

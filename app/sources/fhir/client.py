@@ -212,8 +212,8 @@ class FhirClient:
         out or answers 5xx, the same request at the next one (failover), in turn. Answers
         that arrive but cannot be read are not retried elsewhere: a replica would not fix them.
         """
-        base = self._base_of(url)
-        if len(self._bases) == 1 or base is None:
+        base = self._base_of(url) if len(self._bases) > 1 else None
+        if base is None:  # one base: no failover
             return await self._exchange(url, headers)
         suffix = str(url)[len(str(base)) :]
         outcome: _Answer | SourceError | None = None

@@ -1,7 +1,8 @@
 """NcpdpSource: a person's pharmacy fills through NCPDP SCRIPT medication history over HTTP.
 
 SCRIPT has no batch form: one `RxHistoryRequest` per person, POSTed as `application/xml` to the
-configured endpoint, concurrently over one pooled client with a bound on requests in flight.
+configured endpoint, concurrently over one pooled client of `max_concurrency` connections (the
+registry's bulkhead, `app.sources.bulkhead`, keeps requests in flight to that many).
 Every failure becomes a `SourceError` by the rules every HTTP source shares
 (`app.sources.errors`): connection errors and 5xx `SourceUnavailable`, timeouts
 `SourceTimeout`, 4xx `SourceRejected`, and anything unreadable (a broken gzip, oversized,
@@ -91,7 +92,6 @@ class NcpdpSource:
         self._receiver_id = receiver_id or settings.id
         self._requester = requester
         self._not_found_codes = frozenset(not_found_codes)
-        self._slots = asyncio.Semaphore(max_concurrency)
         self._fetcher: Fetcher = fetcher or Direct(settings.id)
         tls = client_context(settings)
         self._auth = upstream_auth(settings, tls, transport)
@@ -221,7 +221,6 @@ class NcpdpSource:
     async def _post(self, body: bytes) -> tuple[bytes, str | None]:
         """The answer's body and its Cache-Control (SCRIPT sends no ETag: nothing to revalidate)."""
         async with (
-            self._slots,  # waiting for a slot is not part of the request's timeout
             errors.http_exchange(self.id, self._timeout),
             self._http.stream(
                 "POST",
