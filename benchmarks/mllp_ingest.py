@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from app.bootstrap import lab_ingested
 from app.domain.patients import SSN_SYSTEM
 from app.identity.index import PatientIndex
-from app.identity.index import metadata as index_metadata
+from app.identity.tables import metadata as index_metadata
 from app.settings import Hl7v2SourceSettings
 from app.sources.hl7v2.ack import build_ack
 from app.sources.hl7v2.mllp import MllpClient, MllpServer

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.demo.serving import child_process
-from app.identity.index import metadata as index_metadata
+from app.identity.tables import metadata as index_metadata
 from app.sources.hl7v2.store import metadata as lab_metadata
 from app.store import create_engine
 from benchmarks.harness import SERVERS, Load, World, dashboard_body, demo_world, drive, post_bytes

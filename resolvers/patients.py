@@ -54,7 +54,13 @@ async def search_patients(
         path,
     )
     found = [p for answer in answers.values() for p in answer]
-    admitted = await access.admit_patients(ctx, await ctx.services.index.link(found), path)
+    index = ctx.services.index
+    ids = await index.link(found)
+    admitted = await access.admit_patients(ctx, ids, path)
+    stale = _moved(found, ids, admitted)
+    if stale:  # another worker moved a record this one remembered: decide those afresh
+        index.forget(stale)
+        admitted = await access.admit_patients(ctx, await index.link(found), path)
     records = {p.link: p for p in found}
     missing = [link for _, group in admitted for link in group if link not in records]
     extra, _ = await _source_patients(ctx, missing, path)
@@ -77,6 +83,22 @@ async def _source_patients(
             asked.append(link)
     results, failed = await gather_sources(calls, ctx.problems, path)
     return {asked[i]: r for i, r in results.items() if r is not None}, failed
+
+
+def _moved(
+    found: Sequence[SourcePatient],
+    ids: Sequence[str],
+    admitted: Sequence[tuple[str, tuple[SourceLink, ...]]],
+) -> list[tuple[str, str]]:
+    """Found records the index said were an admitted patient's but whose stored links no
+    longer say so (it remembered a link an administrator has since changed)."""
+    groups = dict(admitted)
+    return [
+        (p.link.source_id, p.link.local_id)
+        for p, pid in zip(found, ids, strict=True)
+        if pid in groups
+        and SourceLink(p.link.source_id, p.link.local_id, "Patient") not in groups[pid]
+    ]
 
 
 def _source_order(ctx: Context) -> list[str]:

@@ -1,11 +1,13 @@
 """PatientIndex: (source, local id) <-> PatientGraph id, persisted in the store.
 
-Two source patients are the same person when they share a value of one of the configured
-`identity.link_identifier_systems` (e.g. US SSN), compared as `app.identity.identifiers`
-normalises it (an SSN with or without dashes is one value; an impossible one links nothing).
-Identifier values are stored only as keyed hashes (HMAC-SHA256), so the index never holds an
-SSN in clear text. The first link decides; conflicting evidence never re-links an existing
-record (a matching engine is later work).
+Each source record is matched once, when first seen (`app.identity.matcher` decides), and its
+link then holds: a search that finds it again needs no decision, and only an administrator
+(`app.identity.admin`) moves it. Two things re-open a link: the record's demographics change so
+that they contradict another record of its person (a lab message for a known PID-3 now naming
+someone else), and a link the identifier-only index made before the matcher, which has no
+demographics stored; either is checked when the record is next seen, and a contradicted record
+is moved to a person of its own and listed as a conflict. Identifier values and blocking keys
+are stored only as keyed hashes (HMAC-SHA256).
 """
 
 from __future__ import annotations
@@ -16,35 +18,35 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import orjson
 import sqlalchemy as sa
 from cachetools import LRUCache
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.common import SourceLink
-from app.domain.patients import SourcePatient
+from app.domain.patients import SSN_SYSTEM, SourcePatient
+from app.identity.demographics import Demographics
 from app.identity.identifiers import normalised
+from app.identity.matcher import Decision, Finding, Pool, Ref, Thresholds, contradiction, decide
+from app.identity.scoring import RULE_VERSION, Comparison
+from app.identity.tables import (
+    identity_reviews,
+    metadata,
+    patient_blocks,
+    patient_identifiers,
+    patient_links,
+    patient_records,
+)
 from app.store import create_tables
-
-metadata = sa.MetaData()
-patient_links = sa.Table(
-    "patient_links",
-    metadata,
-    sa.Column("source_id", sa.String(64), primary_key=True),
-    sa.Column("local_id", sa.String(128), primary_key=True),
-    sa.Column("patient_id", sa.String(64), nullable=False, index=True),
-)
-patient_identifiers = sa.Table(
-    "patient_identifiers",
-    metadata,
-    sa.Column("system", sa.String(255), primary_key=True),
-    sa.Column("value_hash", sa.String(64), primary_key=True),
-    sa.Column("patient_id", sa.String(64), nullable=False, index=True),
-)
 
 LINK_ATTEMPTS = 3
 REMEMBERED_LINKS = 50_000  # about 25 MB at most
+MAX_CANDIDATES = 2_000  # blocked records read per batch: a bound, far above real blocks
 PATIENT_ID = re.compile(r"pg-[0-9a-f]{24}")
+DEFAULT_THRESHOLDS = Thresholds(link_at=20.0, review_at=12.0)
 
 
 def is_patient_id(value: str) -> bool:
@@ -55,23 +57,63 @@ def new_patient_id() -> str:
     return "pg-" + secrets.token_hex(12)
 
 
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One record of a batch, prepared for matching."""
+
+    patient: SourcePatient
+    ref: Ref
+    demographics: Demographics
+    identifiers: list[tuple[str, str]]
+    blocks: set[str]  # keyed hashes of its blocking keys
+    search_blocks: set[str]  # ... and of the keys it is looked up by
+
+    @property
+    def stored(self) -> str:
+        return self.demographics.to_json()
+
+
+@dataclass
+class _Writes:
+    links: list[dict[str, object]] = field(default_factory=list)
+    moved: dict[Ref, str] = field(default_factory=dict)  # existing links given a new person
+    records: list[dict[str, object]] = field(default_factory=list)
+    replaced: list[Ref] = field(default_factory=list)  # records whose rows are rewritten
+    blocks: list[dict[str, object]] = field(default_factory=list)
+    identifiers: list[dict[str, object]] = field(default_factory=list)
+    reviews: list[dict[str, object]] = field(default_factory=list)
+
+
 class PatientIndex:
-    def __init__(self, engine: AsyncEngine, link_systems: Iterable[str], hash_key: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        link_systems: Iterable[str],
+        hash_key: str,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    ) -> None:
         self._engine = engine
         self._systems = frozenset(link_systems)
         self._key = hash_key.encode()
+        self.thresholds = thresholds
         self._lock = asyncio.Lock()  # one linker at a time in this process
-        # (source, local id) -> (its link keys, PatientGraph id), for records linked before:
-        # a link never changes once made, so a search that finds the same records with the
-        # same identifiers again needs no database round trip (every worker agrees anyway).
-        self._linked: LRUCache[tuple[str, str], tuple[frozenset[tuple[str, str]], str]]
-        self._linked = LRUCache(REMEMBERED_LINKS)
+        # (source, local id) -> (fingerprint, PatientGraph id) of records decided before: a
+        # search finding the same record unchanged needs no database round trip. Another
+        # worker's unlink makes an entry stale; `forget` drops it (see resolvers.patients).
+        self._linked: LRUCache[Ref, tuple[int, str]] = LRUCache(REMEMBERED_LINKS)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     async def create_tables(self) -> None:
         await create_tables(self._engine, metadata)
 
     def _hash(self, system: str, value: str) -> str:
         return hmac.new(self._key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
+
+    def _block_hash(self, key: str) -> str:
+        return self._hash("block", key)[:32]
 
     def _link_keys(self, patient: SourcePatient) -> list[tuple[str, str]]:
         keys = []
@@ -83,17 +125,46 @@ class PatientIndex:
                 keys.append((identifier.system, self._hash(identifier.system, value)))
         return keys
 
+    def _ssn_hash(self, patient: SourcePatient) -> str | None:
+        for identifier in patient.identifiers:
+            if identifier.system == SSN_SYSTEM:
+                value = normalised(SSN_SYSTEM, identifier.value)
+                if value is not None:
+                    return self._hash(SSN_SYSTEM, value)
+        return None
+
+    def _prepare(self, patient: SourcePatient) -> _Seen:
+        demographics = Demographics.of(patient, self._ssn_hash(patient))
+        return _Seen(
+            patient,
+            (patient.link.source_id, patient.link.local_id),
+            demographics,
+            self._link_keys(patient),
+            {self._block_hash(k) for k in demographics.blocking_keys()},
+            {self._block_hash(k) for k in demographics.search_keys()},
+        )
+
+    def _fingerprint(self, patient: SourcePatient) -> int:
+        """Equal for two reads of a record whose matching inputs did not change."""
+        linking = tuple(i for i in patient.identifiers if i.system in self._systems)
+        name, addresses, telecom = patient.name, patient.addresses, patient.telecom
+        return hash((linking, name, patient.birth_date, patient.gender, addresses, telecom))
+
+    def forget(self, refs: Iterable[Ref]) -> None:
+        for ref in refs:
+            self._linked.pop(ref, None)
+
     async def link(self, patients: Sequence[SourcePatient]) -> list[str]:
-        """The PatientGraph id of each source patient (same order), creating links as needed.
+        """The PatientGraph id of each source patient (same order), matching new records.
 
         Another process may insert the same link first; the unique keys then reject our insert
         and a retry reads what it wrote, so every worker agrees on one id."""
         if not patients:
             return []
         refs = [(p.link.source_id, p.link.local_id) for p in patients]
-        keys = [frozenset(self._link_keys(p)) for p in patients]
+        prints = [self._fingerprint(p) for p in patients]
         remembered = [self._linked.get(ref) for ref in refs]
-        if all(r is not None and r[0] == k for r, k in zip(remembered, keys, strict=True)):
+        if all(r is not None and r[0] == f for r, f in zip(remembered, prints, strict=True)):
             return [r[1] for r in remembered if r is not None]
         async with self._lock:
             for _ in range(LINK_ATTEMPTS - 1):
@@ -104,32 +175,174 @@ class PatientIndex:
                     continue
             else:
                 ids = await self._link_once(patients)
-        for ref, key_set, pid in zip(refs, keys, ids, strict=True):
-            self._linked[ref] = (key_set, pid)
+        for ref, fingerprint, pid in zip(refs, prints, ids, strict=True):
+            self._linked[ref] = (fingerprint, pid)
         return ids
 
     async def _link_once(self, patients: Sequence[SourcePatient]) -> list[str]:
+        seen = [self._prepare(p) for p in patients]
+        now = datetime.now(UTC)
         async with self._engine.begin() as conn:
-            known = await self._known_links(conn, [p.link for p in patients])
-            all_keys = {k for p in patients for k in self._link_keys(p)}
-            by_key = await self._known_keys(conn, all_keys)
+            known = await self._known(conn, [s.ref for s in seen])
+            to_decide = [s for s in seen if s.ref not in known or known[s.ref][1] != s.stored]
+            pool = await self._pool(
+                conn, to_decide, {known[s.ref][0] for s in to_decide if s.ref in known}
+            )
+            writes = _Writes()
             ids: list[str] = []
-            new_links: dict[tuple[str, str], str] = {}
-            new_keys: dict[tuple[str, str], str] = {}
-            for patient in patients:
-                ref = (patient.link.source_id, patient.link.local_id)
-                keys = self._link_keys(patient)
-                pid = known.get(ref) or next((by_key[k] for k in keys if k in by_key), None)
-                if pid is None:
-                    pid = new_patient_id()
-                if ref not in known:
-                    known[ref] = new_links[ref] = pid
-                for key in keys:
-                    if key not in by_key:
-                        by_key[key] = new_keys[key] = pid
-                ids.append(pid)
-            await self._insert(conn, new_links, new_keys)
+            decided: dict[Ref, str] = {}
+            for item in seen:
+                if item.ref in decided:  # the same record twice in one batch
+                    ids.append(decided[item.ref])
+                elif item.ref in known:
+                    pid, stored = known[item.ref]
+                    if stored != item.stored:
+                        pid = self._recheck(item, pid, stored is None, pool, writes, now)
+                        known[item.ref] = (pid, item.stored)
+                    ids.append(pid)
+                else:
+                    decision = decide(
+                        item.ref,
+                        item.demographics,
+                        item.identifiers,
+                        item.search_blocks,
+                        pool,
+                        self.thresholds,
+                    )
+                    pid = self._record_decision(item, decision, pool, writes, now)
+                    known[item.ref] = (pid, item.stored)
+                    ids.append(pid)
+                decided[item.ref] = ids[-1]
+            await _flush(conn, writes)
         return ids
+
+    def _record_decision(
+        self, item: _Seen, decision: Decision, pool: Pool, writes: _Writes, now: datetime
+    ) -> str:
+        pid = decision.patient_id or new_patient_id()
+        source_id, local_id = item.ref
+        writes.links.append({"source_id": source_id, "local_id": local_id, "patient_id": pid})
+        detail: dict[str, object] = {}
+        if decision.identifier_system is not None:
+            detail["identifierSystem"] = decision.identifier_system
+        score = None
+        if decision.method == "score" and decision.comparison is not None:
+            detail["contributions"] = decision.comparison.contributions
+            score = decision.comparison.score
+        writes.records.append(_record_row(item, decision.method, score, detail, RULE_VERSION, now))
+        self._file(item, pid, pool, writes)
+        self._claim_identifiers(item, pid, pool, writes)
+        writes.reviews.extend(_review_row(item.ref, f, now) for f in decision.findings)
+        return pid
+
+    def _recheck(
+        self, item: _Seen, pid: str, legacy: bool, pool: Pool, writes: _Writes, now: datetime
+    ) -> str:
+        """A known record seen with new demographics (or none stored yet: a link made before
+        the matcher): kept with its person unless it now contradicts one of their other
+        records; then moved to a person of its own, and listed as a conflict."""
+        others = [r for r in pool.records.get(pid, []) if r[0] != item.ref]
+        contradicting: Comparison | None = contradiction(item.demographics, others)
+        writes.replaced.append(item.ref)
+        if contradicting is None:
+            method, version = ("legacy", 1) if legacy else ("recheck", RULE_VERSION)
+            writes.records.append(_record_row(item, method, None, {}, version, now))
+            self._file(item, pid, pool, writes, replace=True)
+            self._claim_identifiers(item, pid, pool, writes)
+            return pid
+        moved_to = new_patient_id()
+        writes.moved[item.ref] = moved_to
+        reason = "upgrade_recheck" if legacy else "demographics_changed"
+        detail = {"keptApartFrom": pid, "field": contradicting.contradiction}
+        writes.records.append(_record_row(item, "split", None, detail, RULE_VERSION, now))
+        finding = Finding("conflict", reason, pid, contradicting.score, contradicting.contradiction)
+        writes.reviews.append(_review_row(item.ref, finding, now))
+        pool.records[pid] = others
+        self._file(item, moved_to, pool, writes, replace=True)
+        return moved_to
+
+    def _file(
+        self, item: _Seen, pid: str, pool: Pool, writes: _Writes, replace: bool = False
+    ) -> None:
+        """Make the record a candidate for later records, in this batch and in the index."""
+        if not replace:
+            pool.add(pid, item.ref, item.demographics, item.blocks)
+        source_id, local_id = item.ref
+        writes.blocks.extend(
+            {"key_hash": b, "source_id": source_id, "local_id": local_id} for b in item.blocks
+        )
+
+    def _claim_identifiers(self, item: _Seen, pid: str, pool: Pool, writes: _Writes) -> None:
+        for key in item.identifiers:
+            if key not in pool.by_identifier:  # the first person to show an identifier has it
+                pool.by_identifier[key] = pid
+                writes.identifiers.append(
+                    {"system": key[0], "value_hash": key[1], "patient_id": pid}
+                )
+
+    async def _known(
+        self, conn: AsyncConnection, refs: list[Ref]
+    ) -> dict[Ref, tuple[str, str | None]]:
+        """Each already linked record's person and stored demographics (None: not yet)."""
+        query = (
+            sa.select(
+                patient_links.c.source_id,
+                patient_links.c.local_id,
+                patient_links.c.patient_id,
+                patient_records.c.demographics,
+            )
+            .select_from(_links_with_records())
+            .where(sa.tuple_(patient_links.c.source_id, patient_links.c.local_id).in_(set(refs)))
+        )
+        rows = (await conn.execute(query)).all()
+        return {(r.source_id, r.local_id): (r.patient_id, r.demographics) for r in rows}
+
+    async def _pool(self, conn: AsyncConnection, items: list[_Seen], people: set[str]) -> Pool:
+        """The candidates `items` may be: people sharing an identifier or a blocking key with
+        one of them, and `people` (the persons of re-checked records), with their records."""
+        pool = Pool()
+        if not items:
+            return pool
+        identifiers = {k for item in items for k in item.identifiers}
+        if identifiers:
+            query = sa.select(patient_identifiers).where(
+                sa.tuple_(patient_identifiers.c.system, patient_identifiers.c.value_hash).in_(
+                    identifiers
+                )
+            )
+            for row in (await conn.execute(query)).all():
+                pool.by_identifier[(row.system, row.value_hash)] = row.patient_id
+        blocks = set().union(*(item.search_blocks for item in items))
+        query = (
+            sa.select(patient_blocks.c.key_hash, patient_links.c.patient_id)
+            .join(
+                patient_links,
+                sa.and_(
+                    patient_links.c.source_id == patient_blocks.c.source_id,
+                    patient_links.c.local_id == patient_blocks.c.local_id,
+                ),
+            )
+            .where(patient_blocks.c.key_hash.in_(blocks))
+            .limit(MAX_CANDIDATES)
+        )
+        for row in (await conn.execute(query)).all():
+            pool.by_block.setdefault(row.key_hash, set()).add(row.patient_id)
+        people = people | set(pool.by_identifier.values()) | set().union(*pool.by_block.values())
+        if people:
+            query = (
+                sa.select(
+                    patient_links.c.source_id,
+                    patient_links.c.local_id,
+                    patient_links.c.patient_id,
+                    patient_records.c.demographics,
+                )
+                .select_from(_links_with_records())
+                .where(patient_links.c.patient_id.in_(people))
+            )
+            for row in (await conn.execute(query)).all():
+                stored = Demographics.from_json(row.demographics) if row.demographics else None
+                pool.add(row.patient_id, (row.source_id, row.local_id), stored)
+        return pool
 
     async def links_for(self, patient_ids: Sequence[str]) -> Mapping[str, tuple[SourceLink, ...]]:
         """Every source record linked to each id; unknown ids are absent."""
@@ -146,43 +359,72 @@ class PatientIndex:
             )
         return {pid: tuple(links) for pid, links in out.items()}
 
-    async def _known_links(
-        self, conn: AsyncConnection, links: list[SourceLink]
-    ) -> dict[tuple[str, str], str]:
-        pairs = {(link.source_id, link.local_id) for link in links}
-        query = sa.select(patient_links).where(
-            sa.tuple_(patient_links.c.source_id, patient_links.c.local_id).in_(pairs)
-        )
-        rows = (await conn.execute(query)).all()
-        return {(r.source_id, r.local_id): r.patient_id for r in rows}
 
-    async def _known_keys(
-        self, conn: AsyncConnection, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], str]:
-        if not keys:
-            return {}
-        query = sa.select(patient_identifiers).where(
-            sa.tuple_(patient_identifiers.c.system, patient_identifiers.c.value_hash).in_(keys)
-        )
-        rows = (await conn.execute(query)).all()
-        return {(r.system, r.value_hash): r.patient_id for r in rows}
+def _links_with_records() -> sa.Join:
+    return patient_links.outerjoin(
+        patient_records,
+        sa.and_(
+            patient_records.c.source_id == patient_links.c.source_id,
+            patient_records.c.local_id == patient_links.c.local_id,
+        ),
+    )
 
-    async def _insert(
-        self,
-        conn: AsyncConnection,
-        links: dict[tuple[str, str], str],
-        keys: dict[tuple[str, str], str],
-    ) -> None:
-        if links:
-            await conn.execute(
-                patient_links.insert(),
-                [
-                    {"source_id": s, "local_id": lid, "patient_id": p}
-                    for (s, lid), p in links.items()
-                ],
-            )
-        if keys:
-            await conn.execute(
-                patient_identifiers.insert(),
-                [{"system": s, "value_hash": h, "patient_id": p} for (s, h), p in keys.items()],
-            )
+
+def _record_row(
+    item: _Seen,
+    method: str,
+    score: float | None,
+    detail: Mapping[str, object],
+    rule_version: int,
+    now: datetime,
+) -> dict[str, object]:
+    return {
+        "source_id": item.ref[0],
+        "local_id": item.ref[1],
+        "demographics": item.stored,
+        "method": method,
+        "score": score,
+        "detail": orjson.dumps(detail).decode(),
+        "rule_version": rule_version,
+        "linked_at": now,
+        "linked_by": None,
+    }
+
+
+def _review_row(ref: Ref, finding: Finding, now: datetime) -> dict[str, object]:
+    return {
+        "kind": finding.kind,
+        "reason": finding.reason,
+        "source_id": ref[0],
+        "local_id": ref[1],
+        "patient_id": finding.patient_id,
+        "score": finding.score,
+        "field": finding.field,
+        "created_at": now,
+        "status": "open",
+    }
+
+
+def _match_ref(table: sa.Table, refs: Iterable[Ref]) -> sa.ColumnElement[bool]:
+    return sa.tuple_(table.c.source_id, table.c.local_id).in_(set(refs))
+
+
+async def _flush(conn: AsyncConnection, writes: _Writes) -> None:
+    if writes.replaced:
+        for table in (patient_records, patient_blocks):
+            await conn.execute(table.delete().where(_match_ref(table, writes.replaced)))
+    for (source_id, local_id), pid in writes.moved.items():
+        await conn.execute(
+            patient_links.update()
+            .where(patient_links.c.source_id == source_id, patient_links.c.local_id == local_id)
+            .values(patient_id=pid)
+        )
+    for table, rows in (
+        (patient_links, writes.links),
+        (patient_records, writes.records),
+        (patient_blocks, writes.blocks),
+        (patient_identifiers, writes.identifiers),
+        (identity_reviews, writes.reviews),
+    ):
+        if rows:
+            await conn.execute(table.insert(), rows)

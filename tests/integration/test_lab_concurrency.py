@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.bootstrap import lab_ingested
 from app.domain.patients import SSN_SYSTEM
 from app.identity.index import PatientIndex
-from app.identity.index import metadata as index_metadata
+from app.identity.tables import metadata as index_metadata
 from app.settings import Hl7v2SourceSettings
 from app.sources.hl7v2.mllp import MllpClient
 from app.sources.hl7v2.source import Hl7v2Source

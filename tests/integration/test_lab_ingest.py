@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.demo.generator import DemoPopulation
+from app.demo.generator import DemoPerson, DemoPopulation
 from app.sources.hl7v2.mllp import MllpClient, frame
 from tests.conftest import Api, ApiFactory, Upstream, fhir_source, lab_source
 
@@ -23,14 +23,21 @@ def oru(
     code: str = "2339-0^Glucose [Mass/volume] in Blood^LN",
     when: str = "20250301080000",
     ssn: str = SSN,
+    patient: str = "Labtest^Lena||19800102|F",  # PID-5 to PID-8
 ) -> bytes:
     segments = [
         f"MSH|^~\\&|CITYLAB|LABFAC|PATIENTGRAPH|PG|20250301090000||ORU^R01^ORU_R01|{control_id}|P|2.5.1",
-        f"PID|1||LAB-42^^^CITYLAB&2.16.840.1.113883.3.1&ISO^MR~{ssn}^^^USSSA^SS||Labtest^Lena||19800102|F",
+        f"PID|1||LAB-42^^^CITYLAB&2.16.840.1.113883.3.1&ISO^MR~{ssn}^^^USSSA^SS||{patient}",
         f"OBR|1||{order}^CITYLAB|24323-8^Comprehensive metabolic panel^LN|||{when}",
         f"OBX|1|NM|{code}||{value}|mg/dL^mg/dL^UCUM|70-105|H|||{status}|||{when}",
     ]
     return "\r".join(segments).encode()
+
+
+def pid_fields(person: DemoPerson) -> str:
+    """PID-5 to PID-8 of a demo person: the lab links to them only if these agree."""
+    born = person.birth_date.replace("-", "")
+    return f"{person.family}^{person.given[0]}||{born}|{person.gender[0].upper()}"
 
 
 def msa(ack: bytes) -> list[str]:
@@ -148,7 +155,8 @@ async def test_lab_results_join_the_ehr_patient_and_a_lab_store_failure_is_coded
     # Responses uncached: the same query must reach the broken store the second time.
     async with api_factory(sources, cache={"response_ttl_seconds": 0}) as api:
         async with MllpClient("127.0.0.1", api.lab_port()) as client:
-            assert msa(await client.send(oru("MSG-1", ssn=person.ssn)))[1] == "AA"
+            message = oru("MSG-1", ssn=person.ssn, patient=pid_fields(person))
+            assert msa(await client.send(message))[1] == "AA"
         joined = (await api.query(query, {"i": person.ssn})).json()
         async with api.runtime.engine.begin() as conn:  # the lab's store breaks
             await conn.execute(sa.text("DROP TABLE lab_results"))

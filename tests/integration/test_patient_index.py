@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from app.domain.common import Identifier, SourceLink
 from app.domain.patients import SourcePatient
-from app.identity.index import PatientIndex, is_patient_id, metadata
+from app.identity.index import PatientIndex, is_patient_id
+from app.identity.tables import metadata
 from app.store import create_engine
 
 SSN = "http://hl7.org/fhir/sid/us-ssn"
@@ -160,7 +161,7 @@ async def test_records_linked_before_need_no_database_round_trip(
         assert new_key == first[:1]
         assert len(statements) > asked
         asked = len(statements)
-        unseen = await index.link([person("clinic", "c2", "999-00-0001")])
+        unseen = await index.link([person("citylab", "l2", "999-00-0001")])
         assert unseen == first[:1]
         assert len(statements) > asked  # a record not seen before goes to the store
     finally:

@@ -19,7 +19,7 @@ from app.sources.hl7v2.mllp import MllpClient
 from tests.conftest import Api, ApiFactory, Upstream, closed_port_url, fhir_source, lab_source
 from tests.integration.conftest import REDIS_URL, unique_prefix
 from tests.integration.test_authorization import a_patient_id
-from tests.integration.test_lab_ingest import msa, oru
+from tests.integration.test_lab_ingest import msa, oru, pid_fields
 from tests.unit.test_cli import run as run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -272,11 +272,20 @@ async def test_a_new_lab_result_purges_that_patients_responses_before_the_ack(
         api_factory(sources, cache=cache_settings(backend)) as api,
         MllpClient("127.0.0.1", api.lab_port()) as client,
     ):
-        assert msa(await client.send(oru("MSG-1", ssn=mine.ssn)))[1] == "AA"
+        assert (
+            msa(await client.send(oru("MSG-1", ssn=mine.ssn, patient=pid_fields(mine))))[1] == "AA"
+        )
         before = await api.query(query, {"i": mine.ssn})
         theirs = await api.query(query, {"i": other.ssn})
         assert (await api.query(query, {"i": mine.ssn})).headers["x-cache"] == "hit"
-        new = oru("MSG-2", "245", order="ORD-2", when="20250302080000", ssn=mine.ssn)
+        new = oru(
+            "MSG-2",
+            "245",
+            order="ORD-2",
+            when="20250302080000",
+            ssn=mine.ssn,
+            patient=pid_fields(mine),
+        )
         assert msa(await client.send(new))[1] == "AA"
         # As soon as the lab holds its AA, the next answer has the new result.
         after = await api.query(query, {"i": mine.ssn})
