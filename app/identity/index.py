@@ -34,6 +34,7 @@ from app.identity.matcher import Decision, Finding, Pool, Ref, Thresholds, contr
 from app.identity.scoring import RULE_VERSION, Comparison
 from app.identity.tables import (
     identity_reviews,
+    links_with_records,
     metadata,
     patient_blocks,
     patient_identifiers,
@@ -265,8 +266,10 @@ class PatientIndex:
         self, item: _Seen, pid: str, pool: Pool, writes: _Writes, replace: bool = False
     ) -> None:
         """Make the record a candidate for later records, in this batch and in the index."""
-        if not replace:
-            pool.add(pid, item.ref, item.demographics, item.blocks)
+        if replace:  # its earlier demographics (or none) give way to these
+            for records in pool.records.values():
+                records[:] = [r for r in records if r[0] != item.ref]
+        pool.add(pid, item.ref, item.demographics, item.blocks)
         source_id, local_id = item.ref
         writes.blocks.extend(
             {"key_hash": b, "source_id": source_id, "local_id": local_id} for b in item.blocks
@@ -291,7 +294,7 @@ class PatientIndex:
                 patient_links.c.patient_id,
                 patient_records.c.demographics,
             )
-            .select_from(_links_with_records())
+            .select_from(links_with_records())
             .where(sa.tuple_(patient_links.c.source_id, patient_links.c.local_id).in_(set(refs)))
         )
         rows = (await conn.execute(query)).all()
@@ -336,7 +339,7 @@ class PatientIndex:
                     patient_links.c.patient_id,
                     patient_records.c.demographics,
                 )
-                .select_from(_links_with_records())
+                .select_from(links_with_records())
                 .where(patient_links.c.patient_id.in_(people))
             )
             for row in (await conn.execute(query)).all():
@@ -358,16 +361,6 @@ class PatientIndex:
                 SourceLink(row.source_id, row.local_id, "Patient")
             )
         return {pid: tuple(links) for pid, links in out.items()}
-
-
-def _links_with_records() -> sa.Join:
-    return patient_links.outerjoin(
-        patient_records,
-        sa.and_(
-            patient_records.c.source_id == patient_links.c.source_id,
-            patient_records.c.local_id == patient_links.c.local_id,
-        ),
-    )
 
 
 def _record_row(

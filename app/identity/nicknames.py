@@ -13,6 +13,7 @@ from collections.abc import Mapping
 _GROUPS = """
 abigail abby gail
 albert al bert
+alan al
 alexander alex al sandy xander
 alexandra alex sandra sandy lexi
 alfred al alf fred

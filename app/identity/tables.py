@@ -77,3 +77,14 @@ identity_operations = sa.Table(
     sa.Column("review_id", sa.Integer, nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
 )
+
+
+def links_with_records() -> sa.Join:
+    """Each link with its record's row (absent for links made before the matcher)."""
+    return patient_links.outerjoin(
+        patient_records,
+        sa.and_(
+            patient_records.c.source_id == patient_links.c.source_id,
+            patient_records.c.local_id == patient_links.c.local_id,
+        ),
+    )
