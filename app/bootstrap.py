@@ -32,6 +32,8 @@ from app.cache.sources import SourceFetcher
 from app.domain.common import SourceLink
 from app.domain.patients import SourcePatient
 from app.identity.index import PatientIndex
+from app.identity.matcher import Thresholds
+from app.identity.review import IdentityReview
 from app.logging import describe_exception
 from app.settings import (
     DEFAULT_HASH_KEY,
@@ -132,6 +134,17 @@ async def open_purger(settings: Settings) -> AsyncIterator[CachePurger]:
         yield _purger(stack, settings, patient_index(settings, engine))
 
 
+@contextlib.asynccontextmanager
+async def open_identity(settings: Settings) -> AsyncIterator[tuple[IdentityReview, CachePurger]]:
+    """The patient index's review operations and the shared caches, as `patientgraph
+    identity` reaches them from outside the server."""
+    async with contextlib.AsyncExitStack() as stack:
+        engine = _engine(stack, settings)
+        index = patient_index(settings, engine)
+        await index.create_tables()
+        yield IdentityReview(index), _purger(stack, settings, index)
+
+
 async def purge_patient(settings: Settings, patient_id: str) -> PurgeCounts:
     """`patientgraph cache purge`: the shared (Redis) caches, from outside the server."""
     async with open_purger(settings) as purger:
@@ -140,7 +153,13 @@ async def purge_patient(settings: Settings, patient_id: str) -> PurgeCounts:
 
 def patient_index(settings: Settings, engine: AsyncEngine) -> PatientIndex:
     identity = settings.identity
-    return PatientIndex(engine, identity.link_identifier_systems, identity.hash_key)
+    return PatientIndex(
+        engine,
+        identity.link_identifier_systems,
+        identity.hash_key,
+        Thresholds(identity.link_threshold, identity.review_threshold),
+        identity.identifier_normalisers,
+    )
 
 
 def keyset(auth: AuthSettings) -> KeySet:

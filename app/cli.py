@@ -8,6 +8,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +77,40 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--config", type=Path, required=True)
     purge.add_argument("--patient", required=True, help="a PatientGraph patient id")
     purge.set_defaults(handler=_cache_purge)
+
+    identity = sub.add_parser("identity", help="review and repair patient links (admin)")
+    identity_sub = identity.add_subparsers(required=True, metavar="ACTION")
+    actions = {
+        "reviews": "list what the matcher kept apart for review, oldest first (JSON lines)",
+        "explain": "how each source record of a patient was linked (JSON lines)",
+        "operations": "administrators' link, unlink and dismiss operations (JSON lines)",
+        "link": "make a source record part of an existing patient",
+        "unlink": "make a source record a patient of its own",
+        "dismiss": "close an open review without linking (different people)",
+    }
+    parsers = {}
+    for name, text in actions.items():
+        action = parsers[name] = identity_sub.add_parser(name, help=text)
+        action.add_argument("--config", type=Path, required=True)
+        action.set_defaults(handler=_identity, action=name)
+    parsers["reviews"].add_argument(
+        "--status", default="open", choices=["open", "linked", "dismissed", "all"]
+    )
+    parsers["reviews"].add_argument("--kind", choices=["conflict", "possible_match"])
+    for name in ("reviews", "operations"):
+        parsers[name].add_argument("--first", type=int, default=100)
+        parsers[name].add_argument("--after", type=int, help="the last id of the previous page")
+    parsers["explain"].add_argument("--patient", required=True, help="a PatientGraph id")
+    for name in ("link", "unlink"):
+        parsers[name].add_argument("--source", required=True, help="the record's source id")
+        parsers[name].add_argument("--local", required=True, help="its id in that source")
+    parsers["link"].add_argument("--patient", required=True, help="the PatientGraph id to join")
+    parsers["dismiss"].add_argument("--review", type=int, required=True)
+    for name in ("link", "unlink", "dismiss"):
+        parsers[name].add_argument("--reason", required=True, help="kept in the audit trail")
+        parsers[name].add_argument(
+            "--actor", required=True, help="who runs it, for the audit trail"
+        )
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path", type=Path)
@@ -160,6 +196,68 @@ def _cache_purge(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"responses": counts.responses, "sources": counts.sources}))
     return 0
+
+
+def _identity(args: argparse.Namespace) -> int:
+    from app.bootstrap import open_identity
+    from app.cache.backend import CacheUnavailable
+    from app.identity.review import IdentityError
+
+    prefix = f"patientgraph identity {args.action}: "
+    settings = _valid_settings(args.config, prefix)
+    if settings is None:
+        return EXIT_CONFIG
+    if args.action in ("link", "unlink") and settings.cache.backend != "redis":
+        print(
+            prefix + "the memory cache lives inside each server process and would keep "
+            "answering with the old link; use the linkPatientRecord or unlinkPatientRecord "
+            'mutation, or [cache] backend = "redis"',
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+
+    async def run() -> list[Any]:
+        async with open_identity(settings) as (review, purger):
+            if args.action == "reviews":
+                status = None if args.status == "all" else args.status
+                return await review.reviews(status, args.kind, args.first, args.after)
+            if args.action == "operations":
+                return await review.operations(args.first, args.after)
+            if args.action == "explain":
+                return (await review.explain([args.patient])).get(args.patient, [])
+            if args.action == "dismiss":
+                await review.dismiss(args.review, args.actor, args.reason)
+                return [{"dismissed": args.review}]
+            ref = (args.source, args.local)
+            if args.action == "link":
+                move = await review.link(ref, args.patient, args.actor, args.reason)
+            else:
+                move = await review.unlink(ref, args.actor, args.reason)
+            for patient_id in (move.from_patient_id, move.to_patient_id):
+                await purger.purge_patient(patient_id)
+            return [move]
+
+    try:
+        found = asyncio.run(run())
+    except IdentityError as exc:
+        print(prefix + str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except CacheUnavailable as exc:
+        print(
+            prefix + f"the record was moved, but {exc}: purge both patients "
+            "(patientgraph cache purge) before trusting cached answers",
+            file=sys.stderr,
+        )
+        return 1
+    for item in found:
+        print(json.dumps(item if isinstance(item, dict) else asdict(item), default=_iso))
+    return 0
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
 
 
 def _load_key(path: Path) -> PrivateKey:

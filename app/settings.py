@@ -226,9 +226,25 @@ class StoreSettings(_Section):
 
 
 class IdentitySettings(_Section):
+    """The matching engine (`app.identity`)."""
+
     link_identifier_systems: tuple[str, ...] = (SSN_SYSTEM,)
     # Identifier values are stored in the patient index only as keyed hashes.
     hash_key: str = DEFAULT_HASH_KEY
+    # How each system's values are compared (`app.identity.identifiers.NORMALISERS`): the US
+    # SSN system is "ssn" unless set here; any other system is "trimmed".
+    identifier_normalisers: dict[str, Literal["ssn", "digits", "trimmed", "casefold"]] = {}
+    # Match scores (`app.identity.scoring`): at or above link_threshold a record links
+    # automatically; at or above review_threshold it is kept apart and listed as a possible
+    # match; below, it is a new person.
+    link_threshold: float = Field(20.0, gt=0, le=100)
+    review_threshold: float = Field(12.0, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> IdentitySettings:
+        if self.review_threshold > self.link_threshold:
+            raise ValueError("identity.review_threshold must not exceed identity.link_threshold")
+        return self
 
 
 class OAuthClient(_Section):

@@ -8,7 +8,7 @@ import strawberry
 
 from app.domain import patients as domain
 from app.domain import records as kinds
-from resolvers import access
+from resolvers import access, identity_admin
 from schema.allergies import Allergy
 from schema.care_teams import CareTeam
 from schema.collections import Arguments, CollectionFields
@@ -17,6 +17,7 @@ from schema.conditions import Condition
 from schema.context import Info
 from schema.diagnostic_reports import DiagnosticReport
 from schema.encounters import Encounter
+from schema.identity import PatientLink
 from schema.immunizations import Immunization
 from schema.medications import Medication, MedicationDispense
 from schema.observations import Observation
@@ -53,6 +54,17 @@ class Patient:
     sources: list[SourceLink] = strawberry.field(
         description="Every upstream patient record linked to this person."
     )
+
+    @strawberry.field(
+        description="How each linked record came to be part of this patient (identifier, score "
+        "with each field's contribution, or an administrator), when and by which rule version. "
+        "Admin role with the patientgraph/identity.read scope only."
+    )
+    async def links(
+        self, root: strawberry.Parent[domain.Patient], info: Info
+    ) -> list[PatientLink] | None:
+        found = await identity_admin.link_explanations(info.context, root.id)
+        return [PatientLink.of(link) for link in found]
 
     @strawberry.field(
         description="Postal addresses, from the highest-priority source that has any. Minimum "

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 import strawberry
 
 from app.domain.patients import PatientCriteria
+from resolvers import identity_admin
 from resolvers import patients as resolve
 from resolvers.pagination import Page, paginate
 from schema.collections import After, First
 from schema.common import Connection
 from schema.context import Info, path_of
+from schema.identity import IdentityOperation, IdentityReview
 from schema.patient import COLLECTIONS, Patient
 from schema.prefetch import prefetch_collections
 from schema.scalars import Date
@@ -64,6 +66,50 @@ class Query:
         page = paginate(found, first, after, info.context.services.page_limits)
         await prefetch_collections(info, page.nodes, COLLECTIONS)
         return page
+
+    @strawberry.field(
+        description="Source records the matcher kept apart from a patient, oldest first: "
+        "conflicts (never linked automatically) and possible matches. `status` open (default), "
+        "linked or dismissed; `after` a review id. Admin role with the "
+        "patientgraph/identity.read scope only."
+    )
+    async def identity_reviews(
+        self,
+        info: Info,
+        status: Annotated[
+            str | None, strawberry.argument(description="open, linked or dismissed; null: all.")
+        ] = "open",
+        kind: Annotated[
+            str | None, strawberry.argument(description="conflict or possible_match; null: both.")
+        ] = None,
+        first: Annotated[
+            int, strawberry.argument(description="At most this many (1 to 200).")
+        ] = 50,
+        after: Annotated[
+            int | None, strawberry.argument(description="The last review id of the previous page.")
+        ] = None,
+    ) -> list[IdentityReview]:
+        found = await identity_admin.identity_reviews(info.context, status, kind, first, after)
+        return [IdentityReview.of(r) for r in found]
+
+    @strawberry.field(
+        description="Administrators' identity operations (link, unlink, dismiss) with who, when "
+        "and why, oldest first; `after` an operation id. Admin role with the "
+        "patientgraph/identity.read scope only."
+    )
+    async def identity_operations(
+        self,
+        info: Info,
+        first: Annotated[
+            int, strawberry.argument(description="At most this many (1 to 200).")
+        ] = 100,
+        after: Annotated[
+            int | None,
+            strawberry.argument(description="The last operation id of the previous page."),
+        ] = None,
+    ) -> list[IdentityOperation]:
+        found = await identity_admin.identity_operations(info.context, first, after)
+        return [IdentityOperation.of(op) for op in found]
 
     @strawberry.field(
         graphql_type=Patient | None,

@@ -44,7 +44,9 @@ OTHER_SCOPES = frozenset(
 # PatientGraph's own scopes (not SMART): each administrative mutation needs its own, besides
 # the role, so a token issued for reading can never run one.
 CACHE_PURGE_SCOPE = "patientgraph/cache.purge"  # `purgePatientCache`
-OPERATION_SCOPES = frozenset({CACHE_PURGE_SCOPE})
+IDENTITY_READ_SCOPE = "patientgraph/identity.read"  # `Patient.links`, `identityReviews`, ...
+IDENTITY_WRITE_SCOPE = "patientgraph/identity.write"  # link, unlink, dismiss
+OPERATION_SCOPES = frozenset({CACHE_PURGE_SCOPE, IDENTITY_READ_SCOPE, IDENTITY_WRITE_SCOPE})
 # SMART 2.2 "Finer-grained resource constraints using search parameters": the server decides
 # which search parameters it supports; these are the two this API can evaluate (token params).
 CONSTRAINT_KEYS = frozenset({"category", "code"})

@@ -6,7 +6,9 @@ dashed form `ddd-dd-dddd` (the form the index has always hashed, so existing lin
 matching). Never a link, as no person has it: area 000 or 666, one digit repeated
 (`999-99-9999`) and `123-45-6789`, the placeholders forms are filled with. Area 900-999,
 group 00 and serial 0000 are never issued either but are accepted: synthetic data (Synthea,
-the demo) uses them. Other systems: the value with surrounding spaces removed.
+the demo) uses them. Other systems: the value with surrounding spaces removed, unless
+`identity.identifier_normalisers` names another normaliser for the system ("digits" keeps only
+the digits, "casefold" also ignores case, "ssn" is the SSN rule).
 """
 
 from __future__ import annotations
@@ -32,9 +34,34 @@ def _trimmed(value: str) -> str | None:
     return value.strip() or None
 
 
-NORMALISERS: Mapping[str, Callable[[str], str | None]] = {SSN_SYSTEM: ssn}
+def _digits(value: str) -> str | None:
+    digits = "".join(c for c in value if c.isascii() and c.isdigit())
+    return digits or None
 
 
-def normalised(system: str, value: str) -> str | None:
+def _casefold(value: str) -> str | None:
+    return value.strip().casefold() or None
+
+
+Normaliser = Callable[[str], str | None]
+# By the name `identity.identifier_normalisers` gives them.
+NORMALISERS: Mapping[str, Normaliser] = {
+    "ssn": ssn,
+    "digits": _digits,
+    "trimmed": _trimmed,
+    "casefold": _casefold,
+}
+DEFAULTS: Mapping[str, str] = {SSN_SYSTEM: "ssn"}
+
+
+def normalisers(configured: Mapping[str, str]) -> dict[str, Normaliser]:
+    """System -> normaliser: the defaults, overridden by `configured` (names from NORMALISERS)."""
+    return {system: NORMALISERS[name] for system, name in {**DEFAULTS, **configured}.items()}
+
+
+def normalised(
+    system: str, value: str, by_system: Mapping[str, Normaliser] | None = None
+) -> str | None:
     """`value` of `system` as the index compares it; None when it must not link anything."""
-    return NORMALISERS.get(system, _trimmed)(value)
+    chosen = (by_system if by_system is not None else normalisers({})).get(system, _trimmed)
+    return chosen(value)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.domain.common import SourceLink
 from app.domain.patients import SSN_SYSTEM, SourcePatient
 from app.identity.demographics import Demographics
-from app.identity.identifiers import normalised
+from app.identity.identifiers import normalised, normalisers
 from app.identity.matcher import Decision, Finding, Pool, Ref, Thresholds, contradiction, decide
 from app.identity.scoring import RULE_VERSION, Comparison
 from app.identity.tables import (
@@ -45,7 +45,8 @@ from app.store import create_tables
 
 LINK_ATTEMPTS = 3
 REMEMBERED_LINKS = 50_000  # about 25 MB at most
-MAX_CANDIDATES = 2_000  # blocked records read per batch: a bound, far above real blocks
+MAX_BLOCK = 1_000  # records sharing one blocking key, beyond which the key is not used
+MAX_CANDIDATES = 5_000  # blocked records read per batch: a bound, far above real batches
 PATIENT_ID = re.compile(r"pg-[0-9a-f]{24}")
 DEFAULT_THRESHOLDS = Thresholds(link_at=20.0, review_at=12.0)
 
@@ -92,9 +93,11 @@ class PatientIndex:
         link_systems: Iterable[str],
         hash_key: str,
         thresholds: Thresholds = DEFAULT_THRESHOLDS,
+        identifier_normalisers: Mapping[str, str] | None = None,
     ) -> None:
         self._engine = engine
         self._systems = frozenset(link_systems)
+        self._normalisers = normalisers(identifier_normalisers or {})
         self._key = hash_key.encode()
         self.thresholds = thresholds
         self._lock = asyncio.Lock()  # one linker at a time in this process
@@ -121,7 +124,7 @@ class PatientIndex:
         for identifier in patient.identifiers:
             if identifier.system not in self._systems:
                 continue
-            value = normalised(identifier.system, identifier.value)
+            value = normalised(identifier.system, identifier.value, self._normalisers)
             if value is not None:  # one spelling per value; impossible values link nothing
                 keys.append((identifier.system, self._hash(identifier.system, value)))
         return keys
@@ -129,7 +132,7 @@ class PatientIndex:
     def _ssn_hash(self, patient: SourcePatient) -> str | None:
         for identifier in patient.identifiers:
             if identifier.system == SSN_SYSTEM:
-                value = normalised(SSN_SYSTEM, identifier.value)
+                value = normalised(SSN_SYSTEM, identifier.value, self._normalisers)
                 if value is not None:
                     return self._hash(SSN_SYSTEM, value)
         return None
@@ -316,8 +319,12 @@ class PatientIndex:
             for row in (await conn.execute(query)).all():
                 pool.by_identifier[(row.system, row.value_hash)] = row.patient_id
         blocks = set().union(*(item.search_blocks for item in items))
-        query = (
-            sa.select(patient_blocks.c.key_hash, patient_links.c.patient_id)
+        sized = (
+            sa.select(
+                patient_blocks.c.key_hash,
+                patient_links.c.patient_id,
+                sa.func.count().over(partition_by=patient_blocks.c.key_hash).label("size"),
+            )
             .join(
                 patient_links,
                 sa.and_(
@@ -326,6 +333,13 @@ class PatientIndex:
                 ),
             )
             .where(patient_blocks.c.key_hash.in_(blocks))
+            .subquery()
+        )
+        # A block shared by more than MAX_BLOCK records (a clinic's phone number given for
+        # every patient) tells nobody apart: it is left out rather than read.
+        query = (
+            sa.select(sized.c.key_hash, sized.c.patient_id)
+            .where(sized.c.size <= MAX_BLOCK)
             .limit(MAX_CANDIDATES)
         )
         for row in (await conn.execute(query)).all():

@@ -94,6 +94,10 @@ def _groups() -> Mapping[str, frozenset[int]]:
 
 
 GROUPS = _groups()
+# Formal name -> its short forms (the first name of each line, and the rest).
+SHORT_FORMS: Mapping[str, tuple[str, ...]] = {
+    names[0]: tuple(names[1:]) for names in (line.split() for line in _GROUPS.split("\n")) if names
+}
 
 
 def equivalent(a: str, b: str) -> bool:

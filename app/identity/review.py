@@ -8,8 +8,7 @@ reviews it settles and the operation's own row commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.identity import LinkExplanation, Move, Operation, Review
 from app.identity.index import PatientIndex, is_patient_id, new_patient_id
 from app.identity.matcher import Ref
 from app.identity.scoring import RULE_VERSION
@@ -35,59 +35,6 @@ REVIEW_STATUSES = frozenset({"open", "linked", "dismissed"})
 
 class IdentityError(ValueError):
     """An operation that cannot be done as asked; the message says why (no PHI in it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkExplanation:
-    """How one source record came to be part of its person."""
-
-    source_id: str
-    local_id: str
-    method: str  # identifier | score | new | manual | split | recheck | legacy
-    score: float | None
-    contributions: Mapping[str, float]
-    identifier_system: str | None
-    rule_version: int
-    linked_at: datetime | None
-    linked_by: str | None
-    kept_apart_from: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Review:
-    id: int
-    kind: str
-    reason: str
-    source_id: str
-    local_id: str
-    record_patient_id: str | None  # the person the record is now part of
-    patient_id: str  # the person it was kept apart from
-    score: float | None
-    field: str | None
-    created_at: datetime
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    id: int
-    at: datetime
-    actor: str
-    operation: str
-    source_id: str
-    local_id: str
-    from_patient_id: str | None
-    to_patient_id: str | None
-    review_id: int | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """A record moved between persons: both persons' cached answers are now wrong."""
-
-    from_patient_id: str
-    to_patient_id: str
 
 
 def _utc(value: datetime) -> datetime:

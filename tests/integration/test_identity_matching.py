@@ -350,3 +350,21 @@ async def test_two_records_of_one_source_never_link_by_score(index: PatientIndex
     )
     assert a != b
     assert await open_reviews(index) == [("possible_match", "same_source", "h2", None)]
+
+
+async def test_a_block_too_common_to_tell_anyone_apart_is_not_read(
+    index: PatientIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the phone finds Maria for the newcomer (another surname, a birth date one digit
+    off): a possible match while few share that phone; once too many do, it finds nobody."""
+    married: dict[str, Any] = {"family": "Smith", "born": "1985-04-13", "ssn": None}
+    married |= {"line": "9 Elm Rd"}
+    (maria,) = await index.link([record("hospital", "h1", ssn=None)])
+    (kept_apart,) = await index.link([record("clinic", "c1", **married)])
+    assert await open_reviews(index) == [("possible_match", "score", "c1", None)]
+    monkeypatch.setattr("app.identity.index.MAX_BLOCK", 1)  # the phone's block holds 2
+    # Found through the phone, this one would link to the clinic's record (score 20.5).
+    again = {**married, "family": "Jones", "born": "1985-04-14"}
+    (newcomer,) = await index.link([record("citylab", "l1", **again)])
+    assert newcomer not in {maria, kept_apart}
+    assert len(await open_reviews(index)) == 1

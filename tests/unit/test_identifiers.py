@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.domain.patients import SSN_SYSTEM
-from app.identity.identifiers import normalised
+from app.identity.identifiers import normalised, normalisers
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,11 @@ def test_ssn_spellings(written: str, compared: str | None) -> None:
 def test_other_systems_are_compared_trimmed() -> None:
     assert normalised("urn:mrn", "  A-1 ") == "A-1"
     assert normalised("urn:mrn", "   ") is None
+
+
+def test_a_system_can_be_given_another_normaliser() -> None:
+    configured = normalisers({"urn:oid:2.16.840.1.113883.4.3.25": "digits", "urn:mrn": "casefold"})
+    assert normalised("urn:oid:2.16.840.1.113883.4.3.25", "D12-345-678", configured) == "12345678"
+    assert normalised("urn:mrn", " AB-1 ", configured) == "ab-1"
+    assert normalised(SSN_SYSTEM, "999440001", configured) == "999-44-0001"  # default kept
+    assert normalised("urn:mrn", " AB-1 ") == "AB-1"  # without configuration: trimmed

@@ -94,6 +94,11 @@ def test_env_overrides_sections_and_sources() -> None:
             "sources[0]",
         ),
         ({}, "auth"),
+        ({"auth": AUTH, "identity": {"link_threshold": 10, "review_threshold": 15}}, "identity"),
+        (
+            {"auth": AUTH, "identity": {"identifier_normalisers": {"urn:x": "soundex"}}},
+            "identity.identifier_normalisers.urn:x",
+        ),
     ],
 )
 def test_errors_name_the_key(data: dict[str, object], key: str) -> None:
