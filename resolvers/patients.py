@@ -25,6 +25,7 @@ async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Pat
     if not links:
         return None
     records, failed = await _source_patients(ctx, links, path)
+    links, records = await _still_linked(ctx, patient_id, links, records)
     if not records and not failed:
         return None  # every linked upstream record is gone
     ctx.disclosed.add(patient_id)
@@ -83,6 +84,25 @@ async def _source_patients(
             asked.append(link)
     results, failed = await gather_sources(calls, ctx.problems, path)
     return {asked[i]: r for i, r in results.items() if r is not None}, failed
+
+
+async def _still_linked(
+    ctx: Context,
+    patient_id: str,
+    links: tuple[SourceLink, ...],
+    records: dict[SourceLink, SourcePatient],
+) -> tuple[tuple[SourceLink, ...], dict[SourceLink, SourcePatient]]:
+    """The records read for a patient, shown to the index first: one whose demographics now
+    contradict the patient's other records (or were never checked: a link from before the
+    matcher) is moved to a patient of its own there, and left out of this answer."""
+    read = list(records)
+    ids = await ctx.services.index.link([records[link] for link in read])
+    moved = {link for link, pid in zip(read, ids, strict=True) if pid != patient_id}
+    if not moved:
+        return links, records
+    return tuple(link for link in links if link not in moved), {
+        link: p for link, p in records.items() if link not in moved
+    }
 
 
 def _moved(

@@ -34,12 +34,13 @@ from app.identity.matcher import Decision, Finding, Pool, Ref, Thresholds, contr
 from app.identity.scoring import RULE_VERSION, Comparison
 from app.identity.tables import (
     identity_reviews,
-    links_with_records,
     metadata,
     patient_blocks,
     patient_identifiers,
     patient_links,
     patient_records,
+    same_record,
+    stored_demographics,
 )
 from app.store import create_tables
 
@@ -290,16 +291,7 @@ class PatientIndex:
         self, conn: AsyncConnection, refs: list[Ref]
     ) -> dict[Ref, tuple[str, str | None]]:
         """Each already linked record's person and stored demographics (None: not yet)."""
-        query = (
-            sa.select(
-                patient_links.c.source_id,
-                patient_links.c.local_id,
-                patient_links.c.patient_id,
-                patient_records.c.demographics,
-            )
-            .select_from(links_with_records())
-            .where(sa.tuple_(patient_links.c.source_id, patient_links.c.local_id).in_(set(refs)))
-        )
+        query = stored_demographics().where(_match_ref(patient_links, refs))
         rows = (await conn.execute(query)).all()
         return {(r.source_id, r.local_id): (r.patient_id, r.demographics) for r in rows}
 
@@ -325,13 +317,7 @@ class PatientIndex:
                 patient_links.c.patient_id,
                 sa.func.count().over(partition_by=patient_blocks.c.key_hash).label("size"),
             )
-            .join(
-                patient_links,
-                sa.and_(
-                    patient_links.c.source_id == patient_blocks.c.source_id,
-                    patient_links.c.local_id == patient_blocks.c.local_id,
-                ),
-            )
+            .join(patient_links, same_record(patient_links, patient_blocks))
             .where(patient_blocks.c.key_hash.in_(blocks))
             .subquery()
         )
@@ -346,16 +332,7 @@ class PatientIndex:
             pool.by_block.setdefault(row.key_hash, set()).add(row.patient_id)
         people = people | set(pool.by_identifier.values()) | set().union(*pool.by_block.values())
         if people:
-            query = (
-                sa.select(
-                    patient_links.c.source_id,
-                    patient_links.c.local_id,
-                    patient_links.c.patient_id,
-                    patient_records.c.demographics,
-                )
-                .select_from(links_with_records())
-                .where(patient_links.c.patient_id.in_(people))
-            )
+            query = stored_demographics().where(patient_links.c.patient_id.in_(people))
             for row in (await conn.execute(query)).all():
                 stored = Demographics.from_json(row.demographics) if row.demographics else None
                 pool.add(row.patient_id, (row.source_id, row.local_id), stored)

@@ -26,6 +26,7 @@ from app.identity.tables import (
     links_with_records,
     patient_links,
     patient_records,
+    same_record,
 )
 
 MAX_REASON = 1000
@@ -98,15 +99,7 @@ class IdentityReview:
         reviews = identity_reviews
         query = (
             sa.select(reviews, patient_links.c.patient_id.label("record_patient_id"))
-            .select_from(
-                reviews.outerjoin(
-                    patient_links,
-                    sa.and_(
-                        patient_links.c.source_id == reviews.c.source_id,
-                        patient_links.c.local_id == reviews.c.local_id,
-                    ),
-                )
-            )
+            .select_from(reviews.outerjoin(patient_links, same_record(patient_links, reviews)))
             .order_by(reviews.c.id)
             .limit(first)
         )

@@ -79,12 +79,21 @@ identity_operations = sa.Table(
 )
 
 
+def same_record(left: sa.Table, right: sa.Table) -> sa.ColumnElement[bool]:
+    """Join condition: both rows are about the same (source, local id) record."""
+    return sa.and_(left.c.source_id == right.c.source_id, left.c.local_id == right.c.local_id)
+
+
 def links_with_records() -> sa.Join:
     """Each link with its record's row (absent for links made before the matcher)."""
-    return patient_links.outerjoin(
-        patient_records,
-        sa.and_(
-            patient_records.c.source_id == patient_links.c.source_id,
-            patient_records.c.local_id == patient_links.c.local_id,
-        ),
-    )
+    return patient_links.outerjoin(patient_records, same_record(patient_records, patient_links))
+
+
+def stored_demographics() -> sa.Select[tuple[str, str, str, str | None]]:
+    """(source id, local id, patient id, stored demographics or None) of linked records."""
+    return sa.select(
+        patient_links.c.source_id,
+        patient_links.c.local_id,
+        patient_links.c.patient_id,
+        patient_records.c.demographics,
+    ).select_from(links_with_records())

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.demo.generator import DemoPopulation
 from app.identity.index import PatientIndex
 from app.identity.review import IdentityReview
-from tests.conftest import Api
+from app.identity.tables import patient_links
+from tests.conftest import Api, ApiFactory, Upstream, fhir_source
 from tests.integration.test_response_cache import CachedApi, cached_api
 
 __all__ = ["cached_api"]  # fixture
@@ -115,3 +116,38 @@ async def test_a_link_another_worker_changed_is_not_answered_from_memory(
     assert sorted((n["id"], n["sources"][0]["sourceId"]) for n in nodes) == sorted(
         [(patient["id"], "hospital"), (moved.to_patient_id, "clinic")]
     )
+
+
+async def test_a_legacy_link_joining_two_people_is_split_when_read_by_id(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream], population: DemoPopulation
+) -> None:
+    """An index from before the matcher linked two different people (one person's clinic
+    record, another's hospital record). Read by id, the patient shows one of them only, and
+    the other is moved out and listed."""
+    first, second = population.people[4], population.people[5]
+    legacy = "pg-" + "c" * 24
+    async with api_factory([fhir_source(u) for u in upstreams.values()]) as api:
+        async with api.runtime.engine.begin() as conn:
+            await conn.execute(
+                patient_links.insert(),
+                [
+                    {
+                        "source_id": "clinic",
+                        "local_id": first.local_ids["clinic"],
+                        "patient_id": legacy,
+                    },
+                    {
+                        "source_id": "hospital",
+                        "local_id": second.local_ids["hospital"],
+                        "patient_id": legacy,
+                    },
+                ],
+            )
+        read = await admin(api, SOURCES, {"id": legacy})
+        again = await admin(api, SOURCES, {"id": legacy})
+        reviews = await admin(api, "{ identityReviews { reason sourceId patientId } }", {})
+    assert [s["sourceId"] for s in read["patient"]["sources"]] == ["clinic"]
+    assert again == read
+    assert reviews["identityReviews"] == [
+        {"reason": "upgrade_recheck", "sourceId": "hospital", "patientId": legacy}
+    ]
