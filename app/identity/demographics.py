@@ -19,6 +19,7 @@ import jellyfish
 import orjson
 
 from app.domain.patients import SourcePatient
+from app.identity.nicknames import formal_names
 
 _NOT_LETTER = re.compile(r"[^a-z ]+")
 _NOT_DIGIT = re.compile(r"\D+")
@@ -100,16 +101,17 @@ class Demographics:
         return cls(**orjson.loads(text))
 
     def blocking_keys(self) -> set[str]:
-        """The keys this record is filed under."""
+        """The keys this record is filed under: each selective enough that a block stays
+        small at a million records (birth date; first name, surname and birth year, the first
+        name by each formal name it may stand for; phone; e-mail)."""
         keys = set()
-        given = phonetic(self.given)
         family = phonetic(self.family)
         if self.birth_date:
             keys.add("d|" + self.birth_date)
-            if family:
-                keys.add(f"fy|{family}|{self.birth_date[:4]}")
-        if given and family:
-            keys.add(f"gf|{given}|{family}")
+            if self.given and family:
+                year = self.birth_date[:4]
+                for formal in formal_names(self.given):
+                    keys.add(f"n|{phonetic(formal)}|{family}|{year}")
         if self.phone:
             keys.add("p|" + self.phone)
         if self.email:

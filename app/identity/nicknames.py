@@ -100,6 +100,14 @@ SHORT_FORMS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+_FORMAL = {number: line.split()[0] for number, line in enumerate(_GROUPS.split("\n")) if line}
+
+
+def formal_names(name: str) -> set[str]:
+    """The formal names `name` may stand for ("bill" -> {"william"}); itself if none."""
+    return {_FORMAL[number] for number in GROUPS.get(name, ())} or {name}
+
+
 def equivalent(a: str, b: str) -> bool:
     """True when `a` and `b` (normalised: casefolded ASCII letters) share a nickname group."""
     return not GROUPS.get(a, frozenset()).isdisjoint(GROUPS.get(b, frozenset()))

@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.demo.generator import DemoPopulation
+from app.demo.generator import DemoPerson, DemoPopulation
 from app.identity.index import PatientIndex
 from app.identity.review import IdentityReview
 from app.identity.tables import patient_links
 from tests.conftest import Api, ApiFactory, Upstream, fhir_source
-from tests.integration.test_response_cache import CachedApi, cached_api
+from tests.integration.test_lab_concurrency import POSTGRES_URL, postgres_engine
+from tests.integration.test_response_cache import CachedApi, cache_settings, cached_api
 
 __all__ = ["cached_api"]  # fixture
 
@@ -58,27 +59,38 @@ async def test_links_are_explained_to_admins_with_the_identity_scope_only(
 async def test_unlink_and_link_take_effect_at_once_cached_answers_included(
     cached_api: CachedApi, population: DemoPopulation
 ) -> None:
-    person = population.people[1]
-    clinic = {"s": "clinic", "l": person.local_ids["clinic"]}
     async with cached_api() as api:
-        (patient,) = (await admin(api, SEARCH, {"i": person.ssn}))["patients"]["nodes"]
-        pid = patient["id"]
-        await api.query(SOURCES, {"id": pid}, role="admin", scope=WRITE)
-        assert (await api.query(SOURCES, {"id": pid}, role="admin", scope=WRITE)).headers[
-            "x-cache"
-        ] == "hit"
-        no_scope = (await api.query(UNLINK, {**clinic, "r": "x"}, role="admin", scope=READ)).json()
-        no_reason = (
-            await api.query(UNLINK, {**clinic, "r": " "}, role="admin", scope=WRITE)
-        ).json()
-        moved = (await admin(api, UNLINK, {**clinic, "r": "two people, ticket 7"}))[
-            "unlinkPatientRecord"
-        ]
-        after = await admin(api, SOURCES, {"id": pid})
-        alone = await admin(api, SOURCES, {"id": moved["toPatientId"]})
-        relinked = await admin(api, LINK, {**clinic, "p": pid, "r": "same person after all"})
-        back = await admin(api, SOURCES, {"id": pid})
-        operations = (await admin(api, OPERATIONS, {}, scope=READ))["identityOperations"]
+        await unlink_and_link_back(api, population.people[1])
+
+
+async def test_unlink_and_link_on_postgresql_with_the_redis_cache(
+    api_factory: ApiFactory, upstreams: dict[str, Upstream], population: DemoPopulation
+) -> None:
+    await (await postgres_engine()).dispose()  # the index's tables dropped: a fresh store
+    sources = [fhir_source(u) for u in upstreams.values()]
+    store = {"url": POSTGRES_URL}
+    async with api_factory(sources, cache=cache_settings("redis"), store=store) as api:
+        assert api.runtime.engine.dialect.name == "postgresql"
+        await unlink_and_link_back(api, population.people[1])
+
+
+async def unlink_and_link_back(api: Api, person: DemoPerson) -> None:
+    clinic = {"s": "clinic", "l": person.local_ids["clinic"]}
+    (patient,) = (await admin(api, SEARCH, {"i": person.ssn}))["patients"]["nodes"]
+    pid = patient["id"]
+    await api.query(SOURCES, {"id": pid}, role="admin", scope=WRITE)
+    cached = await api.query(SOURCES, {"id": pid}, role="admin", scope=WRITE)
+    assert cached.headers["x-cache"] == "hit"
+    no_scope = (await api.query(UNLINK, {**clinic, "r": "x"}, role="admin", scope=READ)).json()
+    no_reason = (await api.query(UNLINK, {**clinic, "r": " "}, role="admin", scope=WRITE)).json()
+    moved = (await admin(api, UNLINK, {**clinic, "r": "two people, ticket 7"}))[
+        "unlinkPatientRecord"
+    ]
+    after = await admin(api, SOURCES, {"id": pid})
+    alone = await admin(api, SOURCES, {"id": moved["toPatientId"]})
+    relinked = await admin(api, LINK, {**clinic, "p": pid, "r": "same person after all"})
+    back = await admin(api, SOURCES, {"id": pid})
+    operations = (await admin(api, OPERATIONS, {}, scope=READ))["identityOperations"]
     assert no_scope["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert no_reason["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert moved["fromPatientId"] == pid

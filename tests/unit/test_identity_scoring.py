@@ -9,7 +9,7 @@ import pytest
 from app.domain.common import Address, ContactPoint, HumanName, SourceLink
 from app.domain.patients import SourcePatient
 from app.identity.demographics import Demographics, name_key, swapped_date
-from app.identity.nicknames import equivalent
+from app.identity.nicknames import equivalent, formal_names
 from app.identity.scoring import compare
 
 
@@ -63,6 +63,15 @@ def test_demographics_of_a_source_patient() -> None:
         "ana@example.org",
     )
     assert Demographics.from_json(found.to_json()) == found
+
+
+def test_a_nickname_and_its_formal_name_share_a_block() -> None:
+    bill = demographics(given="bill", family="smith", sex="male")
+    william = demographics(given="william", family="smith", sex="male")
+    shared = bill.blocking_keys() & william.blocking_keys()
+    assert any(key.startswith("n|") for key in shared)
+    assert formal_names("al") == {"albert", "alan", "alexander", "alfred"}
+    assert formal_names("zed") == {"zed"}
 
 
 def test_blocking_keys_and_the_swapped_birth_date_lookup() -> None:
