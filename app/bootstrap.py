@@ -18,6 +18,7 @@ import strawberry
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.audit.trail import AuditTrail, Verification
 from app.auth.break_glass import BreakGlassLog
 from app.auth.decisions import Decisions
 from app.auth.fingerprint import Fingerprints
@@ -143,6 +144,14 @@ async def open_identity(settings: Settings) -> AsyncIterator[tuple[IdentityRevie
         index = patient_index(settings, engine)
         await index.create_tables()
         yield IdentityReview(index), _purger(stack, settings, index)
+
+
+async def verify_audit(settings: Settings) -> Verification:
+    """`patientgraph audit verify`: the whole chain of the configured store."""
+    async with contextlib.AsyncExitStack() as stack:
+        trail = AuditTrail(_engine(stack, settings), settings.audit_hash_key)
+        await trail.create_tables()
+        return await trail.verify()
 
 
 async def purge_patient(settings: Settings, patient_id: str) -> PurgeCounts:

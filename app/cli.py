@@ -112,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
             "--actor", required=True, help="who runs it, for the audit trail"
         )
 
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify", help="check the audit trail's hash chain; exit 1 naming the first bad event"
+    )
+    verify.add_argument("--config", type=Path, required=True)
+    verify.set_defaults(handler=_audit_verify)
+
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path", type=Path)
     check.set_defaults(handler=_check_config)
@@ -258,6 +266,20 @@ def _iso(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(type(value).__name__)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from app.bootstrap import verify_audit
+
+    settings = _valid_settings(args.config, "patientgraph audit verify: ")
+    if settings is None:
+        return EXIT_CONFIG
+    result = asyncio.run(verify_audit(settings))
+    report: dict[str, object] = {"events": result.events, "ok": result.ok}
+    if not result.ok:
+        report |= {"firstBad": result.first_bad, "problem": result.problem}
+    print(json.dumps(report))
+    return 0 if result.ok else 1
 
 
 def _load_key(path: Path) -> PrivateKey:

@@ -35,6 +35,7 @@ from app.domain.patients import SSN_SYSTEM
 ENV_PREFIX = "PATIENTGRAPH_"
 DEFAULT_HASH_KEY = "patientgraph-default-index-key"
 SOURCE_CACHE_KEY_LABEL = b"patientgraph source cache"  # derives [cache] hash_key when unset
+AUDIT_KEY_LABEL = b"patientgraph audit chain"  # derives [audit] hash_key when unset
 
 
 class ConfigError(Exception):
@@ -245,6 +246,14 @@ class IdentitySettings(_Section):
         if self.review_threshold > self.link_threshold:
             raise ValueError("identity.review_threshold must not exceed identity.link_threshold")
         return self
+
+
+class AuditSettings(_Section):
+    """The audit trail (`app.audit`)."""
+
+    # Key of the HMAC that chains the audit events: without it no one can append or rewrite
+    # events that verify. Unset: derived from identity.hash_key (`Settings.audit_hash_key`).
+    hash_key: str | None = Field(None, min_length=16)
 
 
 class OAuthClient(_Section):
@@ -472,6 +481,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
     identity: IdentitySettings = IdentitySettings()
+    audit: AuditSettings = AuditSettings()
     sources: tuple[SourceSettings, ...] = ()
 
     @field_validator("sources")
@@ -503,6 +513,14 @@ class Settings(_Section):
             return self.cache.hash_key
         key = self.identity.hash_key.encode()
         return hmac.new(key, SOURCE_CACHE_KEY_LABEL, hashlib.sha256).hexdigest()
+
+    @property
+    def audit_hash_key(self) -> str:
+        """`[audit] hash_key`, or HMAC-SHA256(identity.hash_key, AUDIT_KEY_LABEL) in hex."""
+        if self.audit.hash_key is not None:
+            return self.audit.hash_key
+        key = self.identity.hash_key.encode()
+        return hmac.new(key, AUDIT_KEY_LABEL, hashlib.sha256).hexdigest()
 
 
 def _require_http_url(value: str) -> str:

@@ -122,6 +122,20 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
         load_settings(broken)
 
 
+def test_the_audit_chain_has_its_own_hash_key() -> None:
+    identity = {"identity": {"hash_key": "index-key"}}
+    derived = settings_from_mapping({"auth": AUTH, **identity}, environ={})
+    expected = hmac.new(b"index-key", b"patientgraph audit chain", hashlib.sha256).hexdigest()
+    assert derived.audit_hash_key == expected
+    assert derived.audit_hash_key not in {"index-key", derived.cache_hash_key}
+    own = settings_from_mapping(
+        {"auth": AUTH, "audit": {"hash_key": "a-key-of-sixteen+"}, **identity}, environ={}
+    )
+    assert own.audit_hash_key == "a-key-of-sixteen+"
+    with pytest.raises(ConfigError, match=r"audit\.hash_key"):
+        settings_from_mapping({"auth": AUTH, "audit": {"hash_key": "short"}}, environ={})
+
+
 def test_the_source_cache_has_its_own_hash_key() -> None:
     def cache_digest(**sections: dict[str, object]) -> str:
         settings = settings_from_mapping({"auth": AUTH, **sections}, environ={})

@@ -1,0 +1,197 @@
+"""The audit trail's store on both backends: group commit, several writers, fail closed, and
+`verify` finding every kind of tampering done directly in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.audit.trail import AuditTrail, AuditUnavailable, chain_hash, metadata
+from app.store import create_engine
+from tests.unit.test_cli import run as run_cli
+
+POSTGRES_URL = os.environ.get(
+    "PATIENTGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+KEY = "audit-test-key-0123456789"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        return
+    engine = create_engine(POSTGRES_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        await engine.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
+    await engine.dispose()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+async def trail(store_url: str) -> AsyncIterator[AuditTrail]:
+    engine = create_engine(store_url)
+    made = AuditTrail(engine, KEY)
+    await made.create_tables()
+    yield made
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+    await engine.dispose()
+
+
+def event(n: int) -> tuple[str, dict[str, object]]:
+    return f"pg-{n:024x}", {"type": "disclosure", "n": n, "kinds": ["Observation"]}
+
+
+async def filled(trail: AuditTrail, count: int = 6) -> None:
+    for n in range(1, count + 1):
+        await trail.record([event(n)])
+
+
+async def test_concurrent_records_share_transactions_and_chain_in_order(
+    trail: AuditTrail,
+) -> None:
+    commits: list[object] = []
+    engine = trail._engine.sync_engine
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    sa.event.listen(engine, "commit", committed)
+    try:
+        await asyncio.gather(*(trail.record([event(n), event(n + 1000)]) for n in range(40)))
+    finally:
+        sa.event.remove(engine, "commit", committed)
+    rows = await trail.events()
+    assert [r.seq for r in rows] == list(range(1, 81))
+    assert len(commits) < 40  # grouped: later callers joined a transaction under way
+    assert (await trail.verify()).ok
+
+
+async def test_two_writers_on_one_store_keep_one_chain(trail: AuditTrail, store_url: str) -> None:
+    engine = create_engine(store_url)
+    try:
+        other = AuditTrail(engine, KEY)
+        for n in range(30):  # each round: one transaction from each writer, at once
+            await asyncio.gather(trail.record([event(n)]), other.record([event(n)]))
+    finally:
+        await engine.dispose()
+    result = await trail.verify()
+    assert (result.ok, result.events) == (True, 60)
+    if store_url.startswith("postgresql"):  # appends wait for the lock: no race to redo
+        assert trail.conflicts + other.conflicts == 0
+
+
+async def test_an_unwritable_store_fails_the_record(trail: AuditTrail) -> None:
+    await filled(trail, 1)
+    async with trail._engine.begin() as conn:
+        await conn.execute(sa.text("DROP TABLE audit_events"))
+    with pytest.raises(AuditUnavailable):
+        await trail.record([event(2)])
+
+
+async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
+    async with trail._engine.begin() as conn:
+        await conn.execute(sa.text(statement), values)
+
+
+@pytest.mark.parametrize(
+    ("statements", "first_bad", "problem"),
+    [
+        (["UPDATE audit_events SET body = replace(body, '3', '4') WHERE seq = 3"], 3, "content"),
+        (
+            ["UPDATE audit_events SET patient_id = NULL, at = '2020-01-01' WHERE seq = 2"],
+            2,
+            "content",
+        ),
+        (["DELETE FROM audit_events WHERE seq = 4"], 5, "sequence"),
+        (
+            [  # swap events 2 and 3
+                "UPDATE audit_events SET seq = -2 WHERE seq = 2",
+                "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_events SET seq = 3 WHERE seq = -2",
+            ],
+            2,
+            "follow",
+        ),
+        (  # an event inserted in the middle, its successors renumbered
+            [
+                "UPDATE audit_events SET seq = seq + 100 WHERE seq >= 4",
+                "UPDATE audit_events SET seq = seq - 99 WHERE seq >= 104",
+                "INSERT INTO audit_events (seq, at, patient_id, body, prev_hash, hash) "
+                "SELECT 4, at, patient_id, body, hash, hash FROM audit_events WHERE seq = 3",
+            ],
+            4,
+            "content",
+        ),
+    ],
+)
+async def test_verify_names_the_first_tampered_event(
+    trail: AuditTrail, statements: list[str], first_bad: int, problem: str
+) -> None:
+    await filled(trail)
+    assert (await trail.verify()).ok
+    for statement in statements:
+        await tamper(trail, statement)
+    result = await trail.verify()
+    assert result.first_bad == first_bad
+    assert result.problem is not None
+    assert problem in result.problem
+
+
+async def test_an_appended_event_needs_the_key_to_verify(trail: AuditTrail) -> None:
+    await filled(trail, 2)
+    (last,) = [r for r in await trail.events() if r.seq == 2]
+    body = '{"type":"disclosure"}'
+    forged = chain_hash(b"a guessed key", last.hash, 3, last.at, body)
+    await tamper(
+        trail,
+        "INSERT INTO audit_events (seq, at, patient_id, body, prev_hash, hash) "
+        "VALUES (3, :at, NULL, :body, :prev, :hash)",
+        at=last.at,
+        body=body,
+        prev=last.hash,
+        hash=forged,
+    )
+    result = await trail.verify()
+    assert (result.first_bad, result.events) == (3, 2)
+
+
+async def test_the_verify_command(tmp_path: Path) -> None:
+    config = tmp_path / "audit.toml"
+    database = tmp_path / "trail.db"
+    config.write_text(
+        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "jwks.json"\n'
+        f'[store]\nurl = "sqlite:///{database}"\n'
+        '[audit]\nhash_key = "' + KEY + '"\n'
+    )
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        trail = AuditTrail(engine, KEY)
+        await trail.create_tables()
+        await filled(trail, 3)
+        good = await asyncio.to_thread(run_cli, "audit", "verify", "--config", str(config))
+        await tamper(trail, "DELETE FROM audit_events WHERE seq = 2")
+        bad = await asyncio.to_thread(run_cli, "audit", "verify", "--config", str(config))
+    finally:
+        await engine.dispose()
+    assert (good.returncode, json.loads(good.stdout)) == (0, {"events": 3, "ok": True})
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout) == {
+        "events": 1,
+        "ok": False,
+        "firstBad": 3,
+        "problem": "sequence number 3 where 2 was expected",
+    }
