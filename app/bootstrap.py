@@ -79,7 +79,7 @@ async def open_runtime(
                 source.cache_seconds,
                 stale_if_error=source.stale_if_error_seconds,
             ),
-            on_lab_ingested=lab_ingested(index, purger.purge_responses),
+            on_lab_ingested=lab_ingested(index, purger.purge_responses, purger.purge_searches),
             shared_listeners=settings.server.workers > 1,
         )
         stack.push_async_callback(registry.aclose)
@@ -192,16 +192,21 @@ def cost_budget(graphql: GraphQLSettings) -> Budget:
     )
 
 
-def lab_ingested(index: PatientIndex, purge: Callable[[str], Awaitable[None]]) -> Ingested:
+def lab_ingested(
+    index: PatientIndex,
+    purge: Callable[[str], Awaitable[None]],
+    purge_searches: Callable[[], Awaitable[None]] | None = None,
+) -> Ingested:
     """What a lab source does with the patient of a newly stored message, before its ACK: link
-    them now (a search links them later otherwise), then purge their cached responses. Both
-    are best effort, as the results are stored and the ACK stays AA: a failure is logged, and
-    stale answers then last at most their cache lifetime."""
+    them now (a search links them later otherwise), then purge their cached responses, and
+    every cached patient search if they are someone new (an empty search for them would
+    otherwise stand). Both are best effort, as the results are stored and the ACK stays AA: a
+    failure is logged, and stale answers then last at most their cache lifetime."""
 
     async def ingested(patient: SourcePatient) -> None:
         source_id = patient.link.source_id
         try:
-            (patient_id,) = await index.link([patient])
+            (patient_id,), created = await index.link_new([patient])
         except (SQLAlchemyError, OSError) as exc:
             log.error(
                 "source %s: linking after ingest failed: %s", source_id, describe_exception(exc)
@@ -209,6 +214,8 @@ def lab_ingested(index: PatientIndex, purge: Callable[[str], Awaitable[None]]) -
             return
         try:
             await purge(patient_id)
+            if created and purge_searches is not None:
+                await purge_searches()
         except Exception as exc:
             log.error(
                 "source %s: announcing new results failed: %s", source_id, describe_exception(exc)

@@ -28,8 +28,9 @@ class PatientLink:
     method: str = strawberry.field(
         description="identifier (a shared identifier, demographics checked), score (demographic "
         "match), new (the first record of a person), manual (an administrator), split (moved to "
-        "a person of its own: it contradicted another record), recheck (re-checked after a "
-        "change), legacy (linked by the identifier-only index, re-checked since)."
+        "a person of its own: it contradicted another record), legacy (linked by the "
+        "identifier-only index, re-checked since). A link's evidence stays when the record's "
+        "demographics change without contradicting; an administrator's link stands."
     )
     score: float | None = strawberry.field(description="The match score, for method score.")
     contributions: list[MatchContribution] = strawberry.field(

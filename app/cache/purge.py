@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.cache.backend import CacheBackend
-from app.cache.response import patient_tag
+from app.cache.response import SEARCH_TAG, patient_tag
 from app.cache.sources import SourceCache
 from app.domain.common import SourceLink
 
@@ -41,6 +41,12 @@ class CachePurger:
         MLLP): their cached responses are stale. Raises CacheUnavailable."""
         if self.responses is not None:
             await self.responses.purge_tag(patient_tag(patient_id))
+
+    async def purge_searches(self) -> None:
+        """Someone new is in the index: any cached patient search may now be incomplete.
+        Raises CacheUnavailable."""
+        if self.responses is not None:
+            await self.responses.purge_tag(SEARCH_TAG)
 
     async def aclose(self) -> None:
         for backend in (self.responses, self.sources.backend if self.sources else None):

@@ -8,7 +8,8 @@ context. The cache itself knows nothing of principals or policies.
 
 Only successful queries are stored: never break-the-glass requests, responses with errors or
 mutations (the endpoint decides; see `app.web.graphql`). Entries are tagged with the patients
-they disclose, so one patient's entries can be purged.
+they disclose, so one patient's entries can be purged, and patient searches also with
+SEARCH_TAG, so all of them can be when someone new appears.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ from app.sources.singleflight import SingleFlight
 DOCUMENT_CACHE_SIZE = 512
 CONNECTION = "Connection"  # suffix of paged collection types (ObservationConnection)
 MAX_CACHED_DOCUMENT = 20_000  # characters; longer documents are analysed but not memoized
+
+
+# Every cached patient search: a new person (a lab patient first seen) may belong in any.
+SEARCH_TAG = "patients:search"
+SEARCH_TYPE = "PatientConnection"  # the type `patients(...)` answers with
 
 
 def patient_tag(patient_id: str) -> str:
@@ -134,8 +140,13 @@ class ResponseCache:
         """The stored body, or None (also when the backend is down: the query then runs)."""
         return await self._guarded.get(key)
 
-    async def put(self, key: str, body: bytes, ttl: float, patients: Iterable[str]) -> None:
-        await self._guarded.set(key, body, ttl, [patient_tag(p) for p in patients])
+    async def put(
+        self, key: str, body: bytes, ttl: float, patients: Iterable[str], document: Document
+    ) -> None:
+        tags = [patient_tag(p) for p in patients]
+        if SEARCH_TYPE in document.types:
+            tags.append(SEARCH_TAG)
+        await self._guarded.set(key, body, ttl, tags)
 
 
 def _digest(material: Any) -> str:

@@ -14,7 +14,7 @@ class LinkExplanation:
 
     source_id: str
     local_id: str
-    method: str  # identifier | score | new | manual | split | recheck | legacy
+    method: str  # identifier | score | new | manual | split | legacy
     score: float | None
     contributions: Mapping[str, float]
     identifier_system: str | None

@@ -76,15 +76,28 @@ class _Seen:
         return self.demographics.to_json()
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """A record already in the index: its person, and (None before the matcher) what the
+    matcher stored about it."""
+
+    patient_id: str
+    stored: str | None
+    method: str | None
+
+
 @dataclass
 class _Writes:
     links: list[dict[str, object]] = field(default_factory=list)
     moved: dict[Ref, str] = field(default_factory=dict)  # existing links given a new person
     records: list[dict[str, object]] = field(default_factory=list)
     replaced: list[Ref] = field(default_factory=list)  # records whose rows are rewritten
+    demographics: dict[Ref, str] = field(default_factory=dict)  # new demographics, same link
+    reblocked: list[Ref] = field(default_factory=list)  # records filed under new blocks
     blocks: list[dict[str, object]] = field(default_factory=list)
     identifiers: list[dict[str, object]] = field(default_factory=list)
     reviews: list[dict[str, object]] = field(default_factory=list)
+    created: set[str] = field(default_factory=set)  # persons new to the index
 
 
 class PatientIndex:
@@ -160,38 +173,45 @@ class PatientIndex:
             self._linked.pop(ref, None)
 
     async def link(self, patients: Sequence[SourcePatient]) -> list[str]:
-        """The PatientGraph id of each source patient (same order), matching new records.
+        """The PatientGraph id of each source patient (same order), matching new records."""
+        ids, _ = await self.link_new(patients)
+        return ids
+
+    async def link_new(self, patients: Sequence[SourcePatient]) -> tuple[list[str], frozenset[str]]:
+        """As `link`, and the ids of the persons this call created (someone new appeared).
 
         Another process may insert the same link first; the unique keys then reject our insert
         and a retry reads what it wrote, so every worker agrees on one id."""
         if not patients:
-            return []
+            return [], frozenset()
         refs = [(p.link.source_id, p.link.local_id) for p in patients]
         prints = [self._fingerprint(p) for p in patients]
         remembered = [self._linked.get(ref) for ref in refs]
         if all(r is not None and r[0] == f for r, f in zip(remembered, prints, strict=True)):
-            return [r[1] for r in remembered if r is not None]
+            return [r[1] for r in remembered if r is not None], frozenset()
         async with self._lock:
             for _ in range(LINK_ATTEMPTS - 1):
                 try:
-                    ids = await self._link_once(patients)
+                    ids, created = await self._link_once(patients)
                     break
                 except sa.exc.IntegrityError:
                     continue
             else:
-                ids = await self._link_once(patients)
+                ids, created = await self._link_once(patients)
         for ref, fingerprint, pid in zip(refs, prints, ids, strict=True):
             self._linked[ref] = (fingerprint, pid)
-        return ids
+        return ids, created
 
-    async def _link_once(self, patients: Sequence[SourcePatient]) -> list[str]:
+    async def _link_once(
+        self, patients: Sequence[SourcePatient]
+    ) -> tuple[list[str], frozenset[str]]:
         seen = [self._prepare(p) for p in patients]
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
             known = await self._known(conn, [s.ref for s in seen])
-            to_decide = [s for s in seen if s.ref not in known or known[s.ref][1] != s.stored]
+            to_decide = [s for s in seen if s.ref not in known or known[s.ref].stored != s.stored]
             pool = await self._pool(
-                conn, to_decide, {known[s.ref][0] for s in to_decide if s.ref in known}
+                conn, to_decide, {known[s.ref].patient_id for s in to_decide if s.ref in known}
             )
             writes = _Writes()
             ids: list[str] = []
@@ -200,10 +220,11 @@ class PatientIndex:
                 if item.ref in decided:  # the same record twice in one batch
                     ids.append(decided[item.ref])
                 elif item.ref in known:
-                    pid, stored = known[item.ref]
-                    if stored != item.stored:
-                        pid = self._recheck(item, pid, stored is None, pool, writes, now)
-                        known[item.ref] = (pid, item.stored)
+                    was = known[item.ref]
+                    pid = was.patient_id
+                    if was.stored != item.stored:
+                        pid = self._recheck(item, was, pool, writes, now)
+                        known[item.ref] = _Known(pid, item.stored, was.method)
                     ids.append(pid)
                 else:
                     decision = decide(
@@ -215,16 +236,19 @@ class PatientIndex:
                         self.thresholds,
                     )
                     pid = self._record_decision(item, decision, pool, writes, now)
-                    known[item.ref] = (pid, item.stored)
+                    known[item.ref] = _Known(pid, item.stored, decision.method)
                     ids.append(pid)
                 decided[item.ref] = ids[-1]
             await _flush(conn, writes)
-        return ids
+        return ids, frozenset(writes.created)
 
     def _record_decision(
         self, item: _Seen, decision: Decision, pool: Pool, writes: _Writes, now: datetime
     ) -> str:
-        pid = decision.patient_id or new_patient_id()
+        pid = decision.patient_id
+        if pid is None:
+            pid = new_patient_id()
+            writes.created.add(pid)
         source_id, local_id = item.ref
         writes.links.append({"source_id": source_id, "local_id": local_id, "patient_id": pid})
         detail: dict[str, object] = {}
@@ -240,23 +264,29 @@ class PatientIndex:
         writes.reviews.extend(_review_row(item.ref, f, now) for f in decision.findings)
         return pid
 
-    def _recheck(
-        self, item: _Seen, pid: str, legacy: bool, pool: Pool, writes: _Writes, now: datetime
-    ) -> str:
+    def _recheck(self, item: _Seen, was: _Known, pool: Pool, writes: _Writes, now: datetime) -> str:
         """A known record seen with new demographics (or none stored yet: a link made before
-        the matcher): kept with its person unless it now contradicts one of their other
-        records; then moved to a person of its own, and listed as a conflict."""
+        the matcher): kept with its person, its link's evidence unchanged, unless it now
+        contradicts one of their other records; then moved to a person of its own and listed
+        as a conflict. An administrator's link stands whatever the demographics say."""
+        pid = was.patient_id
         others = [r for r in pool.records.get(pid, []) if r[0] != item.ref]
-        contradicting: Comparison | None = contradiction(item.demographics, others)
-        writes.replaced.append(item.ref)
+        contradicting: Comparison | None = None
+        if was.method != "manual":
+            contradicting = contradiction(item.demographics, others)
         if contradicting is None:
-            method, version = ("legacy", 1) if legacy else ("recheck", RULE_VERSION)
-            writes.records.append(_record_row(item, method, None, {}, version, now))
+            if was.stored is None:  # first sight since the identifier-only index linked it
+                writes.records.append(_record_row(item, "legacy", None, {}, 1, now))
+            else:
+                writes.demographics[item.ref] = item.stored
             self._file(item, pid, pool, writes, replace=True)
             self._claim_identifiers(item, pid, pool, writes)
             return pid
         moved_to = new_patient_id()
+        writes.created.add(moved_to)
         writes.moved[item.ref] = moved_to
+        writes.replaced.append(item.ref)
+        legacy = was.stored is None
         reason = "upgrade_recheck" if legacy else "demographics_changed"
         detail = {"keptApartFrom": pid, "field": contradicting.contradiction}
         writes.records.append(_record_row(item, "split", None, detail, RULE_VERSION, now))
@@ -274,6 +304,8 @@ class PatientIndex:
             for records in pool.records.values():
                 records[:] = [r for r in records if r[0] != item.ref]
         pool.add(pid, item.ref, item.demographics, item.blocks)
+        if replace:
+            writes.reblocked.append(item.ref)
         source_id, local_id = item.ref
         writes.blocks.extend(
             {"key_hash": b, "source_id": source_id, "local_id": local_id} for b in item.blocks
@@ -287,13 +319,13 @@ class PatientIndex:
                     {"system": key[0], "value_hash": key[1], "patient_id": pid}
                 )
 
-    async def _known(
-        self, conn: AsyncConnection, refs: list[Ref]
-    ) -> dict[Ref, tuple[str, str | None]]:
-        """Each already linked record's person and stored demographics (None: not yet)."""
+    async def _known(self, conn: AsyncConnection, refs: list[Ref]) -> dict[Ref, _Known]:
+        """Each already linked record's person, stored demographics and link method."""
         query = stored_demographics().where(_match_ref(patient_links, refs))
         rows = (await conn.execute(query)).all()
-        return {(r.source_id, r.local_id): (r.patient_id, r.demographics) for r in rows}
+        return {
+            (r.source_id, r.local_id): _Known(r.patient_id, r.demographics, r.method) for r in rows
+        }
 
     async def _pool(self, conn: AsyncConnection, items: list[_Seen], people: set[str]) -> Pool:
         """The candidates `items` may be: people sharing an identifier or a blocking key with
@@ -395,8 +427,19 @@ def _match_ref(table: sa.Table, refs: Iterable[Ref]) -> sa.ColumnElement[bool]:
 
 async def _flush(conn: AsyncConnection, writes: _Writes) -> None:
     if writes.replaced:
-        for table in (patient_records, patient_blocks):
-            await conn.execute(table.delete().where(_match_ref(table, writes.replaced)))
+        await conn.execute(
+            patient_records.delete().where(_match_ref(patient_records, writes.replaced))
+        )
+    if writes.reblocked:
+        await conn.execute(
+            patient_blocks.delete().where(_match_ref(patient_blocks, writes.reblocked))
+        )
+    for (source_id, local_id), stored in writes.demographics.items():
+        await conn.execute(
+            patient_records.update()
+            .where(patient_records.c.source_id == source_id, patient_records.c.local_id == local_id)
+            .values(demographics=stored)
+        )
     for (source_id, local_id), pid in writes.moved.items():
         await conn.execute(
             patient_links.update()

@@ -36,7 +36,8 @@ patient_records = sa.Table(
     sa.Column("source_id", sa.String(64), primary_key=True),
     sa.Column("local_id", sa.String(128), primary_key=True),
     sa.Column("demographics", sa.Text, nullable=False),  # app.identity.demographics, as JSON
-    # identifier | score | new | manual | split (kept apart after a change contradicted)
+    # identifier | score | new | manual | split (kept apart after a change contradicted) |
+    # legacy (made by the identifier-only index, checked since)
     sa.Column("method", sa.String(16), nullable=False),
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("detail", sa.Text, nullable=False),  # JSON: contributions, identifier system
@@ -89,11 +90,13 @@ def links_with_records() -> sa.Join:
     return patient_links.outerjoin(patient_records, same_record(patient_records, patient_links))
 
 
-def stored_demographics() -> sa.Select[tuple[str, str, str, str | None]]:
-    """(source id, local id, patient id, stored demographics or None) of linked records."""
+def stored_demographics() -> sa.Select[tuple[str, str, str, str | None, str | None]]:
+    """(source id, local id, patient id, stored demographics, link method; both None for a
+    link made before the matcher) of linked records."""
     return sa.select(
         patient_links.c.source_id,
         patient_links.c.local_id,
         patient_links.c.patient_id,
         patient_records.c.demographics,
+        patient_records.c.method,
     ).select_from(links_with_records())

@@ -180,7 +180,7 @@ async def _graphql(request: Request, *, get: bool) -> Response:
         outcome = await _execute(runtime, call)
         ttl = cache.ttl_for(document)  # 0 for a type configured never to be cached
         if outcome.stored.cacheable and ttl > 0:
-            await cache.put(key, outcome.stored.body, ttl, outcome.disclosed)
+            await cache.put(key, outcome.stored.body, ttl, outcome.disclosed, document)
         return outcome.stored
 
     # Shared by identical concurrent misses: cancelled only when every one of them has left.

@@ -368,3 +368,21 @@ async def test_a_block_too_common_to_tell_anyone_apart_is_not_read(
     (newcomer,) = await index.link([record("citylab", "l1", **again)])
     assert newcomer not in {maria, kept_apart}
     assert len(await open_reviews(index)) == 1
+
+
+async def test_a_link_keeps_its_evidence_and_an_administrators_link_stands(
+    index: PatientIndex,
+) -> None:
+    review = IdentityReview(index)
+    a, b = await index.link([record("hospital", "h1"), record("clinic", "c1", ssn=None)])
+    assert a == b
+    # A new phone contradicts nothing: the link and how it was made stay.
+    await index.link([record("clinic", "c1", ssn=None, phone="555-999-0000")])
+    (scored,) = [e for e in (await review.explain([a]))[a] if e.local_id == "c1"]
+    assert (scored.method, scored.score is not None) == ("score", True)
+    # An administrator joins a record the matcher kept apart (a sex recorded wrongly).
+    (lab,) = await index.link([record("citylab", "L1", sex="male")])
+    assert lab != a
+    await review.link(("citylab", "L1"), a, "admin-1", "sex entered wrongly at the lab")
+    (kept,) = await index.link([record("citylab", "L1", sex="male", phone="555-999-0000")])
+    assert kept == a

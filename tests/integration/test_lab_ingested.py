@@ -109,7 +109,7 @@ async def test_a_raising_callback_fails_the_message_and_a_store_failure_is_ae(
 
 
 class FailingIndex(PatientIndex):
-    async def link(self, patients: Sequence[SourcePatient]) -> list[str]:
+    async def link_new(self, patients: Sequence[SourcePatient]) -> tuple[list[str], frozenset[str]]:
         raise OperationalError("INSERT", {}, OSError("disk full"))
 
 

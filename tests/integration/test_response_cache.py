@@ -330,3 +330,30 @@ async def test_a_type_with_ttl_zero_is_never_cached(
             for query in (ONE, ONE, names, names)
         ]
     assert states == ["miss", "miss", "miss", "hit"]
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_someone_new_from_the_lab_is_found_by_a_search_cached_before(
+    api_factory: ApiFactory, backend: str
+) -> None:
+    """A search for a person no system knows yet is cached empty; their first lab result
+    makes them someone new, and every cached search is dropped so the next one finds them.
+    A cached answer that is no search stays."""
+    search = "query($i: String) { patients(identifier: $i) { nodes { id } } }"
+    ssn = "999-88-0123"
+    async with (
+        api_factory([lab_source()], cache=cache_settings(backend)) as api,
+        MllpClient("127.0.0.1", api.lab_port()) as client,
+    ):
+        empty = await api.query(search, {"i": ssn})
+        assert (await api.query(search, {"i": ssn})).headers["x-cache"] == "hit"
+        me = await api.query("{ me { id } }")
+        assert (await api.query("{ me { id } }")).headers["x-cache"] == "hit"
+        assert msa(await client.send(oru("MSG-NEW", ssn=ssn)))[1] == "AA"
+        found = await api.query(search, {"i": ssn})
+        me_again = await api.query("{ me { id } }")
+    assert empty.json()["data"]["patients"]["nodes"] == []
+    assert found.headers["x-cache"] == "miss"
+    assert len(found.json()["data"]["patients"]["nodes"]) == 1
+    assert me_again.headers["x-cache"] == "hit"
+    assert me_again.content == me.content
