@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,30 +13,15 @@ import sqlalchemy as sa
 
 from app.audit.trail import AuditTrail, AuditUnavailable, chain_hash, metadata
 from app.store import create_engine
+from tests.integration.conftest import store_url_for
 from tests.unit.test_cli import run as run_cli
 
-POSTGRES_URL = os.environ.get(
-    "PATIENTGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 KEY = "audit-test-key-0123456789"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
-        return
-    engine = create_engine(POSTGRES_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all)
-    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        await engine.dispose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL not reachable in CI: {exc.__class__.__name__}")
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 not reachable")
-    await engine.dispose()
-    yield POSTGRES_URL
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return await store_url_for(request.param, tmp_path, metadata)
 
 
 @pytest.fixture
