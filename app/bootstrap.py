@@ -18,7 +18,8 @@ import strawberry
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.audit.trail import AuditTrail, Verification
+from app.audit.events import cli_events
+from app.audit.trail import AuditTrail
 from app.auth.break_glass import BreakGlassLog
 from app.auth.decisions import Decisions
 from app.auth.fingerprint import Fingerprints
@@ -94,6 +95,11 @@ async def open_runtime(
         schema = build_schema(
             introspection=settings.server.introspection, policy=policy, page_limits=limits
         )
+        trail = AuditTrail(engine, settings.audit_hash_key) if settings.audit.enabled else None
+        if trail is not None:
+            await trail.create_tables()
+        else:
+            log.warning("audit.enabled is false: disclosures are not recorded")
         services = Services(
             patient_sources=registry.patient_sources,
             record_sources=registry.record_sources,
@@ -101,6 +107,7 @@ async def open_runtime(
             index=index,
             page_limits=limits,
             caches=purger,
+            audit=trail,
         )
         limiter = rate_limits(settings.rate_limit, settings.cache)
         stack.push_async_callback(limiter.aclose)
@@ -124,6 +131,7 @@ async def open_runtime(
             trusted_documents(
                 settings.graphql.trusted_documents, settings.graphql.trusted_documents_file
             ),
+            trail,
         )
 
 
@@ -136,28 +144,36 @@ async def open_purger(settings: Settings) -> AsyncIterator[CachePurger]:
 
 
 @contextlib.asynccontextmanager
-async def open_identity(settings: Settings) -> AsyncIterator[tuple[IdentityReview, CachePurger]]:
-    """The patient index's review operations and the shared caches, as `patientgraph
-    identity` reaches them from outside the server."""
+async def open_identity(
+    settings: Settings,
+) -> AsyncIterator[tuple[IdentityReview, CachePurger, AuditTrail]]:
+    """The patient index's review operations, the shared caches and the audit trail, as
+    `patientgraph identity` reaches them from outside the server."""
     async with contextlib.AsyncExitStack() as stack:
         engine = _engine(stack, settings)
         index = patient_index(settings, engine)
         await index.create_tables()
-        yield IdentityReview(index), _purger(stack, settings, index)
+        trail = AuditTrail(engine, settings.audit_hash_key)
+        await trail.create_tables()
+        yield IdentityReview(index), _purger(stack, settings, index), trail
 
 
-async def verify_audit(settings: Settings) -> Verification:
-    """`patientgraph audit verify`: the whole chain of the configured store."""
+@contextlib.asynccontextmanager
+async def open_audit(settings: Settings) -> AsyncIterator[AuditTrail]:
+    """The configured store's audit trail, as `patientgraph audit` reaches it."""
     async with contextlib.AsyncExitStack() as stack:
         trail = AuditTrail(_engine(stack, settings), settings.audit_hash_key)
         await trail.create_tables()
-        return await trail.verify()
+        yield trail
 
 
-async def purge_patient(settings: Settings, patient_id: str) -> PurgeCounts:
-    """`patientgraph cache purge`: the shared (Redis) caches, from outside the server."""
-    async with open_purger(settings) as purger:
-        return await purger.purge_patient(patient_id)
+async def purge_patient(settings: Settings, patient_id: str, actor: str) -> PurgeCounts:
+    """`patientgraph cache purge`: the shared (Redis) caches, from outside the server; the
+    purge is on the audit trail before this returns."""
+    async with open_identity(settings) as (_, purger, trail):
+        counts = await purger.purge_patient(patient_id)
+        await trail.record(cli_events(actor, "cache purge", (patient_id,)))
+        return counts
 
 
 def patient_index(settings: Settings, engine: AsyncEngine) -> PatientIndex:

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     purge = cache_sub.add_parser("purge", help="remove everything cached about one patient")
     purge.add_argument("--config", type=Path, required=True)
     purge.add_argument("--patient", required=True, help="a PatientGraph patient id")
+    purge.add_argument(
+        "--actor", default=os.environ.get("USER", "operator"), help="who runs it, for the audit"
+    )
     purge.set_defaults(handler=_cache_purge)
 
     identity = sub.add_parser("identity", help="review and repair patient links (admin)")
@@ -113,12 +116,26 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     audit = sub.add_parser("audit", help="the audit trail")
-    audit_sub = audit.add_subparsers(required=True, metavar="ACTION")
+    audit_sub = audit.add_subparsers(required=True, metavar="ACTION", dest="audit_action")
     verify = audit_sub.add_parser(
         "verify", help="check the audit trail's hash chain; exit 1 naming the first bad event"
     )
-    verify.add_argument("--config", type=Path, required=True)
-    verify.set_defaults(handler=_audit_verify)
+    export = audit_sub.add_parser(
+        "export", help="write audit events as FHIR AuditEvent NDJSON (IHE BALP) to stdout"
+    )
+    prune = audit_sub.add_parser(
+        "prune", help="remove events older than [audit] retention_days (or --before)"
+    )
+    report = audit_sub.add_parser(
+        "usage", help="per client app: unique patients disclosed, and how many more than once"
+    )
+    for command in (verify, export, prune, report):
+        command.add_argument("--config", type=Path, required=True)
+        command.set_defaults(handler=_audit)
+    for command in (export, report):
+        command.add_argument("--since", type=_moment, help="ISO 8601 (default: the first event)")
+    report.add_argument("--until", type=_moment, help="ISO 8601, exclusive (default: now)")
+    prune.add_argument("--before", type=_moment, help="ISO 8601 (default: the retention period)")
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path", type=Path)
@@ -198,7 +215,7 @@ def _cache_purge(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     try:
-        counts = asyncio.run(purge_patient(settings, args.patient))
+        counts = asyncio.run(purge_patient(settings, args.patient, args.actor))
     except CacheUnavailable as exc:
         print(f"patientgraph cache purge: {exc}; nothing may be assumed purged", file=sys.stderr)
         return 1
@@ -207,6 +224,7 @@ def _cache_purge(args: argparse.Namespace) -> int:
 
 
 def _identity(args: argparse.Namespace) -> int:
+    from app.audit.events import cli_events
     from app.bootstrap import open_identity
     from app.cache.backend import CacheUnavailable
     from app.identity.review import IdentityError
@@ -225,7 +243,7 @@ def _identity(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def run() -> list[Any]:
-        async with open_identity(settings) as (review, purger):
+        async with open_identity(settings) as (review, purger, trail):
             if args.action == "reviews":
                 status = None if args.status == "all" else args.status
                 return await review.reviews(status, args.kind, args.first, args.after)
@@ -235,13 +253,16 @@ def _identity(args: argparse.Namespace) -> int:
                 return (await review.explain([args.patient])).get(args.patient, [])
             if args.action == "dismiss":
                 await review.dismiss(args.review, args.actor, args.reason)
+                await trail.record(cli_events(args.actor, "identity dismiss", ()))
                 return [{"dismissed": args.review}]
             ref = (args.source, args.local)
             if args.action == "link":
                 move = await review.link(ref, args.patient, args.actor, args.reason)
             else:
                 move = await review.unlink(ref, args.actor, args.reason)
-            for patient_id in (move.from_patient_id, move.to_patient_id):
+            moved = (move.from_patient_id, move.to_patient_id)
+            await trail.record(cli_events(args.actor, f"identity {args.action}", moved))
+            for patient_id in moved:
                 await purger.purge_patient(patient_id)
             return [move]
 
@@ -268,18 +289,53 @@ def _iso(value: object) -> str:
     raise TypeError(type(value).__name__)
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    from app.bootstrap import verify_audit
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
-    settings = _valid_settings(args.config, "patientgraph audit verify: ")
+
+def _audit(args: argparse.Namespace) -> int:
+    from app.audit.fhir import audit_event
+    from app.audit.usage import usage_report
+    from app.bootstrap import open_audit
+
+    action = args.audit_action
+    prefix = f"patientgraph audit {action}: "
+    settings = _valid_settings(args.config, prefix)
     if settings is None:
         return EXIT_CONFIG
-    result = asyncio.run(verify_audit(settings))
-    report: dict[str, object] = {"events": result.events, "ok": result.ok}
-    if not result.ok:
-        report |= {"firstBad": result.first_bad, "problem": result.problem}
-    print(json.dumps(report))
-    return 0 if result.ok else 1
+    before: datetime | None = getattr(args, "before", None)
+    if action == "prune" and before is None:
+        if settings.audit.retention_days is None:
+            print(prefix + "set [audit] retention_days or give --before", file=sys.stderr)
+            return EXIT_CONFIG
+        before = datetime.now(UTC) - timedelta(days=settings.audit.retention_days)
+
+    async def run() -> int:
+        async with open_audit(settings) as trail:
+            if action == "export":
+                async for record in trail.since(args.since):
+                    sys.stdout.write(json.dumps(audit_event(record), sort_keys=True) + "\n")
+                return 0
+            if action == "prune" and before is not None:
+                removed = await trail.prune(before)
+                print(json.dumps({"removed": removed, "before": before.isoformat()}))
+                return 0
+            if action == "usage":
+                rows = await usage_report(trail.since(args.since), args.until)
+                print(json.dumps([asdict(row) for row in rows]))
+                return 0
+            result = await trail.verify()
+            report: dict[str, object] = {"events": result.events, "ok": result.ok}
+            if not result.ok:
+                report |= {"firstBad": result.first_bad, "problem": result.problem}
+            print(json.dumps(report))
+            return 0 if result.ok else 1
+
+    return asyncio.run(run())
 
 
 def _load_key(path: Path) -> PrivateKey:

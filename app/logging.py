@@ -1,10 +1,13 @@
-"""Operator logging: one line per event, no PHI (ids of sources and requests only)."""
+"""Operator logging: one JSON line per event, no PHI (ids of sources and requests only)."""
 
 from __future__ import annotations
 
 import logging
 import traceback
 from contextvars import ContextVar
+from datetime import UTC, datetime
+
+import orjson
 
 # The request being served (`app.web.middleware.RequestIdMiddleware`), for every log line.
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
@@ -32,13 +35,27 @@ class ExceptionClassOnly(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers: time, level, logger, request id, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)  # structured fields (the access log's)
+        if isinstance(extra, dict):
+            line.update(extra)
+        return orjson.dumps(line).decode()
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
-        force=True,
-    )
+    logging.basicConfig(level=level, force=True)
     for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())
         handler.addFilter(RequestIdFilter())
         handler.addFilter(ExceptionClassOnly())
     # httpx logs every request URL at INFO; search URLs can carry identifiers (PHI).

@@ -74,7 +74,7 @@ def create_app(
         routes.append(Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"))
     server = settings.server
     middleware = [
-        Middleware(RequestIdMiddleware),
+        Middleware(RequestIdMiddleware, logged_paths=_paths(routes)),
         Middleware(SecurityHeadersMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes),
     ]
@@ -90,3 +90,9 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={Exception: internal_error, ClientGone: client_gone},
     )
+
+
+def _paths(routes: list[BaseRoute]) -> frozenset[str]:
+    """The paths the access log may print; any other (a mistyped URL, a probe, perhaps a
+    name) is logged as "(other)"."""
+    return frozenset(r.path for r in routes if isinstance(r, Route))

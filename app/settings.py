@@ -254,6 +254,11 @@ class AuditSettings(_Section):
     # Key of the HMAC that chains the audit events: without it no one can append or rewrite
     # events that verify. Unset: derived from identity.hash_key (`Settings.audit_hash_key`).
     hash_key: str | None = Field(None, min_length=16)
+    # Record every disclosure (fail closed: a request whose events cannot be committed is
+    # answered INTERNAL). Off only to measure what auditing costs: never with real patients.
+    enabled: bool = True
+    # `patientgraph audit prune` removes events older than this (None: keep them all).
+    retention_days: int | None = Field(None, ge=1)
 
 
 class OAuthClient(_Section):

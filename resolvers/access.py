@@ -17,9 +17,9 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Generic, TypeVar
 
+from app.domain.audit import Decision, Rule
 from app.domain.care_teams import CareTeam
 from app.domain.common import Address, Identifier, SourceLink
 from app.domain.encounters import Encounter
@@ -34,31 +34,11 @@ Rec = TypeVar("Rec", bound=Record)
 Path = tuple[str | int, ...] | None
 PATIENT = "Patient"
 ADMIN = "admin"
+AUDITOR = "auditor"
+PATIENT_ROLE = "patient"
 OUTSIDE = "This patient is outside the caller's access"  # the same whether or not it exists
 # The record kinds whose `participant_identifiers` put a practitioner on a patient's care team.
 MEMBERSHIP_KINDS: tuple[RecordKind[Any], ...] = (ENCOUNTERS, CARE_TEAMS)
-
-
-class Rule(Enum):
-    """Which rule of the policy a decision applied."""
-
-    ROLE = "role"  # operations only some roles may run (administration)
-    OPERATION_SCOPE = "operation scope"  # the token's scope for an administrative operation
-    RECORD_TYPE = "record type"  # roles and scopes: which resource types are read
-    CONFINEMENT = "confinement"  # patient context: one patient only
-    CARE_TEAM = "care team"  # the caller's practitioner on the patient's care team
-    SCOPE = "granular scope"  # SMART v2 category/code constraints, per record
-    SENSITIVITY = "sensitivity"  # security labels and sensitive codes, per record
-    FIELD = "field rule"  # `deny_fields`
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    rule: Rule
-    target: str  # what was decided on: a resource type, `Type.field`, or "Patient"
-    allowed: bool
-    patient: str | None = None  # PatientGraph id, when the decision is about one patient
-    count: int = 1  # records concerned (per-record rules: how many were held back)
 
 
 def decide(ctx: Context, decision: Decision, path: Path = None, message: str | None = None) -> bool:
@@ -81,6 +61,19 @@ def require_admin(ctx: Context, operation: str, scope: str, refusal: str) -> Non
         raise Forbidden(refusal)
     if not decide(ctx, Decision(Rule.OPERATION_SCOPE, operation, scope in ctx.access.operations)):
         raise Forbidden(refusal)
+
+
+def is_auditor(ctx: Context, operation: str) -> bool:
+    """Reading the audit trail (`auditEvents`, the access-pattern page) needs the auditor
+    role."""
+    return decide(ctx, Decision(Rule.ROLE, operation, AUDITOR in ctx.principal.roles))
+
+
+def may_read_access_log(ctx: Context, patient_id: str, path: Path) -> bool:
+    """A patient's access log is for the patient (a patient-context token for them): no one
+    else, so no patient ever reads another patient's log (auditors read `auditEvents`)."""
+    own = PATIENT_ROLE in ctx.principal.roles and ctx.access.confined_to == patient_id
+    return decide(ctx, Decision(Rule.ROLE, "Patient.accessLog", own, patient_id), path)
 
 
 # ---- patients --------------------------------------------------------------------------------

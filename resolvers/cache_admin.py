@@ -26,6 +26,7 @@ async def purge_patient_cache(ctx: Context, patient_id: str) -> PurgeCounts:
     )
     if not is_patient_id(patient_id):
         raise UserInputError("'patientId' is not a PatientGraph patient id")
+    ctx.disclosures.changed.add(patient_id)
     if ctx.services.caches is None:
         return PurgeCounts(0, 0)
     try:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from app.audit.trail import AuditTrail
 from app.auth.policy import Access
 from app.auth.principal import Principal
 from app.cache.purge import CachePurger
+from app.domain.audit import Decision, Disclosures
 from app.identity.index import PatientIndex
 from app.sources.base import PatientSource, PersonRecordSource, RecordSource
 from app.sources.errors import SourceError
 from resolvers.loaders import RequestLoaders
 from resolvers.pagination import PageLimits
-
-if TYPE_CHECKING:
-    from resolvers.access import Decision
 
 
 @dataclass(frozen=True)
@@ -29,6 +27,7 @@ class Services:
     index: PatientIndex
     page_limits: PageLimits
     caches: CachePurger | None = None
+    audit: AuditTrail | None = None  # None when auditing is off
 
     _record_by_id: Mapping[str, RecordSource] = field(init=False, repr=False)
     _patient_by_id: Mapping[str, PatientSource] = field(init=False, repr=False)
@@ -76,7 +75,8 @@ class Context:
     access: Access
     problems: SourceProblems = field(default_factory=SourceProblems)
     denials: Denials = field(default_factory=Denials)
-    # PatientGraph ids of the patients whose data this response discloses (cache tags).
-    disclosed: set[str] = field(default_factory=set)
+    # The patients whose data this response discloses, with what of theirs (the audit trail's
+    # events, the response cache's tags).
+    disclosures: Disclosures = field(default_factory=Disclosures)
     # Every access decision made for this request, in order (`resolvers.access.decide`).
     decisions: list[Decision] = field(default_factory=list)

@@ -98,6 +98,7 @@ def _actor(ctx: Context) -> str:
 
 
 async def _purge(ctx: Context, move: Move) -> None:
+    ctx.disclosures.changed.update((move.from_patient_id, move.to_patient_id))
     caches = ctx.services.caches
     if caches is None:
         return

@@ -13,9 +13,11 @@ from resolvers.context import Context
 from resolvers.errors import UserInputError
 from resolvers.fan_out import gather_sources
 from resolvers.merge import merge_patient
+from resolvers.pagination import Page, paginate
 
 Path = tuple[str | int, ...] | None
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DEMOGRAPHICS = "demographics"  # the Patient itself, as the audit trail names it
 
 
 async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Patient | None:
@@ -28,8 +30,9 @@ async def patient_by_id(ctx: Context, patient_id: str, path: Path = None) -> Pat
     links, records = await _still_linked(ctx, patient_id, links, records)
     if not records and not failed:
         return None  # every linked upstream record is gone
-    ctx.disclosed.add(patient_id)
-    return merge_patient(patient_id, links, records, _source_order(ctx))
+    patient = merge_patient(patient_id, links, records, _source_order(ctx))
+    _disclose(ctx, patient)
+    return patient
 
 
 async def my_patient(ctx: Context, path: Path = None) -> Patient | None:
@@ -67,8 +70,23 @@ async def search_patients(
     extra, _ = await _source_patients(ctx, missing, path)
     records.update(extra)
     source_order = _source_order(ctx)
-    ctx.disclosed.update(pid for pid, _ in admitted)
+    ctx.disclosures.related.update(pid for pid, _ in admitted)
     return [merge_patient(pid, group, records, source_order) for pid, group in admitted]
+
+
+def page_of_patients(
+    ctx: Context, found: Sequence[Patient], first: int | None, after: str | None
+) -> Page[Patient]:
+    """One page of a search: the patients on it are what the response discloses."""
+    page = paginate(found, first, after, ctx.services.page_limits)
+    for patient in page.nodes:
+        _disclose(ctx, patient)
+    return page
+
+
+def _disclose(ctx: Context, patient: Patient) -> None:
+    sources = {record.link.source_id for record in patient.records}
+    ctx.disclosures.add(patient.id, DEMOGRAPHICS, 1, sources)
 
 
 async def _source_patients(

@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from app.domain.patients import Patient
-from app.domain.records import PersonQuery, RecordKind, RecordQuery
+from app.domain.records import PersonQuery, Record, RecordKind, RecordQuery
 from app.sources.errors import SourceError
 from resolvers import access, merge
 from resolvers.access import RecordSet
 from resolvers.context import Context, SourceProblems
+from resolvers.pagination import Page, paginate
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -83,6 +84,7 @@ class Pending(Generic[R]):
     """One collection's loads, started: `result` once they have finished (`ready`)."""
 
     ctx: Context
+    patient_id: str
     kind: RecordKind[R]
     filters: RecordQuery
     path: Path
@@ -105,6 +107,16 @@ class Pending(Generic[R]):
         )
         return access.visible_records(ctx, self.kind, found, path)
 
+    def page(self, first: int | None, after: str | None, *, merged: bool = True) -> Page[R]:
+        """One page of `result`: those records are what the response discloses."""
+        found = self.result(merged=merged)
+        limits = self.ctx.services.page_limits
+        page = paginate(found.records, first, after, limits, withheld=found.withheld)
+        records = cast(Sequence[Record], page.nodes)
+        sources = {link.source_id for record in records for link in record.sources}
+        self.ctx.disclosures.add(self.patient_id, self.kind.name, len(page.nodes), sources)
+        return page
+
 
 def start(
     ctx: Context, patient: Patient, kind: RecordKind[R], filters: RecordQuery, path: Path = None
@@ -112,7 +124,8 @@ def start(
     """Start loading the records of `kind` this caller may see. Record types the caller may
     not read are neither fetched nor returned (a FORBIDDEN error at `path` says so)."""
     allowed = access.allowed_types(ctx, kind, path)
-    return Pending(ctx, kind, filters, path, allowed, ask(ctx, patient, kind, filters, allowed))
+    asked = ask(ctx, patient, kind, filters, allowed)
+    return Pending(ctx, patient.id, kind, filters, path, allowed, asked)
 
 
 async def records_of(

@@ -17,7 +17,7 @@ import strawberry
 
 from app.domain.patients import Patient as PatientRecord
 from app.domain.records import RecordKind, RecordQuery
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import Page
 from resolvers.records import Pending, start
 from schema.common import Connection
 from schema.context import Info, path_of
@@ -133,13 +133,7 @@ def _page(
 ) -> NowOrLater[Page[Any]]:
     ctx = info.context
     pending: Pending[Any] = start(ctx, root, collection.kind, filters, path_of(info))
-    limits = ctx.services.page_limits
-
-    def page() -> Page[Any]:
-        found = pending.result(merged=merged)
-        return paginate(found.records, first, after, limits, withheld=found.withheld)
-
-    return when_answered(pending, page)
+    return when_answered(pending, lambda: pending.page(first, after, merged=merged))
 
 
 Resolver = Callable[..., NowOrLater[Page[Any]]]

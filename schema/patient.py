@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import strawberry
 
 from app.domain import patients as domain
 from app.domain import records as kinds
-from resolvers import access, identity_admin
+from resolvers import access, audit_log, identity_admin
 from schema.allergies import Allergy
+from schema.audit import AccessLogPage
 from schema.care_teams import CareTeam
 from schema.collections import Arguments, CollectionFields
 from schema.common import Address, ContactPoint, HumanName, Identifier, SourceLink
 from schema.conditions import Condition
-from schema.context import Info
+from schema.context import Info, path_of
 from schema.diagnostic_reports import DiagnosticReport
 from schema.encounters import Encounter
 from schema.identity import PatientLink
@@ -65,6 +67,24 @@ class Patient:
     ) -> list[PatientLink] | None:
         found = await identity_admin.link_explanations(info.context, root.id)
         return [PatientLink.of(link) for link in found]
+
+    @strawberry.field(
+        description="Who saw this patient's data, newest first: when, who (name and role), which "
+        "app, which kinds of data and why (purposes of use; emergency access marked). Only for "
+        "the patient themself (a patient-context token, e.g. `me { accessLog }`); auditors "
+        "read `auditEvents`."
+    )
+    async def access_log(
+        self,
+        root: strawberry.Parent[domain.Patient],
+        info: Info,
+        first: Annotated[int, strawberry.argument(description="How many (1 to 200).")] = 20,
+        after: Annotated[
+            str | None, strawberry.argument(description="The previous page's endCursor.")
+        ] = None,
+    ) -> AccessLogPage | None:
+        page = await audit_log.access_log(info.context, root.id, first, after, path_of(info))
+        return AccessLogPage.of(page)
 
     @strawberry.field(
         description="Postal addresses, from the highest-priority source that has any. Minimum "

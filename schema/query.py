@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
 
 from app.domain.patients import PatientCriteria
-from resolvers import identity_admin
+from resolvers import audit_log, identity_admin
 from resolvers import patients as resolve
-from resolvers.pagination import Page, paginate
+from resolvers.pagination import Page
+from schema.audit import AuditEventPage
 from schema.collections import After, First
 from schema.common import Connection
 from schema.context import Info, path_of
 from schema.identity import IdentityOperation, IdentityReview
 from schema.patient import COLLECTIONS, Patient
 from schema.prefetch import prefetch_collections
-from schema.scalars import Date
+from schema.scalars import Date, DateTime
 
 
 @strawberry.type(description="Entry points into the Patient graph.")
@@ -63,7 +65,7 @@ class Query:
     ) -> Page[Any]:
         criteria = PatientCriteria(identifier, family, given, birth_date)
         found = await resolve.search_patients(info.context, criteria, path_of(info))
-        page = paginate(found, first, after, info.context.services.page_limits)
+        page = resolve.page_of_patients(info.context, found, first, after)
         await prefetch_collections(info, page.nodes, COLLECTIONS)
         return page
 
@@ -117,3 +119,43 @@ class Query:
     )
     async def me(self, info: Info) -> Any:
         return await resolve.my_patient(info.context, path_of(info))
+
+    @strawberry.field(
+        description="The audit trail, newest first: every disclosure of and refusal for a "
+        "patient, with who, what, where, how it was served and the decisions made. Auditor "
+        "role only."
+    )
+    async def audit_events(
+        self,
+        info: Info,
+        patient_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="One patient's events only.")
+        ] = None,
+        since: Annotated[
+            DateTime | None, strawberry.argument(description="Recorded at or after this time.")
+        ] = None,
+        until: Annotated[
+            DateTime | None, strawberry.argument(description="Recorded before this time.")
+        ] = None,
+        first: Annotated[int, strawberry.argument(description="How many (1 to 200).")] = 50,
+        after: Annotated[
+            str | None, strawberry.argument(description="The previous page's endCursor.")
+        ] = None,
+    ) -> AuditEventPage:
+        page = await audit_log.audit_events(
+            info.context,
+            str(patient_id) if patient_id is not None else None,
+            _moment(since),
+            _moment(until),
+            first,
+            after,
+        )
+        return AuditEventPage.of(page)
+
+
+def _moment(value: DateTime | None) -> datetime | None:
+    """A DateTime argument (validated ISO 8601) as an aware time; without an offset, UTC."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -28,6 +28,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.domain.audit import AuditRecord
 from app.store import create_tables
 
 metadata = sa.MetaData()
@@ -42,15 +43,28 @@ audit_events = sa.Table(
     ),
     sa.Column("at", sa.String(32), nullable=False),  # ISO 8601 UTC, as hashed
     sa.Column("patient_id", sa.String(64), nullable=True, index=True),
+    sa.Column("outcome", sa.String(16), nullable=True),  # as in the body, for queries
     sa.Column("body", sa.Text, nullable=False),  # canonical JSON, as hashed
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# Where a pruned chain now starts: the last removed event's number and hash, with an HMAC so
+# that no one without the key can move the start (and hide events removed at the front).
+audit_prunes = sa.Table(
+    "audit_prunes",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("pruned_at", sa.String(32), nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
 )
 
 GENESIS = "0" * 64  # the previous hash of the first event
 APPEND_LOCK = 0x70675F61756474  # "pg_audt": the advisory lock appends take on PostgreSQL
 APPEND_ATTEMPTS = 5
 VERIFY_CHUNK = 10_000
+Pending = tuple[str | None, str | None, str]  # patient id, outcome, canonical body
 
 
 class AuditUnavailable(Exception):
@@ -80,8 +94,8 @@ class Verification:
 class AuditTrail:
     def __init__(self, engine: AsyncEngine, hash_key: str) -> None:
         self._engine = engine
-        self._key = hash_key.encode()
-        self._pending: list[tuple[list[tuple[str | None, str]], asyncio.Future[None]]] = []
+        self.key = hash_key.encode()  # the chain's HMAC key, also for keyed hashes in events
+        self._pending: list[tuple[list[Pending], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.conflicts = 0  # appends that lost a race to another process and were redone
 
@@ -94,7 +108,9 @@ class AuditTrail:
         if not events:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(([(pid, canonical(e)) for pid, e in events], done))
+        # The patient is hashed with the body: a row moved to another patient breaks the chain.
+        rows = [(pid, e.get("outcome"), canonical({**e, "patient": pid})) for pid, e in events]
+        self._pending.append((rows, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
         await done
@@ -113,7 +129,7 @@ class AuditTrail:
                     if not done.done():
                         done.set_result(None)
 
-    async def _append(self, events: list[tuple[str | None, str]]) -> None:
+    async def _append(self, events: list[Pending]) -> None:
         for attempt in range(APPEND_ATTEMPTS):
             try:
                 async with self._engine.begin() as conn:
@@ -124,7 +140,7 @@ class AuditTrail:
                 if attempt == APPEND_ATTEMPTS - 1:
                     raise
 
-    async def _append_in(self, conn: AsyncConnection, events: list[tuple[str | None, str]]) -> None:
+    async def _append_in(self, conn: AsyncConnection, events: list[Pending]) -> None:
         if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
         last = (
@@ -134,17 +150,26 @@ class AuditTrail:
                 .limit(1)
             )
         ).first()
+        if last is None:  # empty, or every event pruned: chain after the last one removed
+            last = (
+                await conn.execute(
+                    sa.select(audit_prunes.c.seq, audit_prunes.c.hash)
+                    .order_by(audit_prunes.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
         seq, prev = (last.seq, last.hash) if last is not None else (0, GENESIS)
-        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        at = _stamp(datetime.now(UTC))
         rows = []
-        for patient_id, body in events:
+        for patient_id, outcome, body in events:
             seq += 1
-            digest = chain_hash(self._key, prev, seq, at, body)
+            digest = chain_hash(self.key, prev, seq, at, body)
             rows.append(
                 {
                     "seq": seq,
                     "at": at,
                     "patient_id": patient_id,
+                    "outcome": outcome,
                     "body": body,
                     "prev_hash": prev,
                     "hash": digest,
@@ -163,17 +188,104 @@ class AuditTrail:
             )
             return list((await conn.execute(query)).all())
 
+    async def prune(self, before: datetime) -> int:
+        """Remove the events recorded before `before`, oldest first, and keep where the chain
+        now starts (`audit_prunes`), so that `verify` still checks every event left."""
+        cutoff = _stamp(before)
+        async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # no append between reading and deleting
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK}
+                )
+            last = (
+                await conn.execute(
+                    sa.select(audit_events.c.seq, audit_events.c.hash)
+                    .where(audit_events.c.at < cutoff)
+                    .order_by(audit_events.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            if last is None:
+                return 0
+            removed = await conn.execute(
+                audit_events.delete().where(audit_events.c.seq <= last.seq)
+            )
+            await conn.execute(
+                audit_prunes.insert().values(
+                    seq=last.seq,
+                    hash=last.hash,
+                    pruned_at=_stamp(datetime.now(UTC)),
+                    mac=self._prune_mac(last.seq, last.hash),
+                )
+            )
+            return int(removed.rowcount)
+
+    def _prune_mac(self, seq: int, digest: str) -> str:
+        return hmac.new(self.key, f"pruned|{seq}|{digest}".encode(), hashlib.sha256).hexdigest()
+
+    async def _start(self) -> tuple[int, str] | Verification:
+        """The number and previous hash the chain's first event must have, or what is wrong
+        with the record of a pruning."""
+        async with self._engine.connect() as conn:
+            start = (
+                await conn.execute(sa.select(audit_prunes).order_by(audit_prunes.c.seq.desc()))
+            ).first()
+        if start is None:
+            return 1, GENESIS
+        if not hmac.compare_digest(self._prune_mac(start.seq, start.hash), start.mac):
+            return Verification(0, start.seq + 1, "the record of a pruning has been changed")
+        return start.seq + 1, start.hash
+
+    async def newest(
+        self,
+        *,
+        patient_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        outcomes: Sequence[str] | None = None,
+    ) -> list[AuditRecord]:
+        """Events newest first (a page: `before` is the last sequence number of the previous
+        one), for one patient or all, recorded in [since, until)."""
+        query = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
+        if patient_id is not None:
+            query = query.where(audit_events.c.patient_id == patient_id)
+        if since is not None:
+            query = query.where(audit_events.c.at >= _stamp(since))
+        if until is not None:
+            query = query.where(audit_events.c.at < _stamp(until))
+        if before is not None:
+            query = query.where(audit_events.c.seq < before)
+        if outcomes is not None:
+            query = query.where(audit_events.c.outcome.in_(outcomes))
+        async with self._engine.connect() as conn:
+            return [_record(row) for row in (await conn.execute(query)).all()]
+
+    async def since(self, since: datetime | None = None) -> AsyncIterator[AuditRecord]:
+        """Every event recorded at or after `since`, oldest first (for export)."""
+        stamp = _stamp(since) if since is not None else ""
+        async for row in self._all():
+            if row.at >= stamp:
+                yield _record(row)
+
     async def verify(self) -> Verification:
         """Walk the whole chain in order; the first event whose links or hash do not hold."""
-        checked, prev, expected_seq = 0, GENESIS, 1
+        start = await self._start()
+        if isinstance(start, Verification):
+            return start
+        checked, (expected_seq, prev) = 0, start
         async for row in self._all():
             if row.seq != expected_seq:
                 problem = f"sequence number {row.seq} where {expected_seq} was expected"
                 return Verification(checked, row.seq, problem)
             if row.prev_hash != prev:
                 return Verification(checked, row.seq, "does not follow the event before it")
-            if chain_hash(self._key, row.prev_hash, row.seq, row.at, row.body) != row.hash:
+            if chain_hash(self.key, row.prev_hash, row.seq, row.at, row.body) != row.hash:
                 return Verification(checked, row.seq, "its content does not match its hash")
+            body = orjson.loads(row.body)
+            if (body.get("patient"), body.get("outcome")) != (row.patient_id, row.outcome):
+                return Verification(checked, row.seq, "its patient or outcome has been changed")
             checked, prev, expected_seq = checked + 1, row.hash, row.seq + 1
         return Verification(checked, None, None)
 
@@ -186,3 +298,16 @@ class AuditTrail:
             for row in rows:
                 yield row
             after = rows[-1].seq
+
+
+def _stamp(moment: datetime) -> str:
+    """The stored form of a time: ISO 8601 in UTC to the microsecond, so that text order is
+    time order (a naive time is taken as UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _record(row: sa.Row[Any]) -> AuditRecord:
+    return AuditRecord(
+        row.seq, datetime.fromisoformat(row.at), row.patient_id, orjson.loads(row.body)
+    )

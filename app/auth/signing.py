@@ -55,6 +55,8 @@ def issue_token(
     kid: str | None = None,
     purposes: Sequence[str] = (),
     practitioner: str | None = None,
+    name: str | None = None,
+    client_id: str | None = None,
 ) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -75,6 +77,10 @@ def issue_token(
         claims["purpose_of_use"] = list(purposes)
     if practitioner:
         claims["practitioner"] = practitioner
+    if name:
+        claims["name"] = name
+    if client_id:
+        claims["client_id"] = client_id
     headers = {"kid": kid} if kid else None
     return str(jwt.encode(claims, _jose_key(key), algorithm=algorithm_for(key), headers=headers))
 

@@ -24,6 +24,7 @@ from app.auth.principal import PURPOSE_CODE, Principal
 
 log = logging.getLogger(__name__)
 MAX_TOKEN_BYTES = 8192
+MAX_DISPLAY = 200  # characters of a `name` or `client_id` claim kept for the audit trail
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp")
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
@@ -217,7 +218,17 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         purposes=_purposes(claims.get("purpose_of_use")),
         practitioner=practitioner,
         expires_at=float(claims["exp"]),
+        name=_short_text(claims.get("name")),
+        client_id=_short_text(claims.get("client_id", claims.get("azp"))),
     )
+
+
+def _short_text(value: Any) -> str | None:
+    """A display claim for the audit trail: printable text of at most MAX_DISPLAY characters,
+    else dropped (a claim is never a reason to refuse a token)."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_DISPLAY and value.isprintable():
+        return value
+    return None
 
 
 def _purposes(value: Any) -> frozenset[str]:

@@ -43,6 +43,7 @@ from app.sources.singleflight import SingleFlight
 DOCUMENT_CACHE_SIZE = 512
 CONNECTION = "Connection"  # suffix of paged collection types (ObservationConnection)
 MAX_CACHED_DOCUMENT = 20_000  # characters; longer documents are analysed but not memoized
+NOTE_LENGTH = 10  # digits of the note's length, before the note and the body
 
 
 # Every cached patient search: a new person (a lab patient first seen) may belong in any.
@@ -87,7 +88,7 @@ class ResponseCache:
         self.ttl = ttl
         self._ttl_by_type = dict(ttl_by_type)
         self._schema = schema
-        self.flight: SingleFlight[Stored] = SingleFlight()
+        self.flight: SingleFlight[Any] = SingleFlight()  # the endpoint's outcome of a miss
         self._analyse = functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)(self._analyse_text)
 
     def document(self, query: str) -> Document | None:
@@ -136,17 +137,34 @@ class ResponseCache:
         """`caller`: the digest of the caller's authorization fingerprint."""
         return _digest([document.digest, operation, variables or {}, caller])
 
-    async def get(self, key: str) -> bytes | None:
-        """The stored body, or None (also when the backend is down: the query then runs)."""
-        return await self._guarded.get(key)
+    async def get(self, key: str) -> Entry | None:
+        """The stored entry, or None (also when the backend is down, or the entry was stored
+        without a note by an older version: the query then runs)."""
+        value = await self._guarded.get(key)
+        if value is None or len(value) < NOTE_LENGTH or not value[:NOTE_LENGTH].isdigit():
+            return None
+        end = NOTE_LENGTH + int(value[:NOTE_LENGTH])
+        return Entry(value[end:], value[NOTE_LENGTH:end])
 
     async def put(
-        self, key: str, body: bytes, ttl: float, patients: Iterable[str], document: Document
+        self,
+        key: str,
+        entry: Entry,
+        ttl: float,
+        patients: Iterable[str],
+        document: Document,
     ) -> None:
         tags = [patient_tag(p) for p in patients]
         if SEARCH_TYPE in document.types:
             tags.append(SEARCH_TAG)
-        await self._guarded.set(key, body, ttl, tags)
+        value = b"%0*d" % (NOTE_LENGTH, len(entry.note)) + entry.note + entry.body
+        await self._guarded.set(key, value, ttl, tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    body: bytes
+    note: bytes  # what serving the body again must do: the audit trail's summary
 
 
 def _digest(material: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +20,20 @@ from starlette.responses import HTMLResponse, Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from app.audit import events as served
+from app.audit.events import Caller, summary_from_json, summary_json
+from app.audit.trail import AuditUnavailable
 from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.auth.break_glass import BreakGlassRefused, break_glass_from
 from app.auth.policy import Access, PurposeRefused
 from app.auth.principal import Principal
 from app.auth.tokens import AuthenticationError
-from app.cache.response import Stored
+from app.cache.response import Document, Entry, Stored
+from app.domain.audit import Decision, Rule, Summary
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
 from app.sources import failures, freshness
+from app.web import audit
 from app.web.auth import authenticate
 from app.web.disconnect import unless_disconnected
 from app.web.examples import DASHBOARD_QUERY
@@ -59,6 +65,9 @@ HIT_HEADERS = {**NO_STORE, "x-cache": "hit"}
 MISS = {**NO_STORE, "x-cache": "miss"}
 SHARED = {**NO_STORE, "x-cache": "shared"}
 BYPASS = {**NO_STORE, "x-cache": "bypass"}
+NOTHING = Summary({}, ())  # an operation that did not run
+# An operation's type and name in a document's text (a shorthand `{ ... }` is a query).
+OPERATION = re.compile(r"\b(query|mutation|subscription)\s*([_A-Za-z][_0-9A-Za-z]*)?")
 
 
 def json_response(
@@ -147,9 +156,13 @@ async def _graphql(request: Request, *, get: bool) -> Response:
     except QueryRejected as exc:
         return json_response(simple_error(str(exc), exc.code), 400, None, media)
     except BreakGlassRefused as exc:
-        return json_response(simple_error(str(exc), exc.code), exc.status, None, media)
+        refusal = Decision(Rule.BREAK_GLASS, "request", False)
+        audited = await _refused(runtime, request, principal, query, operation, refusal, media)
+        return audited or json_response(simple_error(str(exc), exc.code), exc.status, None, media)
     except PurposeRefused as exc:
-        return json_response(simple_error(str(exc), "FORBIDDEN"), 403, None, media)
+        refusal = Decision(Rule.PURPOSE, "request", False)
+        audited = await _refused(runtime, request, principal, query, operation, refusal, media)
+        return audited or json_response(simple_error(str(exc), "FORBIDDEN"), 403, None, media)
     if limits.enabled:  # a query that fans out widely spends more of the caller's limit
         wait = await limits.charge(principal, cost.searches)
         if wait is not None:
@@ -160,32 +173,100 @@ async def _graphql(request: Request, *, get: bool) -> Response:
         log.warning("break-the-glass by %s (token %s)", emergency.subject, emergency.token_id)
     allowed = QUERIES_ONLY if get else OPERATION_TYPES
     call = GraphQLRequest(query, variables, operation, principal, access, allowed)
+    caller = audit.caller_of(request, principal, emergency)
+    try:
+        return await _serve(runtime, request, call, caller, emergency is not None, media)
+    except AuditUnavailable:
+        return _unaudited(media)
+
+
+async def _serve(
+    runtime: Runtime,
+    request: Request,
+    call: GraphQLRequest,
+    caller: Caller,
+    emergency: bool,
+    media: str,
+) -> Response:
+    """Answer from the response cache, a concurrent identical request or by running the
+    operation, and audit how it was answered before the response leaves."""
+    trail = runtime.audit
     cache = runtime.response_cache
-    document = cache.document(query) if cache is not None else None
+    document = cache.document(call.query) if cache is not None else None
+    kind, name = _named(call.query, call.operation, document)
+    op = audit.operation_of(trail, kind, name, call.query, call.variables)
     if (
         cache is None
         or document is None
-        or emergency is not None  # elevated access: never stored, never served from a cache
-        or document.operations.get(operation) is not OperationKind.QUERY
+        or emergency  # elevated access: never stored, never served from a cache
+        or kind != "query"
     ):
         outcome = await unless_disconnected(request, _execute(runtime, call))
+        await audit.record(trail, caller, op, outcome.summary, served.EXECUTED)
         return _answer(outcome.stored, BYPASS, media)
-    caller = runtime.fingerprints.digest(principal, access)
-    key = cache.key(document, operation, variables, caller)
-    body = await cache.get(key)
-    if body is not None:
-        return Response(body, 200, HIT_HEADERS, media)
+    fingerprint = runtime.fingerprints.digest(call.principal, call.access)
+    key = cache.key(document, call.operation, call.variables, fingerprint)
+    entry = await cache.get(key)
+    if entry is not None:
+        await audit.record(trail, caller, op, summary_from_json(entry.note), served.CACHED)
+        return Response(entry.body, 200, HIT_HEADERS, media)
 
-    async def compute() -> Stored:
+    async def compute() -> Outcome:
         outcome = await _execute(runtime, call)
         ttl = cache.ttl_for(document)  # 0 for a type configured never to be cached
         if outcome.stored.cacheable and ttl > 0:
-            await cache.put(key, outcome.stored.body, ttl, outcome.disclosed, document)
-        return outcome.stored
+            entry = Entry(outcome.stored.body, summary_json(outcome.summary))
+            await cache.put(key, entry, ttl, outcome.disclosed, document)
+        return outcome
 
     # Shared by identical concurrent misses: cancelled only when every one of them has left.
-    stored, computed = await unless_disconnected(request, cache.flight.run(key, compute))
-    return _answer(stored, MISS if computed else SHARED, media)
+    outcome, computed = await unless_disconnected(request, cache.flight.run(key, compute))
+    await audit.record(
+        trail, caller, op, outcome.summary, served.EXECUTED if computed else served.SHARED
+    )
+    return _answer(outcome.stored, MISS if computed else SHARED, media)
+
+
+def _named(query: str, operation: str | None, document: Document | None) -> tuple[str, str | None]:
+    """The operation's type (query or mutation) and name, as the audit trail names it: the
+    document's only operation when the request names none."""
+    if document is not None:
+        found = document.operations.get(operation)
+        if operation is None:  # the only operation (keyed by None too): its name, if any
+            operation = next((n for n, k in document.operations.items() if n is not None), None)
+        return ("mutation" if found is OperationKind.MUTATION else "query"), operation
+    for match in OPERATION.finditer(query):  # a document the cache did not analyse
+        if operation is None or match.group(2) == operation:
+            return match.group(1), match.group(2)
+    return "query", operation
+
+
+async def _refused(
+    runtime: Runtime,
+    request: Request,
+    principal: Principal,
+    query: str,
+    operation: str | None,
+    refusal: Decision,
+    media: str,
+) -> Response | None:
+    """Audit a request the policy refused before running it; the INTERNAL answer when the
+    trail could not be written, else None (the caller answers with the refusal)."""
+    trail = runtime.audit
+    caller = audit.caller_of(request, principal, None)
+    kind, name = _named(query, operation, None)
+    op = audit.operation_of(trail, kind, name, query, None)
+    try:
+        await audit.record_refusal(trail, caller, op, refusal)
+    except AuditUnavailable:
+        return _unaudited(media)
+    return None
+
+
+def _unaudited(media: str) -> Response:
+    """Fail closed: what cannot be audited is not disclosed (the operator log says why)."""
+    log.error("the audit trail could not be written: request refused")
+    return json_response(simple_error(INTERNAL_MESSAGE, "INTERNAL"), 500, None, media)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +282,8 @@ class GraphQLRequest:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     stored: Stored
-    disclosed: frozenset[str]  # PatientGraph ids whose data the response holds
+    summary: Summary  # what it disclosed and decided, for the audit trail
+    disclosed: frozenset[str]  # PatientGraph ids the response depends on (cache tags)
 
 
 async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
@@ -224,9 +306,9 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
     except InvalidOperationTypeError as exc:
         if exc.operation_type is OperationType.MUTATION:  # over GET (GraphQL over HTTP: 405)
             body = orjson.dumps(simple_error("Send mutations with POST", "BAD_USER_INPUT"))
-            return Outcome(Stored(405, body, cacheable=False), frozenset())
+            return Outcome(Stored(405, body, cacheable=False), NOTHING, frozenset())
         body = orjson.dumps(simple_error("Subscriptions are not served", "BAD_USER_INPUT"))
-        return Outcome(Stored(400, body, cacheable=False), frozenset())
+        return Outcome(Stored(400, body, cacheable=False), NOTHING, frozenset())
     for error, _path in context.problems.failures.values():
         # Whatever failed the operation, also outside an upstream request (a next link off
         # the base, a search over its caps): readiness reports it (`app.sources.readiness`).
@@ -243,7 +325,14 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
     rejected = result.data is None and any(is_request_error(e) for e in result.errors or [])
     status = 400 if rejected else 200
     stored = Stored(status, orjson.dumps(payload), cacheable=status == 200 and not errors)
-    return Outcome(stored, frozenset(context.disclosed))
+    summary = Summary(
+        context.disclosures.patients,
+        tuple(context.decisions),
+        tuple(sorted(context.problems.failures)),
+        bool(errors),
+        tuple(sorted(context.disclosures.changed)),
+    )
+    return Outcome(stored, summary, context.disclosures.ids)
 
 
 def _rate_limited(wait: float, media: str) -> Response:

@@ -6,7 +6,9 @@ anything buffers it, and so the per-request overhead stays small.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 
 import orjson
@@ -15,6 +17,9 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logging import REQUEST_ID
+
+access_log = logging.getLogger("patientgraph.access")
+OTHER_PATH = "(other)"  # a path that is not a route: never printed, it may be anything
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -121,8 +126,9 @@ class RequestIdMiddleware:
     64 letters, digits, `.`, `_`, `:` or `-`: it lands in logs), else a new one. It is echoed
     in the response and put on every log line written while the request is served."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, logged_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.logged_paths = logged_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,15 +137,29 @@ class RequestIdMiddleware:
         given = Headers(scope=scope).get("x-request-id", "")
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 0
 
         async def with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, with_id)
         finally:
+            # The access log: the path only, never the query string (a GET query's variables,
+            # a search's name or identifier, would be PHI).
+            path = scope["path"] if scope["path"] in self.logged_paths else OTHER_PATH
+            fields = {
+                "method": scope["method"],
+                "path": path,
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            access_log.info("%s %s %s", scope["method"], path, status, extra={"fields": fields})
             REQUEST_ID.reset(token)
 
 

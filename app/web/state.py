@@ -10,6 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
+from app.audit.trail import AuditTrail
 from app.auth.break_glass import BreakGlassLog
 from app.auth.decisions import Decisions
 from app.auth.fingerprint import Fingerprints
@@ -46,6 +47,7 @@ class Runtime:
     rate_limits: RateLimits
     cost: CostEstimator  # upstream work an operation can cause, against the caller's budget
     trusted_documents: TrustedDocuments
+    audit: AuditTrail | None  # None when [audit] enabled = false
 
 
 def runtime_of(request: Request) -> Runtime:

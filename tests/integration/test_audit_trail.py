@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from app.audit.events import EXECUTED, Caller, Operation, events_of
 from app.audit.trail import AuditTrail, AuditUnavailable, chain_hash, metadata
+from app.domain.audit import PatientDisclosure, Summary
 from app.store import create_engine
 from tests.integration.conftest import store_url_for
 from tests.unit.test_cli import run as run_cli
@@ -100,6 +104,8 @@ async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
             2,
             "content",
         ),
+        (["UPDATE audit_events SET patient_id = 'pg-other' WHERE seq = 3"], 3, "patient"),
+        (["UPDATE audit_events SET outcome = 'denied' WHERE seq = 5"], 5, "outcome"),
         (["DELETE FROM audit_events WHERE seq = 4"], 5, "sequence"),
         (
             [  # swap events 2 and 3
@@ -179,3 +185,113 @@ async def test_the_verify_command(tmp_path: Path) -> None:
         "firstBad": 3,
         "problem": "sequence number 3 where 2 was expected",
     }
+
+
+async def test_prune_removes_old_events_and_the_rest_still_verifies(trail: AuditTrail) -> None:
+    await filled(trail, 4)
+    cut = datetime.now(UTC)
+    await filled(trail, 3)
+    assert await trail.prune(cut) == 4
+    assert await trail.prune(cut) == 0  # nothing older is left
+    result = await trail.verify()
+    assert (result.ok, result.events) == (True, 3)
+    await trail.record([event(99)])  # the chain goes on after the pruned events
+    assert [r.seq for r in await trail.events()] == [5, 6, 7, 8]
+    assert (await trail.verify()).ok
+    assert await trail.prune(datetime.now(UTC)) == 4  # everything, then append again
+    await trail.record([event(100)])
+    assert [r.seq for r in await trail.events()] == [9]
+    assert (await trail.verify()).ok
+    # Removing events at the front without the key, or moving the recorded start, is seen.
+    await tamper(trail, "UPDATE audit_prunes SET seq = seq - 1")
+    assert "pruning" in ((await trail.verify()).problem or "")
+
+
+async def test_a_removed_front_without_a_pruning_record_is_detected(trail: AuditTrail) -> None:
+    await filled(trail, 4)
+    await tamper(trail, "DELETE FROM audit_events WHERE seq <= 2")
+    result = await trail.verify()
+    assert (result.first_bad, result.problem) == (3, "sequence number 3 where 1 was expected")
+
+
+def disclosure(
+    client: str | None, patient: str, **who: object
+) -> list[tuple[str | None, dict[str, Any]]]:
+    caller = Caller(
+        str(who.get("subject", "dr-a")),
+        "Dr. A",
+        client,
+        ("clinician",),
+        tuple(who.get("purposes", ("TREAT",))),  # type: ignore[arg-type]
+        "jti-1",
+        "10.0.0.7",
+        "req-1",
+        who.get("break_glass"),  # type: ignore[arg-type]
+    )
+    op = Operation("query", "Chart", "ab" * 32, {"id": "cd" * 32})
+    summary = Summary(
+        {patient: PatientDisclosure({"demographics": 1, "observations": 3}, {"ehr"})}, ()
+    )
+    return events_of(caller, op, summary, EXECUTED)
+
+
+async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
+    config = tmp_path / "audit.toml"
+    database = tmp_path / "trail.db"
+    config.write_text(
+        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "jwks.json"\n'
+        f'[store]\nurl = "sqlite:///{database}"\n'
+        '[audit]\nhash_key = "' + KEY + '"\nretention_days = 30\n'
+    )
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        trail = AuditTrail(engine, KEY)
+        await trail.create_tables()
+        for client, patient in [("portal", "pg-1"), ("portal", "pg-1"), ("portal", "pg-2")]:
+            await trail.record(disclosure(client, patient))
+        await trail.record(disclosure("dashboard", "pg-1", break_glass="cardiac arrest"))
+        await trail.record(disclosure(None, "pg-3"))
+        exported = await asyncio.to_thread(run_cli, "audit", "export", "--config", str(config))
+        usage = await asyncio.to_thread(run_cli, "audit", "usage", "--config", str(config))
+        later = await asyncio.to_thread(
+            run_cli, "audit", "usage", "--config", str(config), "--since", "2999-01-01"
+        )
+        kept = await asyncio.to_thread(run_cli, "audit", "prune", "--config", str(config))
+        await tamper(
+            trail, "UPDATE audit_events SET at = '2000-01-01T00:00:00.000000+00:00' WHERE seq <= 2"
+        )
+        # (their hashes no longer hold, but prune removes them: what is left verifies)
+        pruned = await asyncio.to_thread(run_cli, "audit", "prune", "--config", str(config))
+        verified = await trail.verify()
+    finally:
+        await engine.dispose()
+    assert exported.returncode == 0, exported.stderr
+    resources = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert len(resources) == 5
+    first = resources[0]
+    assert first["resourceType"] == "AuditEvent"
+    assert first["meta"]["profile"] == [
+        "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientQuery"
+    ]
+    assert (first["type"]["code"], first["action"], first["outcome"]) == ("rest", "E", "0")
+    assert first["entity"][0]["what"] == {"reference": "Patient/pg-1"}
+    user = first["agent"][0]
+    assert (user["who"]["identifier"]["value"], user["requestor"]) == ("dr-a", True)
+    assert user["network"] == {"address": "10.0.0.7", "type": "2"}
+    assert first["agent"][1]["who"] == {"display": "portal"}
+    assert first["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
+    emergency = resources[3]
+    assert {c["coding"][0]["code"] for c in emergency["purposeOfEvent"]} == {"TREAT", "ETREAT"}
+    assert {"type": "break-the-glass reason", "valueString": "cardiac arrest"} in emergency[
+        "entity"
+    ][1]["detail"]
+    assert usage.returncode == 0, usage.stderr
+    assert json.loads(usage.stdout) == [
+        {"client": "(no client id)", "patients": 1, "repeat_patients": 0, "disclosures": 1},
+        {"client": "dashboard", "patients": 1, "repeat_patients": 0, "disclosures": 1},
+        {"client": "portal", "patients": 2, "repeat_patients": 1, "disclosures": 3},
+    ]
+    assert json.loads(later.stdout) == []
+    assert json.loads(kept.stdout)["removed"] == 0  # all within the 30 days
+    assert json.loads(pruned.stdout)["removed"] == 2
+    assert (verified.ok, verified.events) == (True, 3)

@@ -54,6 +54,13 @@ async def test_explain_unlink_and_operations_from_the_command_line(
             identity, config, "unlink", *clinic, "--reason", "two people", "--actor", "jdoe"
         )
         after = (await api.query(SOURCES, {"id": pid})).json()
+        trail = api.runtime.audit
+        assert trail is not None
+        (command,) = [
+            r
+            for r in await trail.newest(patient_id=pid)
+            if r.event["operation"]["kind"] == "command"
+        ]
     operations = identity(config, "operations")
     reviews = identity(config, "reviews", "--status", "all")
     unknown = run_cli(
@@ -75,6 +82,12 @@ async def test_explain_unlink_and_operations_from_the_command_line(
     assert refused.returncode == 2
     assert "unlinkPatientRecord" in refused.stderr
     assert moved["from_patient_id"] == pid
+    # The move is on the audit trail for both patients, under the operator's name.
+    assert (command.event["operation"]["name"], command.event["who"]["subject"]) == (
+        "identity unlink",
+        "jdoe",
+    )
+    assert command.event["what"]["changed"] is True
     assert [s["sourceId"] for s in after["data"]["patient"]["sources"]] == ["hospital"]
     assert [(o["operation"], o["actor"], o["reason"]) for o in operations] == [
         ("unlink", "jdoe", "two people")

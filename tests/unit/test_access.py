@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from app.domain.audit import Decision, Rule
 from app.domain.patients import PatientCriteria
 from app.domain.records import OBSERVATIONS, RecordQuery
 from resolvers import access
-from resolvers.access import Decision, Rule
 from resolvers.errors import Forbidden
 from resolvers.patients import patient_by_id, search_patients
 from resolvers.records import records_of
@@ -41,7 +41,7 @@ async def test_a_search_by_a_confined_caller_finds_only_themself_and_keeps_each_
         assert [p.id for p in found] == [everyone[2]]
         refused = {d.patient for d in ctx.decisions if d.rule is Rule.CONFINEMENT and not d.allowed}
         assert refused == set(everyone) - {everyone[2]}
-        assert ctx.disclosed == {everyone[2]}
+        assert ctx.disclosures.ids == {everyone[2]}
 
 
 async def test_a_role_that_reads_no_observations_gets_none_a_forbidden_and_a_decision(

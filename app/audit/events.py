@@ -1,0 +1,185 @@
+"""The audit events of one operation: one per patient whose data it disclosed or for whom it
+was denied, in the shape of IHE Basic Audit Log Patterns (who, what, when, where, outcome),
+stored as JSON by `app.audit.trail` and exported as FHIR AuditEvent by `app.audit.fhir`.
+
+No PHI in clear beyond the patient's PatientGraph id: variable values (a searched name, an
+identifier) are kept as keyed hashes, so an auditor holding a value can check whether it was
+searched, and the document by its SHA-256 (the trusted document or the query text it names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.domain.audit import Decision, PatientDisclosure, Rule, Summary
+
+VERSION = 1
+SUCCESS, PARTIAL, DENIED, ERROR = "success", "partial", "denied", "error"
+EXECUTED, CACHED, SHARED = "executed", "cache", "shared"  # how the response was produced
+CLI_CLIENT = "patientgraph-cli"
+COMMAND = "command"  # the operation kind of a CLI command
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asked, from where: the token's claims and the connection, never the token."""
+
+    subject: str
+    name: str | None  # the token's display name, for a patient's access log
+    client: str | None  # the OAuth client (app) the token was issued to
+    roles: tuple[str, ...]
+    purposes: tuple[str, ...]
+    token_id: str | None
+    address: str | None
+    request_id: str
+    break_glass: str | None = None  # the stated emergency reason
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "name": self.name,
+            "client": self.client,
+            "roles": list(self.roles),
+            "purposes": list(self.purposes),
+            "token_id": self.token_id,
+            "break_glass": self.break_glass,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    kind: str  # query | mutation | identity | cache purge
+    name: str | None
+    document_hash: str | None
+    variables: Mapping[str, str]  # name -> keyed hash of the value
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "hash": self.document_hash,
+            "variables": dict(self.variables),
+        }
+
+
+def operation(
+    key: bytes, kind: str, name: str | None, query: str | None, variables: Mapping[str, Any] | None
+) -> Operation:
+    digest = hashlib.sha256(query.encode()).hexdigest() if query is not None else None
+    hashed = {k: keyed_hash(key, v) for k, v in sorted((variables or {}).items())}
+    return Operation(kind, name, digest, hashed)
+
+
+def keyed_hash(key: bytes, value: Any) -> str:
+    material = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return hmac.new(key, material, hashlib.sha256).hexdigest()
+
+
+def events_of(
+    caller: Caller, op: Operation, summary: Summary, served: str
+) -> list[tuple[str | None, dict[str, Any]]]:
+    """(patient id, event) for each patient the operation disclosed or was denied; one event
+    without a patient when it concerned none but decided or failed something."""
+    refused = {d.patient for d in summary.decisions if not d.allowed and d.patient is not None}
+    concerned = dict.fromkeys([*summary.patients, *summary.changed, *sorted(refused)])
+    patients: list[str | None] = list(concerned)
+    if not patients and (summary.decisions or summary.errors or op.kind == COMMAND):
+        patients = [None]
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    for patient in patients:
+        shown = summary.patients.get(patient) if patient is not None else None
+        decisions = [d for d in summary.decisions if d.patient in (None, patient)]
+        changed = patient is not None and patient in summary.changed
+        out.append((patient, _event(caller, op, summary, served, shown, decisions, changed)))
+    return out
+
+
+def _event(
+    caller: Caller,
+    op: Operation,
+    summary: Summary,
+    served: str,
+    shown: PatientDisclosure | None,
+    decisions: list[Decision],
+    changed: bool,
+) -> dict[str, Any]:
+    denied = any(not d.allowed for d in decisions)
+    if shown is not None or changed:
+        outcome = PARTIAL if denied or summary.errors else SUCCESS
+    else:
+        outcome = DENIED if denied else ERROR if summary.errors else SUCCESS
+    return {
+        "v": VERSION,
+        "outcome": outcome,
+        "served": served,
+        "who": caller.as_json(),
+        "where": {"address": caller.address, "request_id": caller.request_id},
+        "operation": op.as_json(),
+        "what": {
+            "kinds": dict(shown.kinds) if shown is not None else {},
+            "sources": sorted(shown.sources) if shown is not None else [],
+            "failed_sources": list(summary.failed_sources),
+            "changed": changed,  # the operation changed the patient's links or cached answers
+        },
+        "decisions": _compact(decisions),
+    }
+
+
+def _compact(decisions: list[Decision]) -> list[dict[str, Any]]:
+    """Each distinct decision once (a rule asked for every record of a page), counts summed."""
+    merged: dict[tuple[str, str, bool], int] = {}
+    for d in decisions:
+        key = (d.rule.value, d.target, d.allowed)
+        merged[key] = merged.get(key, 0) + d.count
+    return [
+        Decision(Rule(rule), target, allowed, count=count).as_json()
+        for (rule, target, allowed), count in merged.items()
+    ]
+
+
+# ---- a summary kept with a cached response ---------------------------------------------------
+
+
+def summary_json(summary: Summary) -> bytes:
+    return orjson.dumps(
+        {
+            "patients": {
+                pid: {"kinds": d.kinds, "sources": sorted(d.sources)}
+                for pid, d in summary.patients.items()
+            },
+            "decisions": [
+                [d.rule.value, d.target, d.allowed, d.patient, d.count] for d in summary.decisions
+            ],
+            "failed": list(summary.failed_sources),
+            "errors": summary.errors,
+        }
+    )
+
+
+def summary_from_json(data: bytes) -> Summary:
+    raw = orjson.loads(data)
+    patients = {
+        pid: PatientDisclosure(dict(d["kinds"]), set(d["sources"]))
+        for pid, d in raw["patients"].items()
+    }
+    decisions = tuple(
+        Decision(Rule(rule), target, allowed, patient, count)
+        for rule, target, allowed, patient, count in raw["decisions"]
+    )
+    return Summary(patients, decisions, tuple(raw["failed"]), bool(raw["errors"]))
+
+
+def cli_events(
+    actor: str, name: str, changed: tuple[str, ...]
+) -> list[tuple[str | None, dict[str, Any]]]:
+    """The events of a `patientgraph` command run by an operator (identity moves, cache
+    purges): who ran it as they named themself, with no token or address."""
+    caller = Caller(actor, None, CLI_CLIENT, ("admin",), (), None, None, CLI_CLIENT)
+    op = Operation(COMMAND, name, None, {})
+    return events_of(caller, op, Summary({}, (), changed=changed), EXECUTED)
