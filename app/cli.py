@@ -129,7 +129,11 @@ def _parser() -> argparse.ArgumentParser:
     report = audit_sub.add_parser(
         "usage", help="per client app: unique patients disclosed, and how many more than once"
     )
-    for command in (verify, export, prune, report):
+    alerts = audit_sub.add_parser(
+        "alerts", help="the access-pattern alerts of the last --days (JSON lines; exit 1 if any)"
+    )
+    alerts.add_argument("--days", type=int, default=1, help="how far back (default 1)")
+    for command in (verify, export, prune, report, alerts):
         command.add_argument("--config", type=Path, required=True)
         command.set_defaults(handler=_audit)
     for command in (export, report):
@@ -299,6 +303,7 @@ def _moment(text: str) -> datetime:
 
 def _audit(args: argparse.Namespace) -> int:
     from app.audit.fhir import audit_event
+    from app.audit.patterns import alerts as alerts_of
     from app.audit.usage import usage_report
     from app.bootstrap import open_audit
 
@@ -324,6 +329,14 @@ def _audit(args: argparse.Namespace) -> int:
                 removed = await trail.prune(before)
                 print(json.dumps({"removed": removed, "before": before.isoformat()}))
                 return 0
+            if action == "alerts":
+                rules = settings.audit.alerts
+                since = datetime.now(UTC) - timedelta(days=args.days)
+                back = since - timedelta(days=rules.baseline_days)
+                found = alerts_of([r async for r in trail.since(back)], since, rules)
+                for alert in found:
+                    print(json.dumps(asdict(alert), default=_iso))
+                return 1 if found else 0
             if action == "usage":
                 rows = await usage_report(trail.since(args.since), args.until)
                 print(json.dumps([asdict(row) for row in rows]))

@@ -29,6 +29,7 @@ from app.web.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from app.web.privacy import privacy_page, privacy_patterns, privacy_script
 
 
 def cors(origins: list[str]) -> Middleware:
@@ -69,6 +70,9 @@ def create_app(
         Route("/graphql", graphql_get, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/privacy", privacy_page, methods=["GET"]),
+        Route("/privacy/privacy.js", privacy_script, methods=["GET"]),
+        Route("/privacy/patterns", privacy_patterns, methods=["GET"]),
     ]
     if settings.server.graphiql:
         routes.append(Mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="graphiql"))

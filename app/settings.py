@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
 from pydantic import (
@@ -248,6 +249,27 @@ class IdentitySettings(_Section):
         return self
 
 
+class AuditAlertSettings(_Section):
+    """The access-pattern alert rules (`app.audit.patterns`)."""
+
+    timezone: str = "UTC"  # of the business hours (IANA name)
+    day_starts: int = Field(7, ge=0, le=23)  # business hours: [day_starts, day_ends), Mon-Fri
+    day_ends: int = Field(19, ge=1, le=24)
+    volume_factor: float = Field(3.0, gt=1)  # unique patients in a day vs. the user's usual day
+    volume_floor: int = Field(20, ge=1)  # ... and at least this many
+    baseline_days: int = Field(14, ge=1, le=90)
+    denials: int = Field(5, ge=2)  # denied requests by one user within an hour
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
 class AuditSettings(_Section):
     """The audit trail (`app.audit`)."""
 
@@ -259,6 +281,7 @@ class AuditSettings(_Section):
     enabled: bool = True
     # `patientgraph audit prune` removes events older than this (None: keep them all).
     retention_days: int | None = Field(None, ge=1)
+    alerts: AuditAlertSettings = AuditAlertSettings()
 
 
 class OAuthClient(_Section):

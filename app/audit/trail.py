@@ -41,7 +41,7 @@ audit_events = sa.Table(
         primary_key=True,
         autoincrement=False,
     ),
-    sa.Column("at", sa.String(32), nullable=False),  # ISO 8601 UTC, as hashed
+    sa.Column("at", sa.String(32), nullable=False, index=True),  # ISO 8601 UTC, as hashed
     sa.Column("patient_id", sa.String(64), nullable=True, index=True),
     sa.Column("outcome", sa.String(16), nullable=True),  # as in the body, for queries
     sa.Column("body", sa.Text, nullable=False),  # canonical JSON, as hashed
@@ -263,11 +263,22 @@ class AuditTrail:
             return [_record(row) for row in (await conn.execute(query)).all()]
 
     async def since(self, since: datetime | None = None) -> AsyncIterator[AuditRecord]:
-        """Every event recorded at or after `since`, oldest first (for export)."""
-        stamp = _stamp(since) if since is not None else ""
-        async for row in self._all():
-            if row.at >= stamp:
+        """Every event recorded at or after `since`, oldest first (export, reports)."""
+        stamp, after = (_stamp(since) if since is not None else ""), 0
+        while True:
+            query = (
+                sa.select(audit_events)
+                .where(audit_events.c.seq > after, audit_events.c.at >= stamp)
+                .order_by(audit_events.c.seq)
+                .limit(VERIFY_CHUNK)
+            )
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            if not rows:
+                return
+            for row in rows:
                 yield _record(row)
+            after = rows[-1].seq
 
     async def verify(self) -> Verification:
         """Walk the whole chain in order; the first event whose links or hash do not hold."""

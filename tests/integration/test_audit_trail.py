@@ -256,6 +256,7 @@ async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
         later = await asyncio.to_thread(
             run_cli, "audit", "usage", "--config", str(config), "--since", "2999-01-01"
         )
+        alerted = await asyncio.to_thread(run_cli, "audit", "alerts", "--config", str(config))
         kept = await asyncio.to_thread(run_cli, "audit", "prune", "--config", str(config))
         await tamper(
             trail, "UPDATE audit_events SET at = '2000-01-01T00:00:00.000000+00:00' WHERE seq <= 2"
@@ -292,6 +293,8 @@ async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
         {"client": "portal", "patients": 2, "repeat_patients": 1, "disclosures": 3},
     ]
     assert json.loads(later.stdout) == []
+    assert alerted.returncode == 1  # something to look at
+    assert "break_glass" in {json.loads(line)["rule"] for line in alerted.stdout.splitlines()}
     assert json.loads(kept.stdout)["removed"] == 0  # all within the 30 days
     assert json.loads(pruned.stdout)["removed"] == 2
     assert (verified.ok, verified.events) == (True, 3)
