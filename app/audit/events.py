@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from app.domain.audit import Decision, PatientDisclosure, Rule, Summary
+from app.audit.trail import Pending
+from app.domain.audit import Decision, Rule, Summary
 
 VERSION = 1
 SUCCESS, PARTIAL, DENIED, ERROR = "success", "partial", "denied", "error"
 EXECUTED, CACHED, SHARED = "executed", "cache", "shared"  # how the response was produced
+Part = tuple[str | None, str, str]  # patient id, outcome, the patient's part of the event (JSON)
 CLI_CLIENT = "patientgraph-cli"
 COMMAND = "command"  # the operation kind of a CLI command
 
@@ -81,103 +83,89 @@ def keyed_hash(key: bytes, value: Any) -> str:
     return hmac.new(key, material, hashlib.sha256).hexdigest()
 
 
-def events_of(
-    caller: Caller, op: Operation, summary: Summary, served: str
-) -> list[tuple[str | None, dict[str, Any]]]:
-    """(patient id, event) for each patient the operation disclosed or was denied; one event
-    without a patient when it concerned none but decided or failed something."""
-    refused = {d.patient for d in summary.decisions if not d.allowed and d.patient is not None}
-    concerned = dict.fromkeys([*summary.patients, *summary.changed, *sorted(refused)])
-    patients: list[str | None] = list(concerned)
-    if not patients and (summary.decisions or summary.errors or op.kind == COMMAND):
-        patients = [None]
-    out: list[tuple[str | None, dict[str, Any]]] = []
-    for patient in patients:
-        shown = summary.patients.get(patient) if patient is not None else None
-        decisions = [d for d in summary.decisions if d.patient in (None, patient)]
-        changed = patient is not None and patient in summary.changed
-        out.append((patient, _event(caller, op, summary, served, shown, decisions, changed)))
-    return out
+def events_of(caller: Caller, op: Operation, summary: Summary, served: str) -> list[Pending]:
+    """The stored form of each event (`assemble` of `parts_of`)."""
+    return assemble(head_of(caller, op, served), parts_of(summary, command=op.kind == COMMAND))
 
 
-def _event(
-    caller: Caller,
-    op: Operation,
-    summary: Summary,
-    served: str,
-    shown: PatientDisclosure | None,
-    decisions: list[Decision],
-    changed: bool,
-) -> dict[str, Any]:
-    denied = any(not d.allowed for d in decisions)
-    if shown is not None or changed:
-        outcome = PARTIAL if denied or summary.errors else SUCCESS
-    else:
-        outcome = DENIED if denied else ERROR if summary.errors else SUCCESS
-    return {
+def head_of(caller: Caller, op: Operation, served: str) -> str:
+    """What every event of one request shares, serialised once: the opening of its JSON."""
+    head = {
         "v": VERSION,
-        "outcome": outcome,
         "served": served,
         "who": caller.as_json(),
         "where": {"address": caller.address, "request_id": caller.request_id},
         "operation": op.as_json(),
-        "what": {
-            "kinds": dict(shown.kinds) if shown is not None else {},
-            "sources": sorted(shown.sources) if shown is not None else [],
-            "failed_sources": list(summary.failed_sources),
-            "changed": changed,  # the operation changed the patient's links or cached answers
-        },
-        "decisions": _compact(decisions),
     }
+    return orjson.dumps(head)[:-1].decode() + ","
+
+
+def assemble(head: str, parts: Sequence[Part]) -> list[Pending]:
+    return [(patient, outcome, head + part[1:]) for patient, outcome, part in parts]
+
+
+def parts_of(summary: Summary, *, command: bool = False) -> list[Part]:
+    """(patient id, outcome, the patient's part of the event as a JSON object) for each
+    patient the operation disclosed, changed or was denied; one part without a patient when it
+    concerned none but decided or failed something. The same for every caller served the same
+    response, so a cached response keeps them (`app.web.graphql`)."""
+    refused = {d.patient for d in summary.decisions if not d.allowed and d.patient is not None}
+    concerned = dict.fromkeys([*summary.patients, *summary.changed, *sorted(refused)])
+    patients: list[str | None] = list(concerned)
+    if not patients and (summary.decisions or summary.errors or command):
+        patients = [None]
+    shared = [d for d in summary.decisions if d.patient is None]
+    shared_denied = any(not d.allowed for d in shared)
+    shared_json = _compact(shared)
+    out: list[Part] = []
+    for patient in patients:
+        shown = summary.patients.get(patient) if patient is not None else None
+        own = [d for d in summary.decisions if d.patient is not None and d.patient == patient]
+        changed = patient is not None and patient in summary.changed
+        denied = shared_denied or any(not d.allowed for d in own)
+        if shown is not None or changed:
+            outcome = PARTIAL if denied or summary.errors else SUCCESS
+        else:
+            outcome = DENIED if denied else ERROR if summary.errors else SUCCESS
+        part = {
+            "patient": patient,
+            "outcome": outcome,
+            "what": {
+                "kinds": dict(shown.kinds) if shown is not None else {},
+                "sources": sorted(shown.sources) if shown is not None else [],
+                "failed_sources": list(summary.failed_sources),
+                "changed": changed,  # the operation changed the patient's links or caches
+            },
+            "decisions": shared_json + _compact(own) if own else shared_json,
+        }
+        out.append((patient, outcome, orjson.dumps(part).decode()))
+    return out
 
 
 def _compact(decisions: list[Decision]) -> list[dict[str, Any]]:
     """Each distinct decision once (a rule asked for every record of a page), counts summed."""
-    merged: dict[tuple[str, str, bool], int] = {}
+    merged: dict[tuple[Rule, str, bool], int] = {}
     for d in decisions:
-        key = (d.rule.value, d.target, d.allowed)
+        key = (d.rule, d.target, d.allowed)
         merged[key] = merged.get(key, 0) + d.count
     return [
-        Decision(Rule(rule), target, allowed, count=count).as_json()
+        Decision(rule, target, allowed, count=count).as_json()
         for (rule, target, allowed), count in merged.items()
     ]
 
 
-# ---- a summary kept with a cached response ---------------------------------------------------
+# ---- the parts kept with a cached response ---------------------------------------------------
 
 
-def summary_json(summary: Summary) -> bytes:
-    return orjson.dumps(
-        {
-            "patients": {
-                pid: {"kinds": d.kinds, "sources": sorted(d.sources)}
-                for pid, d in summary.patients.items()
-            },
-            "decisions": [
-                [d.rule.value, d.target, d.allowed, d.patient, d.count] for d in summary.decisions
-            ],
-            "failed": list(summary.failed_sources),
-            "errors": summary.errors,
-        }
-    )
+def parts_json(parts: Sequence[Part]) -> bytes:
+    return orjson.dumps(parts)
 
 
-def summary_from_json(data: bytes) -> Summary:
-    raw = orjson.loads(data)
-    patients = {
-        pid: PatientDisclosure(dict(d["kinds"]), set(d["sources"]))
-        for pid, d in raw["patients"].items()
-    }
-    decisions = tuple(
-        Decision(Rule(rule), target, allowed, patient, count)
-        for rule, target, allowed, patient, count in raw["decisions"]
-    )
-    return Summary(patients, decisions, tuple(raw["failed"]), bool(raw["errors"]))
+def parts_from_json(data: bytes) -> list[Part]:
+    return [(patient, outcome, part) for patient, outcome, part in orjson.loads(data)]
 
 
-def cli_events(
-    actor: str, name: str, changed: tuple[str, ...]
-) -> list[tuple[str | None, dict[str, Any]]]:
+def cli_events(actor: str, name: str, changed: tuple[str, ...]) -> list[Pending]:
     """The events of a `patientgraph` command run by an operator (identity moves, cache
     purges): who ran it as they named themself, with no token or address."""
     caller = Caller(actor, None, CLI_CLIENT, ("admin",), (), None, None, CLI_CLIENT)

@@ -1,6 +1,6 @@
 """AuditTrail: append-only, hash-chained events in the store, written in batches.
 
-Each event is stored as the exact canonical JSON that was hashed, with its sequence number,
+Each event is stored as the exact JSON text that was hashed, with its sequence number,
 the previous event's hash and its own: hash = HMAC-SHA256(key, previous hash | seq | time |
 body), so without `[audit] hash_key` no one can write a row that verifies. An
 edited body, a deleted or inserted row, or two rows swapped breaks the chain at that event, and
@@ -41,10 +41,12 @@ audit_events = sa.Table(
         primary_key=True,
         autoincrement=False,
     ),
-    sa.Column("at", sa.String(32), nullable=False, index=True),  # ISO 8601 UTC, as hashed
+    # ISO 8601 UTC, as hashed. Not indexed: it rises with `seq`, and an index would cost every
+    # event's write more than it saves the time-range reads.
+    sa.Column("at", sa.String(32), nullable=False),
     sa.Column("patient_id", sa.String(64), nullable=True, index=True),
     sa.Column("outcome", sa.String(16), nullable=True),  # as in the body, for queries
-    sa.Column("body", sa.Text, nullable=False),  # canonical JSON, as hashed
+    sa.Column("body", sa.Text, nullable=False),  # JSON, exactly as hashed
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
@@ -64,7 +66,7 @@ GENESIS = "0" * 64  # the previous hash of the first event
 APPEND_LOCK = 0x70675F61756474  # "pg_audt": the advisory lock appends take on PostgreSQL
 APPEND_ATTEMPTS = 5
 VERIFY_CHUNK = 10_000
-Pending = tuple[str | None, str | None, str]  # patient id, outcome, canonical body
+Pending = tuple[str | None, str | None, str]  # patient id, outcome, the JSON body (as hashed)
 
 
 class AuditUnavailable(Exception):
@@ -76,8 +78,14 @@ def chain_hash(key: bytes, prev_hash: str, seq: int, at: str, body: str) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def canonical(event: Mapping[str, Any]) -> str:
-    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS).decode()
+def pending(patient_id: str | None, event: Mapping[str, Any]) -> Pending:
+    """An event given as a mapping, in the form `record` takes."""
+    body = {**event, "patient": patient_id}
+    return (
+        patient_id,
+        event.get("outcome"),
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +110,14 @@ class AuditTrail:
     async def create_tables(self) -> None:
         await create_tables(self._engine, metadata)
 
-    async def record(self, events: Sequence[tuple[str | None, Mapping[str, Any]]]) -> None:
-        """Append (patient id or None, event) pairs; returns once they are committed. Raises
-        AuditUnavailable if they could not be."""
-        if not events:
+    async def record(self, rows: Sequence[Pending]) -> None:
+        """Append events (patient id or None, outcome, the JSON body, which names both: a row
+        moved to another patient or outcome breaks the chain); returns once they are
+        committed. Raises AuditUnavailable if they could not be."""
+        if not rows:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # The patient is hashed with the body: a row moved to another patient breaks the chain.
-        rows = [(pid, e.get("outcome"), canonical({**e, "patient": pid})) for pid, e in events]
-        self._pending.append((rows, done))
+        self._pending.append((list(rows), done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
         await done

@@ -4,7 +4,7 @@ single-flight follower alike. A trail that cannot be written fails the request c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -48,12 +48,12 @@ async def record(
     trail: AuditTrail | None,
     caller: events.Caller,
     operation: events.Operation,
-    summary: Summary,
+    parts: Sequence[events.Part],
     served: str,
 ) -> None:
     """Commit the operation's events; raises AuditUnavailable if they could not be."""
     if trail is not None:
-        await trail.record(events.events_of(caller, operation, summary, served))
+        await trail.record(events.assemble(events.head_of(caller, operation, served), parts))
 
 
 async def record_refusal(
@@ -63,4 +63,5 @@ async def record_refusal(
     decision: Decision,
 ) -> None:
     """A request the policy refused before it ran (purpose of use, break-the-glass)."""
-    await record(trail, caller, operation, Summary({}, (decision,), errors=True), events.EXECUTED)
+    parts = events.parts_of(Summary({}, (decision,), errors=True))
+    await record(trail, caller, operation, parts, events.EXECUTED)

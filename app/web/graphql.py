@@ -21,7 +21,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from app.audit import events as served
-from app.audit.events import Caller, summary_from_json, summary_json
+from app.audit.events import Caller, Part, parts_from_json, parts_json, parts_of
 from app.audit.trail import AuditUnavailable
 from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.auth.break_glass import BreakGlassRefused, break_glass_from
@@ -65,7 +65,7 @@ HIT_HEADERS = {**NO_STORE, "x-cache": "hit"}
 MISS = {**NO_STORE, "x-cache": "miss"}
 SHARED = {**NO_STORE, "x-cache": "shared"}
 BYPASS = {**NO_STORE, "x-cache": "bypass"}
-NOTHING = Summary({}, ())  # an operation that did not run
+NOTHING: list[Part] = []  # an operation that did not run
 # An operation's type and name in a document's text (a shorthand `{ ... }` is a query).
 OPERATION = re.compile(r"\b(query|mutation|subscription)\s*([_A-Za-z][_0-9A-Za-z]*)?")
 
@@ -202,27 +202,27 @@ async def _serve(
         or kind != "query"
     ):
         outcome = await unless_disconnected(request, _execute(runtime, call))
-        await audit.record(trail, caller, op, outcome.summary, served.EXECUTED)
+        await audit.record(trail, caller, op, outcome.parts, served.EXECUTED)
         return _answer(outcome.stored, BYPASS, media)
     fingerprint = runtime.fingerprints.digest(call.principal, call.access)
     key = cache.key(document, call.operation, call.variables, fingerprint)
     entry = await cache.get(key)
     if entry is not None:
-        await audit.record(trail, caller, op, summary_from_json(entry.note), served.CACHED)
+        await audit.record(trail, caller, op, parts_from_json(entry.note), served.CACHED)
         return Response(entry.body, 200, HIT_HEADERS, media)
 
     async def compute() -> Outcome:
         outcome = await _execute(runtime, call)
         ttl = cache.ttl_for(document)  # 0 for a type configured never to be cached
         if outcome.stored.cacheable and ttl > 0:
-            entry = Entry(outcome.stored.body, summary_json(outcome.summary))
+            entry = Entry(outcome.stored.body, parts_json(outcome.parts))
             await cache.put(key, entry, ttl, outcome.disclosed, document)
         return outcome
 
     # Shared by identical concurrent misses: cancelled only when every one of them has left.
     outcome, computed = await unless_disconnected(request, cache.flight.run(key, compute))
     await audit.record(
-        trail, caller, op, outcome.summary, served.EXECUTED if computed else served.SHARED
+        trail, caller, op, outcome.parts, served.EXECUTED if computed else served.SHARED
     )
     return _answer(outcome.stored, MISS if computed else SHARED, media)
 
@@ -282,7 +282,7 @@ class GraphQLRequest:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     stored: Stored
-    summary: Summary  # what it disclosed and decided, for the audit trail
+    parts: list[Part]  # what it disclosed and decided, per patient, for the audit trail
     disclosed: frozenset[str]  # PatientGraph ids the response depends on (cache tags)
 
 
@@ -332,7 +332,7 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
         bool(errors),
         tuple(sorted(context.disclosures.changed)),
     )
-    return Outcome(stored, summary, context.disclosures.ids)
+    return Outcome(stored, parts_of(summary), context.disclosures.ids)
 
 
 def _rate_limited(wait: float, media: str) -> Response:

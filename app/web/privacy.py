@@ -92,9 +92,8 @@ async def privacy_patterns(request: Request) -> Response:
     op = audit.operation_of(trail, "page", "access patterns", None, None)
     decision = Decision(Rule.ROLE, "accessPatterns", allowed)
     try:
-        await audit.record(
-            trail, caller, op, Summary({}, (decision,), errors=not allowed), served.EXECUTED
-        )
+        parts = served.parts_of(Summary({}, (decision,), errors=not allowed))
+        await audit.record(trail, caller, op, parts, served.EXECUTED)
     except AuditUnavailable:
         return json_response(simple_error(INTERNAL_MESSAGE, "INTERNAL"), 500)
     if not allowed:

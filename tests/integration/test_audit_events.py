@@ -299,8 +299,7 @@ def disclosed(response: httpx.Response) -> list[str]:
     return []
 
 
-async def load(api: Api, population: DemoPopulation) -> list[httpx.Response]:
-    ids = [await a_patient_id(api, population, i) for i in range(4)]
+async def load(api: Api, population: DemoPopulation, ids: list[str]) -> list[httpx.Response]:
     families = [p.family for p in population.people[:3]]
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -317,11 +316,12 @@ async def test_events_equal_disclosures_under_load(
     audited_api: AuditedApi, population: DemoPopulation
 ) -> None:
     async with audited_api() as api:
+        ids = [await a_patient_id(api, population, i) for i in range(4)]
         async with api.runtime.engine.connect() as conn:
             before = (
                 await conn.execute(sa.select(sa.func.count()).select_from(audit_events))
             ).scalar()
-        responses = await load(api, population)
+        responses = await load(api, population, ids)
         async with api.runtime.engine.connect() as conn:
             rows = (
                 await conn.execute(sa.select(audit_events).where(audit_events.c.seq > before))

@@ -8,13 +8,12 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from app.audit.events import EXECUTED, Caller, Operation, events_of
-from app.audit.trail import AuditTrail, AuditUnavailable, chain_hash, metadata
+from app.audit.trail import AuditTrail, AuditUnavailable, Pending, chain_hash, metadata, pending
 from app.domain.audit import PatientDisclosure, Summary
 from app.store import create_engine
 from tests.integration.conftest import store_url_for
@@ -39,8 +38,8 @@ async def trail(store_url: str) -> AsyncIterator[AuditTrail]:
     await engine.dispose()
 
 
-def event(n: int) -> tuple[str, dict[str, object]]:
-    return f"pg-{n:024x}", {"type": "disclosure", "n": n, "kinds": ["Observation"]}
+def event(n: int) -> Pending:
+    return pending(f"pg-{n:024x}", {"type": "disclosure", "n": n, "kinds": ["Observation"]})
 
 
 async def filled(trail: AuditTrail, count: int = 6) -> None:
@@ -214,9 +213,7 @@ async def test_a_removed_front_without_a_pruning_record_is_detected(trail: Audit
     assert (result.first_bad, result.problem) == (3, "sequence number 3 where 1 was expected")
 
 
-def disclosure(
-    client: str | None, patient: str, **who: object
-) -> list[tuple[str | None, dict[str, Any]]]:
+def disclosure(client: str | None, patient: str, **who: object) -> list[Pending]:
     caller = Caller(
         str(who.get("subject", "dr-a")),
         "Dr. A",
