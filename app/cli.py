@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--practitioner", help="the user's practitioner identifier, system|value (care team)"
     )
+    token.add_argument("--name", help="the user's display name (the audit trail, access logs)")
+    token.add_argument("--client-id", help="the app the token is issued to (the audit trail)")
     token.add_argument("--kid", help="key id header (default: thumbprint, as `jwks` prints)")
     token.set_defaults(handler=_token)
 
@@ -377,6 +379,8 @@ def _token(args: argparse.Namespace) -> int:
             kid=args.kid or key_id(key),
             purposes=args.purpose,
             practitioner=args.practitioner,
+            name=args.name,
+            client_id=args.client_id,
         )
     )
     return 0
