@@ -47,6 +47,7 @@ from app.settings import (
 )
 from app.sources.registry import build_sources
 from app.store import create_engine
+from app.web.audit import SelectedFields
 from app.web.rate_limits import rate_limits
 from app.web.state import Runtime
 from app.web.trusted_documents import trusted_documents
@@ -132,6 +133,7 @@ async def open_runtime(
                 settings.graphql.trusted_documents, settings.graphql.trusted_documents_file
             ),
             trail,
+            SelectedFields(schema._schema),
         )
 
 

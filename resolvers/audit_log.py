@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.audit.usage import Usage, usage_report
 from app.domain.audit import AuditRecord
 from app.identity.index import is_patient_id
 from resolvers import access
@@ -38,6 +39,16 @@ async def audit_events(
     if patient_id is not None and not is_patient_id(patient_id):
         raise UserInputError("'patientId' is not a PatientGraph patient id")
     return await _page(ctx, patient_id, since, until, first, after, outcomes=None)
+
+
+async def usage(ctx: Context, since: datetime | None, until: datetime | None) -> list[Usage]:
+    """Per client app: unique patients disclosed in the period, and how many more than once."""
+    if not access.is_auditor(ctx, "usageReport"):
+        raise Forbidden("Only auditors may read the usage report")
+    trail = ctx.services.audit
+    if trail is None:
+        return []
+    return await usage_report(trail.since(since), until)
 
 
 async def access_log(

@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 
+from app.audit.usage import Usage
 from app.domain.audit import AuditRecord
 from resolvers.audit_log import EventPage
 from schema.common import PageInfo
@@ -62,6 +63,9 @@ class AuditEvent:
     operation_kind: str = strawberry.field(description="query or mutation.")
     operation_name: str | None = strawberry.field(description="The operation's name.")
     document_hash: str | None = strawberry.field(description="SHA-256 of the document.")
+    fields: list[str] = strawberry.field(
+        description="The Type.field coordinates the document selects (what it could disclose)."
+    )
     kinds: list[DisclosedKind] = strawberry.field(description="What of the patient it held.")
     sources: list[str] = strawberry.field(description="The sources that data came from.")
     decisions: list[AccessDecision] = strawberry.field(
@@ -88,6 +92,7 @@ class AuditEvent:
             operation_kind=op["kind"],
             operation_name=op["name"],
             document_hash=op["hash"],
+            fields=list(op.get("fields", ())),
             kinds=_kinds(event),
             sources=list(event["what"]["sources"]),
             decisions=[
@@ -157,4 +162,21 @@ class AccessLogPage:
         return AccessLogPage(
             nodes=[AccessLogEntry.of(r) for r in page.records],
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        )
+
+
+@strawberry.type(description="One client app's disclosures over a period.")
+class ClientUsage:
+    client: str = strawberry.field(description="The app's client id ('(no client id)' if none).")
+    patients: int = strawberry.field(description="Unique patients whose data it disclosed.")
+    repeat_patients: int = strawberry.field(description="Of them, disclosed more than once.")
+    disclosures: int = strawberry.field(description="Disclosures of a patient's data.")
+
+    @staticmethod
+    def of(usage: Usage) -> ClientUsage:
+        return ClientUsage(
+            client=usage.client,
+            patients=usage.patients,
+            repeat_patients=usage.repeat_patients,
+            disclosures=usage.disclosures,
         )

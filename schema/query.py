@@ -11,7 +11,7 @@ from app.domain.patients import PatientCriteria
 from resolvers import audit_log, identity_admin
 from resolvers import patients as resolve
 from resolvers.pagination import Page
-from schema.audit import AuditEventPage
+from schema.audit import AuditEventPage, ClientUsage
 from schema.collections import After, First
 from schema.common import Connection
 from schema.context import Info, path_of
@@ -151,6 +151,24 @@ class Query:
             after,
         )
         return AuditEventPage.of(page)
+
+    @strawberry.field(
+        description="Per client app over a period: unique patients whose data was disclosed and "
+        "how many of them more than once (the Patient Access API figures payers report to "
+        "CMS). Auditor role only."
+    )
+    async def usage_report(
+        self,
+        info: Info,
+        since: Annotated[
+            DateTime | None, strawberry.argument(description="From this time (default: all).")
+        ] = None,
+        until: Annotated[
+            DateTime | None, strawberry.argument(description="Before this time (default: now).")
+        ] = None,
+    ) -> list[ClientUsage]:
+        found = await audit_log.usage(info.context, _moment(since), _moment(until))
+        return [ClientUsage.of(u) for u in found]
 
 
 def _moment(value: DateTime | None) -> datetime | None:

@@ -60,6 +60,7 @@ class Operation:
     name: str | None
     document_hash: str | None
     variables: Mapping[str, str]  # name -> keyed hash of the value
+    fields: tuple[str, ...] = ()  # the `Type.field`s the document selects
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,15 +68,21 @@ class Operation:
             "name": self.name,
             "hash": self.document_hash,
             "variables": dict(self.variables),
+            "fields": list(self.fields),
         }
 
 
 def operation(
-    key: bytes, kind: str, name: str | None, query: str | None, variables: Mapping[str, Any] | None
+    key: bytes,
+    kind: str,
+    name: str | None,
+    query: str | None,
+    variables: Mapping[str, Any] | None,
+    fields: tuple[str, ...] = (),
 ) -> Operation:
     digest = hashlib.sha256(query.encode()).hexdigest() if query is not None else None
     hashed = {k: keyed_hash(key, v) for k, v in sorted((variables or {}).items())}
-    return Operation(kind, name, digest, hashed)
+    return Operation(kind, name, digest, hashed, fields)
 
 
 def keyed_hash(key: bytes, value: Any) -> str:

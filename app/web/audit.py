@@ -4,9 +4,20 @@ single-flight follower alike. A trail that cannot be written fails the request c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    parse,
+    visit,
+)
 from starlette.requests import Request
 
 from app.audit import events
@@ -15,6 +26,8 @@ from app.auth.break_glass import BreakGlass
 from app.auth.principal import Principal
 from app.domain.audit import Decision, Summary
 from app.logging import REQUEST_ID
+
+MEMO_SIZE = 512  # documents whose selected fields are remembered
 
 
 def caller_of(
@@ -39,9 +52,10 @@ def operation_of(
     name: str | None,
     query: str | None,
     variables: Mapping[str, Any] | None,
+    fields: tuple[str, ...] = (),
 ) -> events.Operation:
     key = trail.key if trail is not None else b""  # nothing is recorded without a trail
-    return events.operation(key, kind, name, query, variables)
+    return events.operation(key, kind, name, query, variables, fields)
 
 
 async def record(
@@ -65,3 +79,30 @@ async def record_refusal(
     """A request the policy refused before it ran (purpose of use, break-the-glass)."""
     parts = events.parts_of(Summary({}, (decision,), errors=True))
     await record(trail, caller, operation, parts, events.EXECUTED)
+
+
+class SelectedFields:
+    """The `Type.field` coordinates a document selects (fragments included), for the audit
+    trail's "what": which fields of a record the operation could disclose. Remembered per
+    document text (bounded), so a repeated query is analysed once."""
+
+    def __init__(self, schema: GraphQLSchema, size: int = MEMO_SIZE) -> None:
+        self._schema = schema
+        self.of = functools.lru_cache(maxsize=size)(self._analyse)
+
+    def _analyse(self, query: str) -> tuple[str, ...]:
+        try:
+            ast = parse(query)
+        except GraphQLError:
+            return ()
+        info = TypeInfo(self._schema)
+        seen: set[str] = set()
+
+        class Collect(Visitor):
+            def enter_field(self, node: FieldNode, *_: Any) -> None:
+                parent = info.get_parent_type()
+                if parent is not None and not node.name.value.startswith("__"):
+                    seen.add(f"{parent.name}.{node.name.value}")
+
+        visit(ast, TypeInfoVisitor(info, Collect()))
+        return tuple(sorted(seen))

@@ -194,7 +194,8 @@ async def _serve(
     cache = runtime.response_cache
     document = cache.document(call.query) if cache is not None else None
     kind, name = _named(call.query, call.operation, document)
-    op = audit.operation_of(trail, kind, name, call.query, call.variables)
+    fields = runtime.selected_fields.of(call.query) if trail is not None else ()
+    op = audit.operation_of(trail, kind, name, call.query, call.variables, fields)
     if (
         cache is None
         or document is None

@@ -21,6 +21,7 @@ from app.cache.purge import CachePurger
 from app.cache.response import ResponseCache
 from app.settings import Settings
 from app.sources.registry import SourceRegistry
+from app.web.audit import SelectedFields
 from app.web.rate_limits import RateLimits
 from app.web.trusted_documents import TrustedDocuments
 from resolvers.context import Services
@@ -48,6 +49,7 @@ class Runtime:
     cost: CostEstimator  # upstream work an operation can cause, against the caller's budget
     trusted_documents: TrustedDocuments
     audit: AuditTrail | None  # None when [audit] enabled = false
+    selected_fields: SelectedFields  # what each document selects, for the audit trail
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -99,6 +99,16 @@ async def test_a_read_is_recorded_with_who_what_where_and_how_it_was_served(
         assert len(event["operation"]["hash"]) == 64
         assert pid not in json.dumps(event["operation"])  # variable values only as keyed hashes
         assert event["what"]["kinds"] == {"demographics": 1, "observations": len(shown["nodes"])}
+        assert event["operation"]["fields"] == [
+            "HumanName.family",
+            "Observation.id",
+            "ObservationConnection.nodes",
+            "ObservationConnection.totalCount",
+            "Patient.id",
+            "Patient.name",
+            "Patient.observations",
+            "Query.patient",
+        ]
         assert event["what"]["sources"]
         assert {"rule": "record type", "target": "Patient", "allowed": True} in event["decisions"]
         ((hit_patient, hit_event),) = again
@@ -343,3 +353,23 @@ async def test_events_equal_disclosures_under_load(
     how: Counter[Any] = Counter(json.loads(row.body)["served"] for row in rows)
     assert how["cache"] > 0
     assert verified.ok
+
+
+async def test_auditors_read_the_usage_report_per_client_app(
+    audited_api: AuditedApi, population: DemoPopulation
+) -> None:
+    usage = "{ usageReport { client patients repeatPatients disclosures } }"
+    async with audited_api() as api:
+        ids = [await a_patient_id(api, population, i) for i in range(3)]
+        for pid in [*ids, ids[0]]:  # the portal shows three patients, one of them twice
+            await api.query(ONE, {"id": pid}, client_id="portal")
+        report = (await api.query(usage, role="auditor")).json()
+        refused = (await api.query(usage, role="admin")).json()
+    rows = {r["client"]: r for r in report["data"]["usageReport"]}
+    assert rows["portal"] == {
+        "client": "portal",
+        "patients": 3,
+        "repeatPatients": 1,
+        "disclosures": 4,
+    }
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
