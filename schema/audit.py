@@ -33,6 +33,10 @@ class AccessDecision:
     count: int = strawberry.field(description="Decisions (or records) it stands for.")
 
 
+def _page_info(page: EventPage) -> PageInfo:
+    return PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
+
+
 def _kinds(event: Any) -> list[DisclosedKind]:
     return [DisclosedKind(kind=k, count=n) for k, n in event["what"]["kinds"].items()]
 
@@ -115,8 +119,7 @@ class AuditEventPage:
     @staticmethod
     def of(page: EventPage) -> AuditEventPage:
         return AuditEventPage(
-            nodes=[AuditEvent.of(r) for r in page.records],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            nodes=[AuditEvent.of(r) for r in page.records], page_info=_page_info(page)
         )
 
 
@@ -160,8 +163,7 @@ class AccessLogPage:
     @staticmethod
     def of(page: EventPage) -> AccessLogPage:
         return AccessLogPage(
-            nodes=[AccessLogEntry.of(r) for r in page.records],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            nodes=[AccessLogEntry.of(r) for r in page.records], page_info=_page_info(page)
         )
 
 

@@ -150,21 +150,9 @@ class AuditTrail:
     async def _append_in(self, conn: AsyncConnection, events: list[Pending]) -> None:
         if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
-        last = (
-            await conn.execute(
-                sa.select(audit_events.c.seq, audit_events.c.hash)
-                .order_by(audit_events.c.seq.desc())
-                .limit(1)
-            )
-        ).first()
+        last = await _newest(conn, audit_events)
         if last is None:  # empty, or every event pruned: chain after the last one removed
-            last = (
-                await conn.execute(
-                    sa.select(audit_prunes.c.seq, audit_prunes.c.hash)
-                    .order_by(audit_prunes.c.seq.desc())
-                    .limit(1)
-                )
-            ).first()
+            last = await _newest(conn, audit_prunes)
         seq, prev = (last.seq, last.hash) if last is not None else (0, GENESIS)
         at = _stamp(datetime.now(UTC))
         rows = []
@@ -316,6 +304,12 @@ class AuditTrail:
             for row in rows:
                 yield row
             after = rows[-1].seq
+
+
+async def _newest(conn: AsyncConnection, table: sa.Table) -> sa.Row[Any, Any] | None:
+    """The highest sequence number in `table` and its hash."""
+    query = sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+    return (await conn.execute(query)).first()
 
 
 def _stamp(moment: datetime) -> str:

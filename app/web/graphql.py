@@ -27,25 +27,26 @@ from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.auth.break_glass import BreakGlassRefused, break_glass_from
 from app.auth.policy import Access, PurposeRefused
 from app.auth.principal import Principal
-from app.auth.tokens import AuthenticationError
 from app.cache.response import Document, Entry, Stored
 from app.domain.audit import Decision, Rule, Summary
 from app.graphiql.page import GRAPHIQL_CSP, render_graphiql_page
 from app.logging import describe_exception
 from app.sources import failures, freshness
 from app.web import audit
-from app.web.auth import authenticate
+from app.web.auth import caller_of
 from app.web.disconnect import unless_disconnected
 from app.web.examples import DASHBOARD_QUERY
-from app.web.rate_limits import retry_after
 from app.web.state import Runtime, runtime_of
 from app.web.transport import (
     GRAPHQL_RESPONSE,
     JSON,
+    NO_STORE,
     UnsupportedMediaType,
     get_params,
+    json_response,
     negotiate,
     post_params,
+    rate_limited,
 )
 from resolvers.context import Context
 from resolvers.loaders import RequestLoaders
@@ -54,7 +55,6 @@ from schema.errors import INTERNAL_MESSAGE, format_errors, is_request_error, sim
 from schema.limits import QueryRejected, check_document
 
 log = logging.getLogger(__name__)
-NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 STATIC_PREFIX = "/graphiql/static"
 OPERATION_TYPES = frozenset({OperationType.QUERY, OperationType.MUTATION})
 QUERIES_ONLY = frozenset({OperationType.QUERY})  # over GET
@@ -68,12 +68,6 @@ BYPASS = {**NO_STORE, "x-cache": "bypass"}
 NOTHING: list[Part] = []  # an operation that did not run
 # An operation's type and name in a document's text (a shorthand `{ ... }` is a query).
 OPERATION = re.compile(r"\b(query|mutation|subscription)\s*([_A-Za-z][_0-9A-Za-z]*)?")
-
-
-def json_response(
-    payload: Any, status: int = 200, headers: dict[str, str] | None = None, media: str = JSON
-) -> Response:
-    return Response(orjson.dumps(payload), status, {**NO_STORE, **(headers or {})}, media)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
@@ -107,27 +101,10 @@ async def _graphql(request: Request, *, get: bool) -> Response:
     if media is None:
         message = f"Accept must allow {GRAPHQL_RESPONSE} or {JSON}"
         return json_response(simple_error(message, "BAD_USER_INPUT"), 406)
+    principal = await caller_of(request, runtime, media)
+    if isinstance(principal, Response):
+        return principal
     limits = runtime.rate_limits
-    if limits.enabled:  # before any work, even reading the token
-        address = request.client.host if request.client is not None else ""
-        wait = await limits.address_wait(address)
-        if wait is not None:
-            return _rate_limited(wait, media)
-    try:
-        principal = await authenticate(
-            request, runtime.settings.auth, runtime.keyset, runtime.verified_tokens
-        )
-    except AuthenticationError as exc:
-        return json_response(
-            simple_error(str(exc), "UNAUTHENTICATED"),
-            401,
-            {"www-authenticate": 'Bearer error="invalid_token"'},
-            media,
-        )
-    if limits.enabled:
-        wait = await limits.principal_wait(principal)
-        if wait is not None:
-            return _rate_limited(wait, media)
     try:
         if get:
             params = get_params(request.query_params)
@@ -166,7 +143,7 @@ async def _graphql(request: Request, *, get: bool) -> Response:
     if limits.enabled:  # a query that fans out widely spends more of the caller's limit
         wait = await limits.charge(principal, cost.searches)
         if wait is not None:
-            return _rate_limited(wait, media)
+            return rate_limited(wait, media)
     if emergency is not None:
         runtime.break_glass_log.record(emergency)
         # Who and when for operators; the reason stays out of the log (it may hold PHI).
@@ -334,11 +311,6 @@ async def _execute(runtime: Runtime, request: GraphQLRequest) -> Outcome:
         tuple(sorted(context.disclosures.changed)),
     )
     return Outcome(stored, parts_of(summary), context.disclosures.ids)
-
-
-def _rate_limited(wait: float, media: str) -> Response:
-    error = simple_error("Too many requests: retry later", "RATE_LIMITED")
-    return json_response(error, 429, {"retry-after": retry_after(wait)}, media)
 
 
 def _answer(stored: Stored, cache_state: dict[str, str], media: str) -> Response:

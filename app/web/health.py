@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.sources.base import Source, SourceHealth
-from app.web.graphql import json_response
 from app.web.state import Runtime, runtime_of
+from app.web.transport import json_response
 
 # /readyz answers within the longer of these: the store is asked, sources are known state (one
 # not heard of since start-up is waited for that long at most).

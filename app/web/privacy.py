@@ -17,12 +17,11 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from app.audit import events as served
 from app.audit.patterns import patterns
 from app.audit.trail import AuditUnavailable
-from app.auth.tokens import AuthenticationError
 from app.domain.audit import Decision, Rule, Summary
 from app.web import audit
-from app.web.auth import authenticate
-from app.web.graphql import json_response
+from app.web.auth import caller_of
 from app.web.state import runtime_of
+from app.web.transport import json_response
 from schema.errors import INTERNAL_MESSAGE, simple_error
 
 SCRIPT = Path(__file__).with_name("privacy.js")
@@ -73,16 +72,9 @@ async def privacy_script(request: Request) -> Response:
 
 async def privacy_patterns(request: Request) -> Response:
     runtime = runtime_of(request)
-    try:
-        principal = await authenticate(
-            request, runtime.settings.auth, runtime.keyset, runtime.verified_tokens
-        )
-    except AuthenticationError as exc:
-        return json_response(
-            simple_error(str(exc), "UNAUTHENTICATED"),
-            401,
-            {"www-authenticate": 'Bearer error="invalid_token"'},
-        )
+    principal = await caller_of(request, runtime)
+    if isinstance(principal, Response):
+        return principal
     raw = request.query_params.get("days", "7")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
         return json_response(simple_error(f"days must be 1 to {MAX_DAYS}", "BAD_USER_INPUT"), 400)

@@ -1,5 +1,6 @@
 """GraphQL over HTTP (the GraphQL Foundation's draft spec): which response media type a
-request accepts, and reading a request's parameters from a POST body or a GET query string.
+request accepts, reading a request's parameters from a POST body or a GET query string, and
+the JSON responses every endpoint sends (never stored by a browser or proxy).
 
 - `application/graphql-response+json` is offered when the client asks for it: a request that
   cannot run (syntax, validation, a refused document) is then 400 with no `data` entry.
@@ -19,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.responses import Response
+
+from app.web.rate_limits import retry_after
+from schema.errors import simple_error
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -26,6 +31,7 @@ OFFERED = (GRAPHQL_RESPONSE, JSON)
 # Variables are input objects and lists: no argument of the schema nests deeper than a few
 # levels, and the response cache's canonical JSON allows at most 254.
 MAX_VARIABLE_DEPTH = 32
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
 class UnsupportedMediaType(ValueError):
@@ -169,3 +175,14 @@ def _depth(value: Any) -> int:
         elif isinstance(item, list):
             pending.extend((v, level + 1) for v in item)
     return deepest
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None, media: str = JSON
+) -> Response:
+    return Response(orjson.dumps(payload), status, {**NO_STORE, **(headers or {})}, media)
+
+
+def rate_limited(wait: float, media: str = JSON) -> Response:
+    error = simple_error("Too many requests: retry later", "RATE_LIMITED")
+    return json_response(error, 429, {"retry-after": retry_after(wait)}, media)

@@ -32,7 +32,9 @@ def drawn_pixels(png: bytes) -> int:
     """Pixels of a chart screenshot that are neither background nor text grey: the bars."""
     image = Image.open(io.BytesIO(png)).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 20) or []
-    return sum(n for n, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 60)
+    return sum(
+        n for n, rgb in colours if isinstance(rgb, tuple) and max(rgb[:3]) - min(rgb[:3]) > 60
+    )
 
 
 async def test_the_page_draws_every_pattern_and_alert_from_the_trail(
