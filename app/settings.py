@@ -533,6 +533,13 @@ class Settings(_Section):
             raise ValueError("server.workers > 1 needs a postgresql:// store")
         return self
 
+    @model_validator(mode="after")
+    def _audited_in_production(self) -> Any:
+        """A production server discloses nothing it does not record."""
+        if self.server.production and not self.audit.enabled:
+            raise ValueError("server.production = true needs audit.enabled = true")
+        return self
+
     @property
     def cache_hash_key(self) -> str:
         """`[cache] hash_key`, or HMAC-SHA256(identity.hash_key, SOURCE_CACHE_KEY_LABEL) in hex:

@@ -178,6 +178,20 @@ def test_the_production_profile_turns_introspection_and_graphiql_off() -> None:
             server(production=True, **{key: True})
 
 
+def test_the_production_profile_keeps_the_audit_trail_on() -> None:
+    off = {"auth": AUTH, "audit": {"enabled": False}}
+    assert settings_from_mapping(off, environ={}).audit.enabled is False  # to measure its cost
+    with pytest.raises(ConfigError, match=r"audit\.enabled = true"):
+        settings_from_mapping({**off, "server": {"production": True}}, environ={})
+
+
+def test_the_alert_rules_need_a_known_time_zone() -> None:
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        settings_from_mapping(
+            {"auth": AUTH, "audit": {"alerts": {"timezone": "Mars/Olympus"}}}, environ={}
+        )
+
+
 def test_a_server_reachable_from_other_hosts_is_warned_to_use_the_profile() -> None:
     assert production_warnings(server()) == []  # loopback
     assert production_warnings(server(host="127.0.0.2")) == []
