@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from app.domain.patients import Patient
-from app.domain.records import PersonQuery, Record, RecordKind, RecordQuery
+from app.domain.records import PersonQuery, RecordKind, RecordQuery
 from app.sources.errors import SourceError
 from resolvers import access, merge
 from resolvers.access import RecordSet
@@ -84,7 +84,7 @@ class Pending(Generic[R]):
     """One collection's loads, started: `result` once they have finished (`ready`)."""
 
     ctx: Context
-    patient_id: str
+    patient: Patient
     kind: RecordKind[R]
     filters: RecordQuery
     path: Path
@@ -112,9 +112,11 @@ class Pending(Generic[R]):
         found = self.result(merged=merged)
         limits = self.ctx.services.page_limits
         page = paginate(found.records, first, after, limits, withheld=found.withheld)
-        records = cast(Sequence[Record], page.nodes)
-        sources = {link.source_id for record in records for link in record.sources}
-        self.ctx.disclosures.add(self.patient_id, self.kind.name, len(page.nodes), sources)
+        if page.nodes:  # what the response holds of the patient, and the sources read for it
+            read = tuple(link.source_id for link in self.patient.sources)
+            if self.asked.people:
+                read += tuple(s.id for s in self.ctx.services.person_sources)
+            self.ctx.disclosures.add(self.patient.id, self.kind.name, len(page.nodes), read)
         return page
 
 
@@ -125,7 +127,7 @@ def start(
     not read are neither fetched nor returned (a FORBIDDEN error at `path` says so)."""
     allowed = access.allowed_types(ctx, kind, path)
     asked = ask(ctx, patient, kind, filters, allowed)
-    return Pending(ctx, patient.id, kind, filters, path, allowed, asked)
+    return Pending(ctx, patient, kind, filters, path, allowed, asked)
 
 
 async def records_of(

@@ -8,6 +8,7 @@ From that one registry `schema.prefetch` learns what a page of patients will loa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -133,7 +134,7 @@ def _page(
 ) -> NowOrLater[Page[Any]]:
     ctx = info.context
     pending: Pending[Any] = start(ctx, root, collection.kind, filters, path_of(info))
-    return when_answered(pending, lambda: pending.page(first, after, merged=merged))
+    return when_answered(pending, functools.partial(pending.page, first, after, merged=merged))
 
 
 Resolver = Callable[..., NowOrLater[Page[Any]]]

@@ -61,9 +61,10 @@ class PatientDisclosure:
 @dataclass(slots=True)
 class Disclosures:
     """Per request: every patient whose data the response holds, with what of theirs it
-    holds; `ids` are the response cache's tags."""
+    holds; `ids` are the response cache's tags. `add` only notes (it runs for every page of
+    every collection); `patients` sums up once, when the request is done."""
 
-    patients: dict[str, PatientDisclosure] = field(default_factory=dict)
+    entries: list[tuple[str, str, int, Iterable[str]]] = field(default_factory=list)
     # Patients the response depends on without showing their data (a search's matches beyond
     # the page count in `totalCount`): cache tags, not disclosures.
     related: set[str] = field(default_factory=set)
@@ -71,11 +72,21 @@ class Disclosures:
     changed: set[str] = field(default_factory=set)
 
     def add(self, patient_id: str, kind: str, count: int, sources: Iterable[str] = ()) -> None:
-        self.patients.setdefault(patient_id, PatientDisclosure()).add(kind, count, sources)
+        self.entries.append((patient_id, kind, count, sources))
+
+    @property
+    def patients(self) -> dict[str, PatientDisclosure]:
+        out: dict[str, PatientDisclosure] = {}
+        for patient_id, kind, count, sources in self.entries:
+            disclosure = out.get(patient_id)
+            if disclosure is None:
+                disclosure = out[patient_id] = PatientDisclosure()
+            disclosure.add(kind, count, sources)
+        return out
 
     @property
     def ids(self) -> frozenset[str]:
-        return frozenset(self.patients) | frozenset(self.related)
+        return frozenset(p for p, _, _, _ in self.entries) | frozenset(self.related)
 
 
 @dataclass(frozen=True, slots=True)
