@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.audit.usage import Usage, usage_report
-from app.domain.audit import AuditRecord
+from app.domain.audit import DISCLOSED_OUTCOMES, AuditRecord
 from app.identity.index import is_patient_id
 from resolvers import access
 from resolvers.context import Context
@@ -16,7 +16,6 @@ from resolvers.errors import Forbidden, UserInputError
 
 Path = tuple[str | int, ...] | None
 MAX_PAGE = 200
-DISCLOSED = ("success", "partial")  # what a patient's access log lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ async def access_log(
     them); anyone else is refused, so no patient reads another's log."""
     if not access.may_read_access_log(ctx, patient_id, path):
         raise Forbidden("Only the patient may read their access log")
-    return await _page(ctx, patient_id, None, None, first, after, outcomes=DISCLOSED)
+    return await _page(ctx, patient_id, None, None, first, after, outcomes=DISCLOSED_OUTCOMES)
 
 
 async def _page(

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from app.domain.audit import AuditRecord
 from app.settings import AuditAlertSettings as Rules
 
-DISCLOSED = frozenset({"success", "partial"})
 STAFF_EXEMPT = frozenset({"patient"})  # a patient reading their own record at night is fine
 
 
@@ -66,7 +65,7 @@ def patterns(records: Sequence[AuditRecord], since: datetime, rules: Rules) -> P
             out.denials[user] = out.denials.get(user, 0) + 1
         if record.event["who"].get("break_glass"):
             out.break_glass[user] = out.break_glass.get(user, 0) + 1
-        if outcome not in DISCLOSED or record.patient_id is None:
+        if not record.disclosed or record.patient_id is None:
             continue
         hour = record.at.replace(minute=0, second=0, microsecond=0).isoformat()
         hours[hour][user] += 1
@@ -96,8 +95,7 @@ def alerts(records: Sequence[AuditRecord], since: datetime, rules: Rules) -> lis
 def _after_hours_alerts(recent: Iterable[AuditRecord], rules: Rules) -> list[Alert]:
     late: defaultdict[str, list[AuditRecord]] = defaultdict(list)
     for record in recent:
-        disclosed = record.event["outcome"] in DISCLOSED and record.patient_id is not None
-        if disclosed and _staff(record) and after_hours(record, rules):
+        if record.disclosed and _staff(record) and after_hours(record, rules):
             late[_subject(record)].append(record)
     hours = f"{rules.day_starts:02d}:00-{rules.day_ends:02d}:00 {rules.timezone}"
     return [
@@ -118,7 +116,7 @@ def _volume_alerts(records: Sequence[AuditRecord], rules: Rules) -> list[Alert]:
     before: defaultdict[str, set[tuple[int, str]]] = defaultdict(set)
     latest: dict[str, datetime] = {}
     for r in records:
-        if r.patient_id is None or r.event["outcome"] not in DISCLOSED:
+        if not r.disclosed or r.patient_id is None:
             continue
         user = _subject(r)
         if r.at > day_start:

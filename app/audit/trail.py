@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,16 +76,6 @@ class AuditUnavailable(Exception):
 def chain_hash(key: bytes, prev_hash: str, seq: int, at: str, body: str) -> str:
     message = f"{prev_hash}|{seq}|{at}|{body}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def pending(patient_id: str | None, event: Mapping[str, Any]) -> Pending:
-    """An event given as a mapping, in the form `record` takes."""
-    body = {**event, "patient": patient_id}
-    return (
-        patient_id,
-        event.get("outcome"),
-        orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode(),
-    )
 
 
 @dataclass(frozen=True, slots=True)

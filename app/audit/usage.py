@@ -11,7 +11,6 @@ from datetime import datetime
 
 from app.domain.audit import AuditRecord
 
-DISCLOSED = frozenset({"success", "partial"})
 NO_CLIENT = "(no client id)"
 
 
@@ -31,10 +30,8 @@ async def usage_report(
     async for record in records:
         if until is not None and record.at >= until:
             break
-        event = record.event
-        if record.patient_id is None or event["outcome"] not in DISCLOSED:
-            continue
-        seen[event["who"]["client"] or NO_CLIENT][record.patient_id] += 1
+        if record.disclosed and record.patient_id is not None:
+            seen[record.event["who"]["client"] or NO_CLIENT][record.patient_id] += 1
     return [
         Usage(client, len(counts), sum(1 for n in counts.values() if n > 1), counts.total())
         for client, counts in sorted(seen.items())

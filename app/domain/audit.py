@@ -89,6 +89,9 @@ class Disclosures:
         return frozenset(p for p, _, _, _ in self.entries) | frozenset(self.related)
 
 
+DISCLOSED_OUTCOMES = ("success", "partial")  # the outcomes of an event that showed data
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One stored audit event, as read back for auditors and patients."""
@@ -97,6 +100,12 @@ class AuditRecord:
     at: datetime
     patient_id: str | None
     event: Mapping[str, Any]  # the JSON body (`app.audit.events`)
+
+    @property
+    def disclosed(self) -> bool:
+        """Whether the event showed a patient's data (not a refusal, an error, an empty
+        search)."""
+        return self.patient_id is not None and self.event["outcome"] in DISCLOSED_OUTCOMES
 
 
 @dataclass(frozen=True, slots=True)

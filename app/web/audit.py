@@ -70,14 +70,15 @@ async def record(
         await trail.record(events.assemble(events.head_of(caller, operation, served), parts))
 
 
-async def record_refusal(
+async def record_decision(
     trail: AuditTrail | None,
     caller: events.Caller,
     operation: events.Operation,
     decision: Decision,
 ) -> None:
-    """A request the policy refused before it ran (purpose of use, break-the-glass)."""
-    parts = events.parts_of(Summary({}, (decision,), errors=True))
+    """A request decided by one rule before anything ran: a refusal (purpose of use,
+    break-the-glass, the patterns page's role check) or the page's allowed read."""
+    parts = events.parts_of(Summary({}, (decision,), errors=not decision.allowed))
     await record(trail, caller, operation, parts, events.EXECUTED)
 
 

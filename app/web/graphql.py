@@ -235,7 +235,7 @@ async def _refused(
     kind, name = _named(query, operation, None)
     op = audit.operation_of(trail, kind, name, query, None)
     try:
-        await audit.record_refusal(trail, caller, op, refusal)
+        await audit.record_decision(trail, caller, op, refusal)
     except AuditUnavailable:
         return _unaudited(media)
     return None

@@ -14,20 +14,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from app.audit import events as served
 from app.audit.patterns import patterns
 from app.audit.trail import AuditUnavailable
-from app.domain.audit import Decision, Rule, Summary
+from app.domain.audit import Decision, Rule
 from app.web import audit
 from app.web.auth import caller_of
 from app.web.state import runtime_of
 from app.web.transport import json_response
+from resolvers.access import AUDITOR
 from schema.errors import INTERNAL_MESSAGE, simple_error
 
 SCRIPT = Path(__file__).with_name("privacy.js")
 MAX_DAYS = 90
 MAX_EVENTS = 200_000  # read for one page; a longer period must be narrowed
-AUDITOR = "auditor"
 CSP = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' "
     "'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
@@ -79,13 +78,12 @@ async def privacy_patterns(request: Request) -> Response:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
         return json_response(simple_error(f"days must be 1 to {MAX_DAYS}", "BAD_USER_INPUT"), 400)
     trail = runtime.audit
-    allowed = AUDITOR in principal.roles
+    allowed = AUDITOR in principal.roles  # the role `resolvers.access.is_auditor` checks
     caller = audit.caller_of(request, principal, None)
     op = audit.operation_of(trail, "page", "access patterns", None, None)
     decision = Decision(Rule.ROLE, "accessPatterns", allowed)
     try:
-        parts = served.parts_of(Summary({}, (decision,), errors=not allowed))
-        await audit.record(trail, caller, op, parts, served.EXECUTED)
+        await audit.record_decision(trail, caller, op, decision)
     except AuditUnavailable:
         return json_response(simple_error(INTERNAL_MESSAGE, "INTERNAL"), 500)
     if not allowed:

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
 from app.audit.events import EXECUTED, Caller, Operation, events_of
-from app.audit.trail import AuditTrail, AuditUnavailable, Pending, chain_hash, metadata, pending
+from app.audit.trail import AuditTrail, AuditUnavailable, Pending, chain_hash, metadata
 from app.domain.audit import PatientDisclosure, Summary
 from app.store import create_engine
 from tests.integration.conftest import store_url_for
@@ -36,6 +37,13 @@ async def trail(store_url: str) -> AsyncIterator[AuditTrail]:
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
     await engine.dispose()
+
+
+def pending(patient_id: str | None, event: dict[str, object]) -> Pending:
+    """An event given as a mapping, in the form `record` takes."""
+    body = orjson.dumps({**event, "patient": patient_id}, option=orjson.OPT_SORT_KEYS).decode()
+    outcome = event.get("outcome")
+    return patient_id, outcome if isinstance(outcome, str) else None, body
 
 
 def event(n: int) -> Pending:
