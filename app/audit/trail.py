@@ -17,6 +17,7 @@ commit), so the cost per request stays one queue hop when the store is busy.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -62,12 +63,6 @@ audit_prunes = sa.Table(
     sa.Column("mac", sa.String(64), nullable=False),
 )
 
-_INSERT = {  # by the driver's parameter style (sqlite3, asyncpg)
-    "qmark": "INSERT INTO audit_events (seq, at, patient_id, outcome, body, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "numeric_dollar": "INSERT INTO audit_events (seq, at, patient_id, outcome, body, prev_hash, "
-    "hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-}
 GENESIS = "0" * 64  # the previous hash of the first event
 APPEND_LOCK = 0x70675F61756474  # "pg_audt": the advisory lock appends take on PostgreSQL
 APPEND_ATTEMPTS = 5
@@ -172,7 +167,7 @@ class AuditTrail:
             prev = digest
         # Straight to the driver: compiling a Core insert's parameters cost more per event than
         # hashing it, and this runs for every patient of every request.
-        await conn.exec_driver_sql(_INSERT[conn.dialect.paramstyle], rows)
+        await conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
 
     async def events(self, after: int = 0, limit: int = VERIFY_CHUNK) -> list[sa.Row[Any]]:
         async with self._engine.connect() as conn:
@@ -305,6 +300,15 @@ class AuditTrail:
             for row in rows:
                 yield row
             after = rows[-1].seq
+
+
+@functools.cache
+def _insert_sql(dialect: sa.Dialect) -> str:
+    """The table's insert in the driver's own parameter style, compiled once; its positional
+    parameters follow the table's column order, as `_append_in`'s row tuples do."""
+    compiled = audit_events.insert().compile(dialect=dialect)
+    assert compiled.positiontup == [column.name for column in audit_events.columns]
+    return str(compiled)
 
 
 async def _newest(conn: AsyncConnection, table: sa.Table) -> sa.Row[Any, Any] | None:
