@@ -98,6 +98,7 @@ async def open_runtime(
         )
         trail = AuditTrail(engine, settings.audit_hash_key) if settings.audit.enabled else None
         if trail is not None:
+            stack.push_async_callback(trail.aclose)
             await trail.create_tables()
         else:
             log.warning("audit.enabled is false: disclosures are not recorded")
@@ -156,6 +157,7 @@ async def open_identity(
         index = patient_index(settings, engine)
         await index.create_tables()
         trail = AuditTrail(engine, settings.audit_hash_key)
+        stack.push_async_callback(trail.aclose)
         await trail.create_tables()
         yield IdentityReview(index), _purger(stack, settings, index), trail
 
@@ -165,6 +167,7 @@ async def open_audit(settings: Settings) -> AsyncIterator[AuditTrail]:
     """The configured store's audit trail, as `patientgraph audit` reaches it."""
     async with contextlib.AsyncExitStack() as stack:
         trail = AuditTrail(_engine(stack, settings), settings.audit_hash_key)
+        stack.push_async_callback(trail.aclose)
         await trail.create_tables()
         yield trail
 

@@ -6,6 +6,8 @@ async engine does the rest with aiosqlite or asyncpg.
 
 from __future__ import annotations
 
+import sqlite3
+
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -29,12 +31,27 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # WAL lets readers proceed during a write; FULL sync makes a commit durable on return.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
+
+
+# WAL lets readers proceed during a write; FULL sync makes a commit durable on return.
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
+
+
+def connect_sqlite(engine: AsyncEngine) -> sqlite3.Connection:
+    """A blocking connection to `engine`'s SQLite file with the engine's pragmas, in autocommit
+    mode (the caller opens its own transactions), for work that must not pay a thread hop per
+    statement. Used only on the thread that opened it."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        raise ValueError("not a SQLite file store")  # a second connection would not share it
+    connection = sqlite3.connect(path, isolation_level=None)
+    for pragma in SQLITE_PRAGMAS:
+        connection.execute(pragma)
+    return connection
 
 
 # Any constant: the advisory lock every process takes while it creates tables.

@@ -7,11 +7,13 @@ edited body, a deleted or inserted row, or two rows swapped breaks the chain at 
 `verify` names it. (Removing the newest events leaves a shorter valid chain; signed
 checkpoints kept elsewhere would bound that, and are not built yet.)
 
-Appends are serialised across processes: on PostgreSQL under an advisory lock held by the
-transaction; on SQLite (one host) the sequence number's primary key rejects a second writer's
-duplicate, which retries. `record` waits until its events are committed: callers disclose
-nothing before that (fail closed), and concurrent callers share one transaction (group
-commit), so the cost per request stays one queue hop when the store is busy.
+Appends are serialised across processes by a lock the transaction takes before it reads the
+chain's head: on PostgreSQL an advisory lock, on SQLite the write lock (`BEGIN IMMEDIATE`).
+`record` waits until its events are committed: callers disclose nothing before that (fail
+closed), and concurrent callers share one transaction (group commit), so the cost per request
+stays one queue hop when the store is busy. On SQLite that transaction runs whole on a thread
+of its own (one hop there and back, not one per statement through aiosqlite: measured, the
+hops, each queued behind the event loop's other work, were most of a busy server's wait).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.audit import AuditRecord
-from app.store import create_tables
+from app.store import connect_sqlite, create_tables
 
 metadata = sa.MetaData()
 audit_events = sa.Table(
@@ -65,9 +69,10 @@ audit_prunes = sa.Table(
 
 GENESIS = "0" * 64  # the previous hash of the first event
 APPEND_LOCK = 0x70675F61756474  # "pg_audt": the advisory lock appends take on PostgreSQL
-APPEND_ATTEMPTS = 5
 VERIFY_CHUNK = 10_000
 Pending = tuple[str | None, str | None, str]  # patient id, outcome, the JSON body (as hashed)
+Head = tuple[int, str]  # the newest event's (or, all pruned, the last removed one's) seq and hash
+Stored = tuple[int, str, str | None, str | None, str, str, str]  # a row, in the table's order
 
 
 class AuditUnavailable(Exception):
@@ -109,7 +114,10 @@ class AuditTrail:
         self._hash = _chain_hasher(self.key)
         self._pending: list[tuple[list[Pending], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self.conflicts = 0  # appends that lost a race to another process and were redone
+        self._sqlite = (
+            SqliteAppender(engine, self._chain) if engine.dialect.name == "sqlite" else None
+        )
+        self.transactions = 0  # appends committed (each one group of `record` calls)
 
     async def create_tables(self) -> None:
         await create_tables(self._engine, metadata)
@@ -141,23 +149,21 @@ class AuditTrail:
                         done.set_result(None)
 
     async def _append(self, events: list[Pending]) -> None:
-        for attempt in range(APPEND_ATTEMPTS):
-            try:
-                async with self._engine.begin() as conn:
-                    await self._append_in(conn, events)
-                return
-            except sa.exc.IntegrityError:  # another process appended first: chain after it
-                self.conflicts += 1
-                if attempt == APPEND_ATTEMPTS - 1:
-                    raise
+        if self._sqlite is not None:
+            await self._sqlite.append(events)
+        else:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
+                last = await _newest(conn, audit_events) or await _newest(conn, audit_prunes)
+                rows = self._chain((last.seq, last.hash) if last is not None else None, events)
+                # Straight to the driver: compiling a Core insert's parameters cost more per
+                # event than hashing it, and this runs for every patient of every request.
+                await conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
+        self.transactions += 1
 
-    async def _append_in(self, conn: AsyncConnection, events: list[Pending]) -> None:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
-        last = await _newest(conn, audit_events)
-        if last is None:  # empty, or every event pruned: chain after the last one removed
-            last = await _newest(conn, audit_prunes)
-        seq, prev = (last.seq, last.hash) if last is not None else (0, GENESIS)
+    def _chain(self, head: Head | None, events: list[Pending]) -> list[Stored]:
+        """`events` as rows chained after `head` (None: the trail is new)."""
+        seq, prev = head if head is not None else (0, GENESIS)
         at = _stamp(datetime.now(UTC))
         rows = []
         for patient_id, outcome, body in events:
@@ -165,9 +171,11 @@ class AuditTrail:
             digest = self._hash(prev, seq, at, body)
             rows.append((seq, at, patient_id, outcome, body, prev, digest))
             prev = digest
-        # Straight to the driver: compiling a Core insert's parameters cost more per event than
-        # hashing it, and this runs for every patient of every request.
-        await conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
+        return rows
+
+    async def aclose(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.aclose()
 
     async def events(self, after: int = 0, limit: int = VERIFY_CHUNK) -> list[sa.Row[Any]]:
         async with self._engine.connect() as conn:
@@ -302,19 +310,67 @@ class AuditTrail:
             after = rows[-1].seq
 
 
+class SqliteAppender:
+    """Appends to a SQLite trail, each transaction whole on one thread with a blocking
+    connection of its own."""
+
+    def __init__(
+        self, engine: AsyncEngine, chain: Callable[[Head | None, list[Pending]], list[Stored]]
+    ) -> None:
+        self._engine = engine
+        self._chain = chain
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="audit-append")
+        self._connection: sqlite3.Connection | None = None  # opened on, and used by, the thread
+        dialect = engine.dialect
+        self._head_sql = [_head_sql(table, dialect) for table in (audit_events, audit_prunes)]
+        self._insert_sql = _insert_sql(dialect)
+
+    async def append(self, events: list[Pending]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._append, events)
+
+    def _append(self, events: list[Pending]) -> None:
+        if self._connection is None:
+            self._connection = connect_sqlite(self._engine)
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
+        try:
+            head = None
+            for sql in self._head_sql:
+                head = head or connection.execute(sql).fetchone()
+            connection.executemany(self._insert_sql, self._chain(head, events))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown()
+
+
+@functools.cache
+def _head_sql(table: sa.Table, dialect: sa.Dialect) -> str:
+    """The highest sequence number in `table` and its hash."""
+    query = sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
 @functools.cache
 def _insert_sql(dialect: sa.Dialect) -> str:
     """The table's insert in the driver's own parameter style, compiled once; its positional
-    parameters follow the table's column order, as `_append_in`'s row tuples do."""
+    parameters follow the table's column order, as `_chain`'s row tuples do."""
     compiled = audit_events.insert().compile(dialect=dialect)
     assert compiled.positiontup == [column.name for column in audit_events.columns]
     return str(compiled)
 
 
-async def _newest(conn: AsyncConnection, table: sa.Table) -> sa.Row[Any, Any] | None:
-    """The highest sequence number in `table` and its hash."""
-    query = sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
-    return (await conn.execute(query)).first()
+async def _newest(conn: AsyncConnection, table: sa.Table) -> sa.Row[Any] | None:
+    return (await conn.exec_driver_sql(_head_sql(table, conn.dialect))).first()
 
 
 def _stamp(moment: datetime) -> str:

@@ -34,6 +34,7 @@ async def trail(store_url: str) -> AsyncIterator[AuditTrail]:
     made = AuditTrail(engine, KEY)
     await made.create_tables()
     yield made
+    await made.aclose()
     async with engine.begin() as conn:
         await conn.run_sync(metadata.drop_all)
     await engine.dispose()
@@ -58,20 +59,10 @@ async def filled(trail: AuditTrail, count: int = 6) -> None:
 async def test_concurrent_records_share_transactions_and_chain_in_order(
     trail: AuditTrail,
 ) -> None:
-    commits: list[object] = []
-    engine = trail._engine.sync_engine
-
-    def committed(conn: object) -> None:
-        commits.append(conn)
-
-    sa.event.listen(engine, "commit", committed)
-    try:
-        await asyncio.gather(*(trail.record([event(n), event(n + 1000)]) for n in range(40)))
-    finally:
-        sa.event.remove(engine, "commit", committed)
+    await asyncio.gather(*(trail.record([event(n), event(n + 1000)]) for n in range(40)))
     rows = await trail.events()
     assert [r.seq for r in rows] == list(range(1, 81))
-    assert len(commits) < 40  # grouped: later callers joined a transaction under way
+    assert 0 < trail.transactions < 40  # grouped: later callers joined a transaction under way
     assert (await trail.verify()).ok
 
 
@@ -81,12 +72,11 @@ async def test_two_writers_on_one_store_keep_one_chain(trail: AuditTrail, store_
         other = AuditTrail(engine, KEY)
         for n in range(30):  # each round: one transaction from each writer, at once
             await asyncio.gather(trail.record([event(n)]), other.record([event(n)]))
+        await other.aclose()
     finally:
         await engine.dispose()
     result = await trail.verify()
     assert (result.ok, result.events) == (True, 60)
-    if store_url.startswith("postgresql"):  # appends wait for the lock: no race to redo
-        assert trail.conflicts + other.conflicts == 0
 
 
 async def test_an_unwritable_store_fails_the_record(trail: AuditTrail) -> None:
@@ -183,6 +173,7 @@ async def test_the_verify_command(tmp_path: Path) -> None:
         await tamper(trail, "DELETE FROM audit_events WHERE seq = 2")
         bad = await asyncio.to_thread(run_cli, "audit", "verify", "--config", str(config))
     finally:
+        await trail.aclose()
         await engine.dispose()
     assert (good.returncode, json.loads(good.stdout)) == (0, {"events": 3, "ok": True})
     assert bad.returncode == 1
@@ -270,6 +261,7 @@ async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
         pruned = await asyncio.to_thread(run_cli, "audit", "prune", "--config", str(config))
         verified = await trail.verify()
     finally:
+        await trail.aclose()
         await engine.dispose()
     assert exported.returncode == 0, exported.stderr
     resources = [json.loads(line) for line in exported.stdout.splitlines()]
