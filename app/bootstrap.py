@@ -177,7 +177,7 @@ async def purge_patient(settings: Settings, patient_id: str, actor: str) -> Purg
     purge is on the audit trail before this returns."""
     async with open_identity(settings) as (_, purger, trail):
         counts = await purger.purge_patient(patient_id)
-        await trail.record(cli_events(actor, "cache purge", (patient_id,)))
+        await trail.record(*cli_events(actor, "cache purge", (patient_id,)))
         return counts
 
 

@@ -259,7 +259,7 @@ def _identity(args: argparse.Namespace) -> int:
                 return (await review.explain([args.patient])).get(args.patient, [])
             if args.action == "dismiss":
                 await review.dismiss(args.review, args.actor, args.reason)
-                await trail.record(cli_events(args.actor, "identity dismiss", ()))
+                await trail.record(*cli_events(args.actor, "identity dismiss", ()))
                 return [{"dismissed": args.review}]
             ref = (args.source, args.local)
             if args.action == "link":
@@ -267,7 +267,7 @@ def _identity(args: argparse.Namespace) -> int:
             else:
                 move = await review.unlink(ref, args.actor, args.reason)
             moved = (move.from_patient_id, move.to_patient_id)
-            await trail.record(cli_events(args.actor, f"identity {args.action}", moved))
+            await trail.record(*cli_events(args.actor, f"identity {args.action}", moved))
             for patient_id in moved:
                 await purger.purge_patient(patient_id)
             return [move]

@@ -41,16 +41,18 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
 
 
-def connect_sqlite(engine: AsyncEngine) -> sqlite3.Connection:
+def connect_sqlite(engine: AsyncEngine, *, busy_timeout: int = 5000) -> sqlite3.Connection:
     """A blocking connection to `engine`'s SQLite file with the engine's pragmas, in autocommit
     mode (the caller opens its own transactions), for work that must not pay a thread hop per
-    statement. Used only on the thread that opened it."""
+    statement; `busy_timeout` (ms) is how long a statement waits for another writer's lock.
+    Used only on the thread that opened it."""
     path = engine.url.database
     if engine.dialect.name != "sqlite" or not path or path == ":memory:":
         raise ValueError("not a SQLite file store")  # a second connection would not share it
     connection = sqlite3.connect(path, isolation_level=None)
     for pragma in SQLITE_PRAGMAS:
         connection.execute(pragma)
+    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")  # milliseconds
     return connection
 
 

@@ -62,9 +62,11 @@ async def count_events(store: str) -> int:
     engine = create_engine(store)
     try:
         async with engine.connect() as conn:
-            table = audit_metadata.tables["audit_events"]
+            table = audit_metadata.tables["audit_operations"]
             return int(
-                (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
+                (
+                    await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(table.c.events), 0)))
+                ).scalar_one()
             )
     finally:
         await engine.dispose()

@@ -90,9 +90,10 @@ def keyed_hash(key: bytes, value: Any) -> str:
     return hmac.new(key, material, hashlib.sha256).hexdigest()
 
 
-def events_of(caller: Caller, op: Operation, summary: Summary, served: str) -> list[Pending]:
-    """The stored form of each event (`assemble` of `parts_of`)."""
-    return assemble(head_of(caller, op, served), parts_of(summary, command=op.kind == COMMAND))
+def events_of(caller: Caller, op: Operation, summary: Summary, served: str) -> Pending:
+    """The operation's events as the trail records them: the shared head, each one's part."""
+    parts = parts_of(summary, command=op.kind == COMMAND)
+    return head_of(caller, op, served), [part for _, _, part in parts]
 
 
 def head_of(caller: Caller, op: Operation, served: str) -> str:
@@ -105,10 +106,6 @@ def head_of(caller: Caller, op: Operation, served: str) -> str:
         "operation": op.as_json(),
     }
     return orjson.dumps(head)[:-1].decode() + ","
-
-
-def assemble(head: str, parts: Sequence[Part]) -> list[Pending]:
-    return [(patient, outcome, head + part[1:]) for patient, outcome, part in parts]
 
 
 def parts_of(summary: Summary, *, command: bool = False) -> list[Part]:
@@ -172,7 +169,7 @@ def parts_from_json(data: bytes) -> list[Part]:
     return [(patient, outcome, part) for patient, outcome, part in orjson.loads(data)]
 
 
-def cli_events(actor: str, name: str, changed: tuple[str, ...]) -> list[Pending]:
+def cli_events(actor: str, name: str, changed: tuple[str, ...]) -> Pending:
     """The events of a `patientgraph` command run by an operator (identity moves, cache
     purges): who ran it as they named themself, with no token or address."""
     caller = Caller(actor, None, CLI_CLIENT, ("admin",), (), None, None, CLI_CLIENT)

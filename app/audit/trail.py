@@ -1,19 +1,31 @@
-"""AuditTrail: append-only, hash-chained events in the store, written in batches.
+"""AuditTrail: append-only, hash-chained operations in the store, written in batches, with
+a patient index written behind them.
 
-Each event is stored as the exact JSON text that was hashed, with its sequence number,
-the previous event's hash and its own: hash = HMAC-SHA256(key, previous hash | seq | time |
-body), so without `[audit] hash_key` no one can write a row that verifies. An
-edited body, a deleted or inserted row, or two rows swapped breaks the chain at that event, and
-`verify` names it. (Removing the newest events leaves a shorter valid chain; signed
-checkpoints kept elsewhere would bound that, and are not built yet.)
+One row per audited operation holds its events (one per patient it concerned) as the exact JSON
+text that was hashed: the head every event shares (who, where, the operation) and `events`, the
+patients' parts. Events are numbered: an operation's row carries its first event's number, so
+event numbers run on without gaps from row to row. The row's hash = HMAC-SHA256(key, previous
+hash | number | time | body), so without `[audit] hash_key` no one can write a row that
+verifies. An edited body, a deleted or inserted row, or two rows swapped breaks the chain
+there, and `verify` names the first event of the row. (Removing the newest rows leaves a
+shorter valid chain; signed checkpoints kept elsewhere would bound that, and are not built
+yet.)
+
+`audit_patients` indexes events by patient for the per-patient reads (access logs). It is
+written behind the events, from a watermark: an append that finds INDEX_EVENTS or more
+waiting indexes them in its own transaction, because keeping a patient index in step with
+every commit was most of what an audited cache hit cost (each event's entry dirtied an index
+page of its own). Reads take the index up to the watermark and scan the operations after it,
+so an event is readable per patient as soon as it is committed; `verify` checks the index
+against the events it indexes.
 
 Appends are serialised across processes by a lock the transaction takes before it reads the
 chain's head: on PostgreSQL an advisory lock, on SQLite the write lock (`BEGIN IMMEDIATE`).
 `record` waits until its events are committed: callers disclose nothing before that (fail
-closed), and concurrent callers share one transaction (group commit), so the cost per request
-stays one queue hop when the store is busy. On SQLite that transaction runs whole on a thread
-of its own (one hop there and back, not one per statement through aiosqlite: measured, the
-hops, each queued behind the event loop's other work, were most of a busy server's wait).
+closed), and concurrent callers share one transaction (group commit). On SQLite that
+transaction runs on the event loop with a blocking connection that never waits for a lock (a
+busy file is retried after a short sleep): measured, a thread hop per commit cost audited cache
+hits more than the commit itself; the loop blocks only for the write and its fsync.
 """
 
 from __future__ import annotations
@@ -22,9 +34,10 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,43 +49,59 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.domain.audit import AuditRecord
 from app.store import connect_sqlite, create_tables
 
+log = logging.getLogger(__name__)
+
 metadata = sa.MetaData()
-audit_events = sa.Table(
-    "audit_events",
+Seq = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+audit_operations = sa.Table(
+    "audit_operations",
     metadata,
-    sa.Column(
-        "seq",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=False,
-    ),
+    sa.Column("seq", Seq, primary_key=True, autoincrement=False),  # its first event's number
+    sa.Column("events", sa.Integer, nullable=False),  # how many (as in the body), for appends
     # ISO 8601 UTC, as hashed. Not indexed: it rises with `seq`, and an index would cost every
-    # event's write more than it saves the time-range reads.
+    # write more than it saves the time-range reads.
     sa.Column("at", sa.String(32), nullable=False),
-    sa.Column("patient_id", sa.String(64), nullable=True, index=True),
-    sa.Column("outcome", sa.String(16), nullable=True),  # as in the body, for queries
     sa.Column("body", sa.Text, nullable=False),  # JSON, exactly as hashed
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+# Each event that concerned a patient, by patient: up to `audit_indexed.seq`, written behind.
+audit_patients = sa.Table(
+    "audit_patients",
+    metadata,
+    sa.Column("patient_id", sa.String(64), primary_key=True),
+    sa.Column("seq", Seq, primary_key=True, autoincrement=False),  # the event's number
+    sa.Column("operation", Seq, nullable=False),  # its operation's row
+    sa.Column("outcome", sa.String(16), nullable=False),
+)
+audit_indexed = sa.Table(
+    "audit_indexed",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always INDEXED_ROW
+    sa.Column("seq", Seq, nullable=False),  # every event up to here is in audit_patients
+)
 
-# Where a pruned chain now starts: the last removed event's number and hash, with an HMAC so
-# that no one without the key can move the start (and hide events removed at the front).
+# Where a pruned chain now starts: the last removed event's number and its row's hash, with an
+# HMAC so that no one without the key can move the start (and hide events removed at the front).
 audit_prunes = sa.Table(
     "audit_prunes",
     metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("seq", Seq, primary_key=True),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("pruned_at", sa.String(32), nullable=False),
     sa.Column("mac", sa.String(64), nullable=False),
 )
 
-GENESIS = "0" * 64  # the previous hash of the first event
+GENESIS = "0" * 64  # the previous hash of the first row
 APPEND_LOCK = 0x70675F61756474  # "pg_audt": the advisory lock appends take on PostgreSQL
-VERIFY_CHUNK = 10_000
-Pending = tuple[str | None, str | None, str]  # patient id, outcome, the JSON body (as hashed)
-Head = tuple[int, str]  # the newest event's (or, all pruned, the last removed one's) seq and hash
-Stored = tuple[int, str, str | None, str | None, str, str, str]  # a row, in the table's order
+INDEXED_ROW = 1
+INDEX_EVENTS = 2_000  # events left unindexed before an append indexes them (reads scan them)
+INDEX_CHUNK = 500  # operations `index` takes at a time
+READ_CHUNK = 1_000  # operations read at a time (each holds up to a page of patients)
+BUSY_SECONDS = 5.0  # how long an append waits for another writer before it fails
+Pending = tuple[str, Sequence[str]]  # an operation: the events' shared head, each one's part
+Head = tuple[int, str]  # the next event's number and the hash to chain after
+Stored = tuple[int, int, str, str, str, str]  # a row of audit_operations, in the table's order
 
 
 class AuditUnavailable(Exception):
@@ -112,7 +141,7 @@ class AuditTrail:
         self._engine = engine
         self.key = hash_key.encode()  # the chain's HMAC key, also for keyed hashes in events
         self._hash = _chain_hasher(self.key)
-        self._pending: list[tuple[list[Pending], asyncio.Future[None]]] = []
+        self._pending: list[tuple[Pending, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._sqlite = (
             SqliteAppender(engine, self._chain) if engine.dialect.name == "sqlite" else None
@@ -122,14 +151,15 @@ class AuditTrail:
     async def create_tables(self) -> None:
         await create_tables(self._engine, metadata)
 
-    async def record(self, rows: Sequence[Pending]) -> None:
-        """Append events (patient id or None, outcome, the JSON body, which names both: a row
-        moved to another patient or outcome breaks the chain); returns once they are
-        committed. Raises AuditUnavailable if they could not be."""
-        if not rows:
+    async def record(self, head: str, parts: Sequence[str]) -> None:
+        """Append one operation's events, one per part; `head` opens the JSON object they
+        share (`app.audit.events.head_of`: it ends with a comma) and each part is an event's
+        own JSON object, naming its patient and outcome. Returns once they are committed;
+        raises AuditUnavailable if they could not be."""
+        if not parts:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((list(rows), done))
+        self._pending.append(((head, parts), done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
         await done
@@ -138,8 +168,9 @@ class AuditTrail:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._append([event for events, _ in batch for event in events])
+                await self._append([operation for operation, _ in batch])
             except Exception:  # every failure means the same: not recorded
+                log.warning("the audit trail could not be written", exc_info=True)
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(AuditUnavailable("the audit trail could not be written"))
@@ -148,82 +179,105 @@ class AuditTrail:
                     if not done.done():
                         done.set_result(None)
 
-    async def _append(self, events: list[Pending]) -> None:
+    async def _append(self, operations: list[Pending]) -> None:
         if self._sqlite is not None:
-            await self._sqlite.append(events)
+            await self._sqlite.append(operations)
         else:
             async with self._engine.begin() as conn:
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK})
-                last = await _newest(conn, audit_events) or await _newest(conn, audit_prunes)
-                rows = self._chain((last.seq, last.hash) if last is not None else None, events)
-                # Straight to the driver: compiling a Core insert's parameters cost more per
-                # event than hashing it, and this runs for every patient of every request.
+                await _lock(conn, APPEND_LOCK)
+                head = await _head(conn)
+                rows = self._chain(head, operations)
+                # Straight to the driver: compiling a Core insert's parameters costs more than
+                # the rest of an append.
                 await conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
+                watermark, last = await _watermark(conn), _last_event(rows)
+                if last - watermark >= INDEX_EVENTS:
+                    await conn.execute(sa.text(INDEX_SQL["postgresql"]), _span(watermark, last))
+                    await conn.execute(sa.text(WATERMARK_SQL), {"last": last})
         self.transactions += 1
 
-    def _chain(self, head: Head | None, events: list[Pending]) -> list[Stored]:
-        """`events` as rows chained after `head` (None: the trail is new)."""
-        seq, prev = head if head is not None else (0, GENESIS)
+    def _chain(self, head: Head, operations: list[Pending]) -> list[Stored]:
+        """`operations` as rows chained after `head`."""
+        seq, prev = head
         at = _stamp(datetime.now(UTC))
         rows = []
-        for patient_id, outcome, body in events:
-            seq += 1
+        for shared, parts in operations:
+            body = f'{shared}"events":[{",".join(parts)}]}}'
             digest = self._hash(prev, seq, at, body)
-            rows.append((seq, at, patient_id, outcome, body, prev, digest))
-            prev = digest
+            rows.append((seq, len(parts), at, body, prev, digest))
+            seq, prev = seq + len(parts), digest
         return rows
+
+    async def index(self, chunk: int = INDEX_CHUNK) -> int:
+        """Index by patient up to `chunk` operations recorded since the watermark, now
+        (appends do it on their own once INDEX_EVENTS are waiting); returns how many."""
+        ops = audit_operations.c
+        async with self._engine.connect() as conn:
+            await _lock(conn, APPEND_LOCK)
+            watermark = await _watermark(conn)
+            query = sa.select(ops.seq, ops.events).where(ops.seq > watermark).order_by(ops.seq)
+            rows = (await conn.execute(query.limit(chunk))).all()
+            if rows:
+                last = rows[-1].seq + rows[-1].events - 1
+                await conn.execute(sa.text(INDEX_SQL[conn.dialect.name]), _span(watermark, last))
+                await conn.execute(sa.text(WATERMARK_SQL), {"last": last})
+            await conn.commit()
+            return len(rows)
 
     async def aclose(self) -> None:
         if self._sqlite is not None:
-            await self._sqlite.aclose()
+            self._sqlite.close()
 
-    async def events(self, after: int = 0, limit: int = VERIFY_CHUNK) -> list[sa.Row[Any]]:
+    async def operations(self, after: int = 0, limit: int = READ_CHUNK) -> list[sa.Row[Any]]:
+        """The stored rows after event number `after`, oldest first (as `verify` reads them)."""
         async with self._engine.connect() as conn:
             query = (
-                sa.select(audit_events)
-                .where(audit_events.c.seq > after)
-                .order_by(audit_events.c.seq)
+                sa.select(audit_operations)
+                .where(audit_operations.c.seq > after)
+                .order_by(audit_operations.c.seq)
                 .limit(limit)
             )
             return list((await conn.execute(query)).all())
 
     async def prune(self, before: datetime) -> int:
         """Remove the events recorded before `before`, oldest first, and keep where the chain
-        now starts (`audit_prunes`), so that `verify` still checks every event left."""
+        now starts (`audit_prunes`), so that `verify` still checks every event left. Returns
+        how many events were removed."""
         cutoff = _stamp(before)
         async with self._engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # no append between reading and deleting
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK}
-                )
+            await _lock(conn, APPEND_LOCK)  # no append between reading and deleting
+            ops = audit_operations.c
             last = (
                 await conn.execute(
-                    sa.select(audit_events.c.seq, audit_events.c.hash)
-                    .where(audit_events.c.at < cutoff)
-                    .order_by(audit_events.c.seq.desc())
+                    sa.select(ops.seq, ops.events, ops.hash)
+                    .where(ops.at < cutoff)
+                    .order_by(ops.seq.desc())
                     .limit(1)
                 )
             ).first()
             if last is None:
                 return 0
-            removed = await conn.execute(
-                audit_events.delete().where(audit_events.c.seq <= last.seq)
-            )
+            removed = (
+                await conn.execute(sa.select(sa.func.sum(ops.events)).where(ops.seq <= last.seq))
+            ).scalar_one()
+            await conn.execute(audit_operations.delete().where(ops.seq <= last.seq))
+            last_event = last.seq + last.events - 1
+            await conn.execute(audit_patients.delete().where(audit_patients.c.seq <= last_event))
             await conn.execute(
                 audit_prunes.insert().values(
-                    seq=last.seq,
+                    seq=last_event,
                     hash=last.hash,
                     pruned_at=_stamp(datetime.now(UTC)),
-                    mac=self._prune_mac(last.seq, last.hash),
+                    mac=self._prune_mac(last_event, last.hash),
                 )
             )
-            return int(removed.rowcount)
+            return int(removed)
 
     def _prune_mac(self, seq: int, digest: str) -> str:
         return hmac.new(self.key, f"pruned|{seq}|{digest}".encode(), hashlib.sha256).hexdigest()
 
-    async def _start(self) -> tuple[int, str] | Verification:
-        """The number and previous hash the chain's first event must have, or what is wrong
+    async def _start(self) -> Head | Verification:
+        """The number and previous hash the chain's first row must have, or what is wrong
         with the record of a pruning."""
         async with self._engine.connect() as conn:
             start = (
@@ -245,64 +299,116 @@ class AuditTrail:
         limit: int = 50,
         outcomes: Sequence[str] | None = None,
     ) -> list[AuditRecord]:
-        """Events newest first (a page: `before` is the last sequence number of the previous
+        """Events newest first (a page: `before` is the last event number of the previous
         one), for one patient or all, recorded in [since, until)."""
-        query = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
-        if patient_id is not None:
-            query = query.where(audit_events.c.patient_id == patient_id)
+        ops = audit_operations.c
+        query = sa.select(ops.seq, ops.at, ops.body)
         if since is not None:
-            query = query.where(audit_events.c.at >= _stamp(since))
+            query = query.where(ops.at >= _stamp(since))
         if until is not None:
-            query = query.where(audit_events.c.at < _stamp(until))
-        if before is not None:
-            query = query.where(audit_events.c.seq < before)
-        if outcomes is not None:
-            query = query.where(audit_events.c.outcome.in_(outcomes))
+            query = query.where(ops.at < _stamp(until))
+
+        def wanted(record: AuditRecord) -> bool:
+            return (
+                (before is None or record.seq < before)
+                and (patient_id is None or record.patient_id == patient_id)
+                and (outcomes is None or record.event["outcome"] in outcomes)
+            )
+
+        found: list[AuditRecord] = []
         async with self._engine.connect() as conn:
-            return [_record(row) for row in (await conn.execute(query)).all()]
+            watermark = await _watermark(conn) if patient_id is not None else 0
+            # The operations after the watermark (all of them without a patient), newest first.
+            below = before
+            while len(found) < limit:
+                page = query.where(ops.seq > watermark)
+                if below is not None:
+                    page = page.where(ops.seq < below)
+                rows = (await conn.execute(page.order_by(ops.seq.desc()).limit(limit))).all()
+                for row in rows:
+                    found.extend(r for r in reversed(_records(*row)) if wanted(r))
+                if len(rows) < limit:
+                    break
+                below = rows[-1].seq
+            if patient_id is None or len(found) >= limit:
+                return found[:limit]
+            # Then the patient's indexed events, through the index.
+            idx = audit_patients.c
+            indexed = (
+                query.add_columns(idx.seq.label("event"))
+                .join_from(audit_operations, audit_patients, idx.operation == ops.seq)
+                .where(idx.patient_id == patient_id, idx.seq <= watermark)
+                .order_by(idx.seq.desc())
+                .limit(limit - len(found))
+            )
+            if before is not None:
+                indexed = indexed.where(idx.seq < before)
+            if outcomes is not None:
+                indexed = indexed.where(idx.outcome.in_(outcomes))
+            for row in (await conn.execute(indexed)).all():
+                found.extend(r for r in _records(row.seq, row.at, row.body) if r.seq == row.event)
+        return found[:limit]
 
     async def since(self, since: datetime | None = None) -> AsyncIterator[AuditRecord]:
         """Every event recorded at or after `since`, oldest first (export, reports)."""
         stamp, after = (_stamp(since) if since is not None else ""), 0
+        ops = audit_operations.c
         while True:
             query = (
-                sa.select(audit_events)
-                .where(audit_events.c.seq > after, audit_events.c.at >= stamp)
-                .order_by(audit_events.c.seq)
-                .limit(VERIFY_CHUNK)
+                sa.select(ops.seq, ops.at, ops.body)
+                .where(ops.seq > after, ops.at >= stamp)
+                .order_by(ops.seq)
+                .limit(READ_CHUNK)
             )
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
             if not rows:
                 return
             for row in rows:
-                yield _record(row)
+                for record in _records(*row):
+                    yield record
             after = rows[-1].seq
 
     async def verify(self) -> Verification:
-        """Walk the whole chain in order; the first event whose links or hash do not hold."""
+        """Walk the whole chain in order; the first event whose row's links or hash do not
+        hold, or whose entry in the patient index is missing, changed or extra."""
         start = await self._start()
         if isinstance(start, Verification):
             return start
         checked, (expected_seq, prev) = 0, start
+        async with self._engine.connect() as conn:
+            watermark = await _watermark(conn)
+        index = _IndexCheck(self._engine, watermark)
         async for row in self._all():
             if row.seq != expected_seq:
-                problem = f"sequence number {row.seq} where {expected_seq} was expected"
+                problem = f"event number {row.seq} where {expected_seq} was expected"
                 return Verification(checked, row.seq, problem)
             if row.prev_hash != prev:
                 return Verification(checked, row.seq, "does not follow the event before it")
             if self._hash(row.prev_hash, row.seq, row.at, row.body) != row.hash:
                 return Verification(checked, row.seq, "its content does not match its hash")
-            body = orjson.loads(row.body)
-            if (body.get("patient"), body.get("outcome")) != (row.patient_id, row.outcome):
-                return Verification(checked, row.seq, "its patient or outcome has been changed")
-            checked, prev, expected_seq = checked + 1, row.hash, row.seq + 1
+            records = _records(row.seq, row.at, row.body)
+            if len(records) != row.events or not records:
+                return Verification(checked, row.seq, "its count of events has been changed")
+            for record in records:
+                bad = await index.check(row.seq, record)
+                if bad is not None:
+                    return Verification(checked, *bad)
+                checked += 1
+            prev, expected_seq = row.hash, row.seq + len(records)
+        extra = await index.rest()
+        if extra is not None:
+            return Verification(checked, extra, "the patient index names an event it does not have")
+        if watermark >= expected_seq:
+            return Verification(
+                checked, expected_seq, "the patient index claims events not recorded"
+            )
         return Verification(checked, None, None)
 
     async def _all(self) -> AsyncIterator[sa.Row[Any]]:
         after = 0
         while True:
-            rows = await self.events(after)
+            rows = await self.operations(after)
             if not rows:
                 return
             for row in rows:
@@ -310,67 +416,191 @@ class AuditTrail:
             after = rows[-1].seq
 
 
+class _IndexCheck:
+    """Walks `audit_patients` in event order beside the chain, for `verify`."""
+
+    def __init__(self, engine: AsyncEngine, watermark: int) -> None:
+        self._engine = engine
+        self._watermark = watermark
+        self._rows: Iterator[sa.Row[Any]] = iter(())
+        self._next: sa.Row[Any] | None = None
+        self._after = 0
+        self._done = False
+
+    async def _peek(self) -> sa.Row[Any] | None:
+        if self._next is None and not self._done:
+            self._next = next(self._rows, None)
+            if self._next is None:
+                async with self._engine.connect() as conn:
+                    query = (
+                        sa.select(audit_patients)
+                        .where(audit_patients.c.seq > self._after)
+                        .order_by(audit_patients.c.seq)
+                        .limit(READ_CHUNK)
+                    )
+                    self._rows = iter((await conn.execute(query)).all())
+                self._next = next(self._rows, None)
+                self._done = self._next is None
+        return self._next
+
+    async def check(self, operation: int, record: AuditRecord) -> tuple[int, str] | None:
+        """The event number and problem where the index and `record` disagree, if they do."""
+        entry = await self._peek()
+        if entry is not None and entry.seq < record.seq:
+            return entry.seq, "the patient index names an event it does not have"
+        indexed = record.patient_id is not None and record.seq <= self._watermark
+        if entry is None or entry.seq > record.seq:
+            return (record.seq, "it is missing from the patient index") if indexed else None
+        self._next, self._after = None, entry.seq
+        if not indexed:
+            return entry.seq, "the patient index names an event it does not have"
+        seen = (entry.patient_id, entry.outcome, entry.operation)
+        if seen != (record.patient_id, record.event["outcome"], operation):
+            return record.seq, "its entry in the patient index has been changed"
+        return None
+
+    async def rest(self) -> int | None:
+        """The first index entry after the chain's end, if any."""
+        entry = await self._peek()
+        return entry.seq if entry is not None else None
+
+
 class SqliteAppender:
-    """Appends to a SQLite trail, each transaction whole on one thread with a blocking
-    connection of its own."""
+    """Appends to a SQLite trail on the event loop, with a blocking connection of its own
+    that never waits for another writer's lock: a busy file is retried after a short sleep
+    (BUSY_SECONDS in all), so the loop blocks only for the write itself."""
 
     def __init__(
-        self, engine: AsyncEngine, chain: Callable[[Head | None, list[Pending]], list[Stored]]
+        self, engine: AsyncEngine, chain: Callable[[Head, list[Pending]], list[Stored]]
     ) -> None:
         self._engine = engine
         self._chain = chain
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="audit-append")
-        self._connection: sqlite3.Connection | None = None  # opened on, and used by, the thread
+        self._connection: sqlite3.Connection | None = None
         dialect = engine.dialect
-        self._head_sql = [_head_sql(table, dialect) for table in (audit_events, audit_prunes)]
+        self._head_sql = (_head_sql(audit_operations, dialect), _head_sql(audit_prunes, dialect))
         self._insert_sql = _insert_sql(dialect)
+        self._watermark_sql = str(
+            _WATERMARK.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        )
 
-    async def append(self, events: list[Pending]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._append, events)
+    async def append(self, operations: list[Pending]) -> None:
+        deadline, pause = time.monotonic() + BUSY_SECONDS, 0.001
+        while True:
+            try:
+                return self._append(operations)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
-    def _append(self, events: list[Pending]) -> None:
+    def _append(self, operations: list[Pending]) -> None:
         if self._connection is None:
-            self._connection = connect_sqlite(self._engine)
+            self._connection = connect_sqlite(self._engine, busy_timeout=0)
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
         try:
-            head = None
-            for sql in self._head_sql:
-                head = head or connection.execute(sql).fetchone()
-            connection.executemany(self._insert_sql, self._chain(head, events))
+            ops, prunes = (connection.execute(sql).fetchone() for sql in self._head_sql)
+            rows = self._chain(_next(ops, prunes), operations)
+            connection.executemany(self._insert_sql, rows)
+            (watermark,) = connection.execute(self._watermark_sql).fetchone() or (0,)
+            last = _last_event(rows)
+            if last - watermark >= INDEX_EVENTS:
+                connection.execute(INDEX_SQL["sqlite"], _span(watermark, last))
+                connection.execute(WATERMARK_SQL, {"last": last})
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
 
-    async def aclose(self) -> None:
-        def close() -> None:
-            if self._connection is not None:
-                self._connection.close()
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
-        await asyncio.get_running_loop().run_in_executor(self._thread, close)
-        self._thread.shutdown()
+
+def _next(newest: Any, pruned: Any) -> Head:
+    """Where the chain goes on: after the newest row (seq, events, hash), else after the last
+    pruned event (seq, hash), else from the start."""
+    if newest is not None:
+        return newest[0] + newest[1], newest[2]
+    if pruned is not None:
+        return pruned[0] + 1, pruned[1]
+    return 1, GENESIS
+
+
+async def _head(conn: AsyncConnection) -> Head:
+    ops = (await conn.exec_driver_sql(_head_sql(audit_operations, conn.dialect))).first()
+    prunes = (await conn.exec_driver_sql(_head_sql(audit_prunes, conn.dialect))).first()
+    return _next(ops, prunes)
 
 
 @functools.cache
 def _head_sql(table: sa.Table, dialect: sa.Dialect) -> str:
-    """The highest sequence number in `table` and its hash."""
-    query = sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+    """The newest row of `table`: its number (and, for operations, how many events), hash."""
+    counted = [table.c.events] if "events" in table.c else []
+    query = sa.select(table.c.seq, *counted, table.c.hash).order_by(table.c.seq.desc()).limit(1)
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 @functools.cache
 def _insert_sql(dialect: sa.Dialect) -> str:
-    """The table's insert in the driver's own parameter style, compiled once; its positional
-    parameters follow the table's column order, as `_chain`'s row tuples do."""
-    compiled = audit_events.insert().compile(dialect=dialect)
-    assert compiled.positiontup == [column.name for column in audit_events.columns]
+    """The operations table's insert in the driver's own parameter style, compiled once; its
+    positional parameters follow the table's column order, as `_chain`'s row tuples do."""
+    compiled = audit_operations.insert().compile(dialect=dialect)
+    assert compiled.positiontup == [column.name for column in audit_operations.columns]
     return str(compiled)
 
 
-async def _newest(conn: AsyncConnection, table: sa.Table) -> sa.Row[Any] | None:
-    return (await conn.exec_driver_sql(_head_sql(table, conn.dialect))).first()
+# Each event of the operations in (after, last] that names a patient, as an index entry. The
+# store reads the bodies itself (its JSON functions): done in Python, indexing cost more than
+# the appends it indexes.
+INDEX_SQL = {
+    "sqlite": (
+        "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
+        "SELECT json_extract(e.value, '$.patient'), o.seq + e.key, o.seq, "
+        "json_extract(e.value, '$.outcome') "
+        "FROM audit_operations AS o, json_each(o.body, '$.events') AS e "
+        "WHERE o.seq > :after AND o.seq <= :last "
+        "AND json_extract(e.value, '$.patient') IS NOT NULL"
+    ),
+    "postgresql": (
+        "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
+        "SELECT e.value ->> 'patient', o.seq + e.n - 1, o.seq, e.value ->> 'outcome' "
+        "FROM audit_operations AS o, "
+        "jsonb_array_elements(o.body::jsonb -> 'events') WITH ORDINALITY AS e(value, n) "
+        "WHERE o.seq > :after AND o.seq <= :last AND e.value ->> 'patient' IS NOT NULL"
+    ),
+}
+WATERMARK_SQL = (
+    "INSERT INTO audit_indexed (id, seq) VALUES (1, :last) "  # INDEXED_ROW
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq"
+)
+_WATERMARK = sa.select(audit_indexed.c.seq).where(audit_indexed.c.id == INDEXED_ROW)
+
+
+def _span(after: int, last: int) -> dict[str, int]:
+    return {"after": after, "last": last}
+
+
+def _last_event(rows: list[Stored]) -> int:
+    seq, events = rows[-1][:2]
+    return seq + events - 1
+
+
+async def _watermark(conn: AsyncConnection) -> int:
+    return int((await conn.execute(_WATERMARK)).scalar_one_or_none() or 0)
+
+
+async def _lock(conn: AsyncConnection, key: int) -> None:
+    """Begin the transaction holding the lock that serialises `key`'s writers: an advisory
+    lock on PostgreSQL; on SQLite the file's write lock (one writer at a time, whatever the
+    key), taken before anything is read so that no other write can come between."""
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _stamp(moment: datetime) -> str:
@@ -380,7 +610,14 @@ def _stamp(moment: datetime) -> str:
     return aware.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _record(row: sa.Row[Any]) -> AuditRecord:
-    return AuditRecord(
-        row.seq, datetime.fromisoformat(row.at), row.patient_id, orjson.loads(row.body)
-    )
+def _records(seq: int, at: str, body: str) -> list[AuditRecord]:
+    """The events one stored row holds: each is the shared head with its own part."""
+    shared = orjson.loads(body)
+    parts = shared.pop("events", None)
+    if not isinstance(parts, list):
+        return []
+    moment = datetime.fromisoformat(at) if at else datetime.min
+    return [
+        AuditRecord(seq + n, moment, part.get("patient"), {**shared, **part})
+        for n, part in enumerate(parts)
+    ]

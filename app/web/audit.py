@@ -67,7 +67,7 @@ async def record(
 ) -> None:
     """Commit the operation's events; raises AuditUnavailable if they could not be."""
     if trail is not None:
-        await trail.record(events.assemble(events.head_of(caller, operation, served), parts))
+        await trail.record(events.head_of(caller, operation, served), [p for _, _, p in parts])
 
 
 async def record_decision(

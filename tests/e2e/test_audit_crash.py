@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 
-from app.audit.trail import AuditTrail, audit_events
+from app.audit.trail import AuditTrail
 from app.sources.hl7v2.mllp import MllpClient
 from app.store import create_engine
 from tests.conftest import Signer
@@ -61,12 +59,12 @@ async def test_no_delivered_disclosure_is_lost_to_a_kill(tmp_path: Path, signer:
         await asyncio.gather(*clients)
     engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
     try:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(sa.select(audit_events))).all()
-        verified = await AuditTrail(engine, KEY).verify()
+        trail = AuditTrail(engine, KEY)
+        rows = [record async for record in trail.since()]
+        verified = await trail.verify()
     finally:
         await engine.dispose()
-    recorded = {(json.loads(r.body)["where"]["request_id"], r.patient_id) for r in rows}
+    recorded = {(r.event["where"]["request_id"], r.patient_id) for r in rows}
     assert len(delivered) >= ENOUGH
     assert set(delivered) <= recorded  # every delivered disclosure is on the trail
     assert verified.ok

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from app.audit.trail import audit_events
 from app.audit.trail import metadata as audit_metadata
 from app.demo.generator import DemoPopulation
+from app.domain.audit import AuditRecord
 from app.identity.tables import metadata as identity_metadata
 from tests.conftest import Api, ApiFactory, Upstream, fhir_source
 from tests.integration.conftest import store_url_for
@@ -53,9 +53,13 @@ def audited_api(
 
 
 async def events(api: Api) -> list[tuple[str | None, dict[str, Any]]]:
-    async with api.runtime.engine.connect() as conn:
-        rows = (await conn.execute(sa.select(audit_events).order_by(audit_events.c.seq))).all()
-    return [(r.patient_id, json.loads(r.body)) for r in rows]
+    return [(r.patient_id, dict(r.event)) for r in await records(api)]
+
+
+async def records(api: Api) -> list[AuditRecord]:
+    trail = api.runtime.audit
+    assert trail is not None
+    return [record async for record in trail.since()]
 
 
 @contextlib.asynccontextmanager
@@ -190,7 +194,7 @@ async def test_a_trail_that_cannot_be_written_fails_every_request_closed(
         pid = await a_patient_id(api, population)
         assert (await api.query(ONE, {"id": pid})).status_code == 200  # now cached
         async with api.runtime.engine.begin() as conn:
-            await conn.execute(sa.text("ALTER TABLE audit_events RENAME TO audit_events_away"))
+            await conn.execute(sa.text("ALTER TABLE audit_operations RENAME TO audit_away"))
         try:
             for query, variables in ((ONE, {"id": pid}), (SEARCH, {"f": "A"})):
                 response = await api.query(query, variables)
@@ -200,7 +204,7 @@ async def test_a_trail_that_cannot_be_written_fails_every_request_closed(
                 assert "data" not in body
         finally:
             async with api.runtime.engine.begin() as conn:
-                await conn.execute(sa.text("ALTER TABLE audit_events_away RENAME TO audit_events"))
+                await conn.execute(sa.text("ALTER TABLE audit_away RENAME TO audit_operations"))
         assert (await api.query(ONE, {"id": pid})).status_code == 200
 
 
@@ -327,15 +331,9 @@ async def test_events_equal_disclosures_under_load(
 ) -> None:
     async with audited_api() as api:
         ids = [await a_patient_id(api, population, i) for i in range(4)]
-        async with api.runtime.engine.connect() as conn:
-            before = (
-                await conn.execute(sa.select(sa.func.count()).select_from(audit_events))
-            ).scalar()
+        before = len(await records(api))
         responses = await load(api, population, ids)
-        async with api.runtime.engine.connect() as conn:
-            rows = (
-                await conn.execute(sa.select(audit_events).where(audit_events.c.seq > before))
-            ).all()
+        rows = (await records(api))[before:]
         trail = api.runtime.audit
         assert trail is not None
         verified = await trail.verify()
@@ -344,13 +342,13 @@ async def test_events_equal_disclosures_under_load(
     assert served["hit"] > 0  # cache hits are part of the load, and audited
     expected = Counter((r.headers["x-request-id"], pid) for r in responses for pid in disclosed(r))
     recorded = Counter(
-        (json.loads(row.body)["where"]["request_id"], row.patient_id)
+        (row.event["where"]["request_id"], row.patient_id)
         for row in rows
         if row.patient_id is not None
     )
     assert sum(expected.values()) > REQUESTS / 2
     assert recorded == expected  # every disclosure once: none lost, none duplicated
-    how: Counter[Any] = Counter(json.loads(row.body)["served"] for row in rows)
+    how: Counter[Any] = Counter(row.event["served"] for row in rows)
     assert how["cache"] > 0
     assert verified.ok
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +15,15 @@ import pytest
 import sqlalchemy as sa
 
 from app.audit.events import EXECUTED, Caller, Operation, events_of
-from app.audit.trail import AuditTrail, AuditUnavailable, Pending, chain_hash, metadata
-from app.domain.audit import PatientDisclosure, Summary
+from app.audit.trail import (
+    AuditTrail,
+    AuditUnavailable,
+    Pending,
+    audit_patients,
+    chain_hash,
+    metadata,
+)
+from app.domain.audit import AuditRecord, PatientDisclosure, Summary
 from app.store import create_engine
 from tests.integration.conftest import store_url_for
 from tests.unit.test_cli import run as run_cli
@@ -40,29 +48,139 @@ async def trail(store_url: str) -> AsyncIterator[AuditTrail]:
     await engine.dispose()
 
 
-def pending(patient_id: str | None, event: dict[str, object]) -> Pending:
-    """An event given as a mapping, in the form `record` takes."""
-    body = orjson.dumps({**event, "patient": patient_id}, option=orjson.OPT_SORT_KEYS).decode()
-    outcome = event.get("outcome")
-    return patient_id, outcome if isinstance(outcome, str) else None, body
+def pending(*events: tuple[str | None, dict[str, object]]) -> Pending:
+    """One operation's events, each given as (patient id, mapping), in the form `record`
+    takes."""
+    parts = [
+        orjson.dumps(
+            {"outcome": "success", **event, "patient": patient_id}, option=orjson.OPT_SORT_KEYS
+        ).decode()
+        for patient_id, event in events
+    ]
+    return '{"type":"disclosure",', parts
+
+
+def patient(n: int) -> str:
+    return f"pg-{n:024x}"
 
 
 def event(n: int) -> Pending:
-    return pending(f"pg-{n:024x}", {"type": "disclosure", "n": n, "kinds": ["Observation"]})
+    return pending((patient(n), {"n": n, "kinds": ["Observation"]}))
 
 
 async def filled(trail: AuditTrail, count: int = 6) -> None:
+    """`count` operations of one event each, so that event n is in row n."""
     for n in range(1, count + 1):
-        await trail.record([event(n)])
+        await trail.record(*event(n))
+
+
+async def every(trail: AuditTrail) -> list[AuditRecord]:
+    return [record async for record in trail.since()]
 
 
 async def test_concurrent_records_share_transactions_and_chain_in_order(
     trail: AuditTrail,
 ) -> None:
-    await asyncio.gather(*(trail.record([event(n), event(n + 1000)]) for n in range(40)))
-    rows = await trail.events()
-    assert [r.seq for r in rows] == list(range(1, 81))
+    two = [pending((patient(n), {}), (patient(n + 1000), {})) for n in range(40)]
+    await asyncio.gather(*(trail.record(*operation) for operation in two))
+    assert [r.seq for r in await trail.operations()] == list(range(1, 81, 2))
+    assert [r.seq for r in await every(trail)] == list(range(1, 81))
     assert 0 < trail.transactions < 40  # grouped: later callers joined a transaction under way
+    assert (await trail.verify()).ok
+
+
+async def test_an_operations_events_are_numbered_on_and_read_back_one_by_one(
+    trail: AuditTrail,
+) -> None:
+    await trail.record(*pending(("pg-1", {"n": 1}), (None, {"n": 2}), ("pg-2", {"n": 3})))
+    await trail.record(*pending(("pg-1", {"n": 4, "outcome": "denied"})))
+    records = await every(trail)
+    assert [(r.seq, r.patient_id, r.event["n"]) for r in records] == [
+        (1, "pg-1", 1), (2, None, 2), (3, "pg-2", 3), (4, "pg-1", 4)
+    ]  # fmt: skip
+    assert all(r.event["type"] == "disclosure" for r in records)  # the shared head, in each
+    assert [r.seq for r in await trail.operations()] == [1, 4]
+    result = await trail.verify()
+    assert (result.ok, result.events) == (True, 4)
+
+
+async def test_reads_per_patient_are_the_same_before_and_after_indexing(
+    trail: AuditTrail,
+) -> None:
+    """A patient's events come from the index up to its watermark and from the rows after it:
+    the same answer whatever the watermark, page by page, with the outcome filter."""
+    for n in range(1, 31):
+        outcome = "denied" if n % 4 == 0 else "success"
+        await trail.record(
+            *pending((f"pg-{n % 3}", {"outcome": outcome}), (f"pg-{n % 5}", {}), (None, {}))
+        )
+    everything = await every(trail)
+
+    async def pages(patient_id: str, outcomes: tuple[str, ...] | None) -> list[int]:
+        seen: list[int] = []
+        before = None
+        while True:
+            page = await trail.newest(
+                patient_id=patient_id, before=before, limit=4, outcomes=outcomes
+            )
+            seen += [r.seq for r in page]
+            if len(page) < 4:
+                return seen
+            before = page[-1].seq
+
+    def expected(patient_id: str, outcomes: tuple[str, ...] | None) -> list[int]:
+        return [
+            r.seq
+            for r in reversed(everything)
+            if r.patient_id == patient_id and (outcomes is None or r.event["outcome"] in outcomes)
+        ]
+
+    cases = [(f"pg-{k}", outcomes) for k in range(5) for outcomes in (None, ("success",))]
+    assert all(expected(p, o) for p, o in cases)
+    for chunk in (0, 7, 100):  # nothing indexed, part of the rows, all of them
+        if chunk:
+            await trail.index(chunk)
+        for patient_id, outcomes in cases:
+            assert await pages(patient_id, outcomes) == expected(patient_id, outcomes)
+    assert await trail.index() == 0  # up to date
+    all_newest = await trail.newest(limit=200)
+    assert [r.seq for r in all_newest] == [r.seq for r in reversed(everything)]
+    assert (await trail.verify()).ok
+
+
+async def test_two_indexers_at_once_index_each_event_once(
+    trail: AuditTrail, store_url: str
+) -> None:
+    for n in range(1, 41):
+        await trail.record(*pending((patient(n), {}), (patient(n + 1), {})))
+    engine = create_engine(store_url)
+    other = AuditTrail(engine, KEY)
+    try:
+        while sum(await asyncio.gather(trail.index(7), other.index(7))):
+            pass
+    finally:
+        await other.aclose()
+        await engine.dispose()
+    async with trail._engine.connect() as conn:
+        rows = (await conn.execute(sa.select(audit_patients.c.seq))).scalars().all()
+    assert sorted(rows) == list(range(1, 81))
+    assert (await trail.verify()).ok
+
+
+async def test_appends_index_the_events_once_enough_are_waiting(
+    trail: AuditTrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.audit.trail.INDEX_EVENTS", 4)
+
+    async def indexed() -> list[int]:
+        async with trail._engine.connect() as conn:
+            return list((await conn.execute(sa.select(audit_patients.c.seq))).scalars())
+
+    await filled(trail, 3)
+    assert await indexed() == []  # three waiting: the reads scan them
+    await trail.record(*pending((patient(4), {}), (None, {}), (patient(6), {})))
+    assert sorted(await indexed()) == [1, 2, 3, 4, 6]
+    assert [r.seq for r in await trail.newest(patient_id=patient(6))] == [6]
     assert (await trail.verify()).ok
 
 
@@ -71,7 +189,7 @@ async def test_two_writers_on_one_store_keep_one_chain(trail: AuditTrail, store_
     try:
         other = AuditTrail(engine, KEY)
         for n in range(30):  # each round: one transaction from each writer, at once
-            await asyncio.gather(trail.record([event(n)]), other.record([event(n)]))
+            await asyncio.gather(trail.record(*event(n)), other.record(*event(n)))
         await other.aclose()
     finally:
         await engine.dispose()
@@ -79,12 +197,54 @@ async def test_two_writers_on_one_store_keep_one_chain(trail: AuditTrail, store_
     assert (result.ok, result.events) == (True, 60)
 
 
+async def test_a_busy_sqlite_file_is_waited_for_without_blocking_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer holds the file's write lock: the append sleeps and retries (the event
+    loop goes on meanwhile), succeeds once the lock is let go, and fails closed if it is
+    held for longer than BUSY_SECONDS."""
+    database = tmp_path / "busy.db"
+    engine = create_engine(f"sqlite:///{database}")
+    trail = AuditTrail(engine, KEY)
+    await trail.create_tables()
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        appending = asyncio.create_task(trail.record(*event(1)))
+        await asyncio.sleep(0.3)
+        assert not appending.done()
+        assert ticks >= 10  # the loop was not held up by the wait
+        holder.execute("COMMIT")
+        await asyncio.wait_for(appending, 2)
+        ticking.cancel()
+        monkeypatch.setattr("app.audit.trail.BUSY_SECONDS", 0.2)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(AuditUnavailable):
+            await trail.record(*event(2))
+        holder.execute("COMMIT")
+        await trail.record(*event(3))
+        assert [r.seq for r in await every(trail)] == [1, 2]
+    finally:
+        holder.close()
+        await trail.aclose()
+        await engine.dispose()
+
+
 async def test_an_unwritable_store_fails_the_record(trail: AuditTrail) -> None:
     await filled(trail, 1)
     async with trail._engine.begin() as conn:
-        await conn.execute(sa.text("DROP TABLE audit_events"))
+        await conn.execute(sa.text("DROP TABLE audit_operations"))
     with pytest.raises(AuditUnavailable):
-        await trail.record([event(2)])
+        await trail.record(*event(2))
 
 
 async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
@@ -95,40 +255,52 @@ async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
 @pytest.mark.parametrize(
     ("statements", "first_bad", "problem"),
     [
-        (["UPDATE audit_events SET body = replace(body, '3', '4') WHERE seq = 3"], 3, "content"),
         (
-            ["UPDATE audit_events SET patient_id = NULL, at = '2020-01-01' WHERE seq = 2"],
-            2,
+            ["UPDATE audit_operations SET body = replace(body, '3', '4') WHERE seq = 3"],
+            3,
             "content",
         ),
-        (["UPDATE audit_events SET patient_id = 'pg-other' WHERE seq = 3"], 3, "patient"),
-        (["UPDATE audit_events SET outcome = 'denied' WHERE seq = 5"], 5, "outcome"),
-        (["DELETE FROM audit_events WHERE seq = 4"], 5, "sequence"),
+        (["UPDATE audit_operations SET at = '2020-01-01' WHERE seq = 2"], 2, "content"),
+        (["UPDATE audit_operations SET events = 2 WHERE seq = 2"], 2, "count"),
+        (["DELETE FROM audit_operations WHERE seq = 4"], 5, "event number 5 where 4"),
         (
-            [  # swap events 2 and 3
-                "UPDATE audit_events SET seq = -2 WHERE seq = 2",
-                "UPDATE audit_events SET seq = 2 WHERE seq = 3",
-                "UPDATE audit_events SET seq = 3 WHERE seq = -2",
+            [  # swap rows 2 and 3
+                "UPDATE audit_operations SET seq = -2 WHERE seq = 2",
+                "UPDATE audit_operations SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_operations SET seq = 3 WHERE seq = -2",
             ],
             2,
             "follow",
         ),
-        (  # an event inserted in the middle, its successors renumbered
+        (  # a row inserted in the middle, its successors renumbered
             [
-                "UPDATE audit_events SET seq = seq + 100 WHERE seq >= 4",
-                "UPDATE audit_events SET seq = seq - 99 WHERE seq >= 104",
-                "INSERT INTO audit_events (seq, at, patient_id, body, prev_hash, hash) "
-                "SELECT 4, at, patient_id, body, hash, hash FROM audit_events WHERE seq = 3",
+                "UPDATE audit_operations SET seq = seq + 100 WHERE seq >= 4",
+                "UPDATE audit_operations SET seq = seq - 99 WHERE seq >= 104",
+                "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
+                "SELECT 4, events, at, body, hash, hash FROM audit_operations WHERE seq = 3",
             ],
             4,
             "content",
         ),
+        # The patient index: an event moved to another patient or outcome, or hidden from a
+        # patient's access log, or one made up.
+        (["UPDATE audit_patients SET patient_id = 'pg-other' WHERE seq = 3"], 3, "changed"),
+        (["UPDATE audit_patients SET outcome = 'denied' WHERE seq = 5"], 5, "changed"),
+        (["UPDATE audit_patients SET operation = 2 WHERE seq = 3"], 3, "changed"),
+        (["DELETE FROM audit_patients WHERE seq = 4"], 4, "missing"),
+        (
+            ["INSERT INTO audit_patients VALUES ('pg-x', 99, 6, 'success')"],
+            99,
+            "does not have",
+        ),
+        (["UPDATE audit_indexed SET seq = 9"], 7, "not recorded"),
     ],
 )
 async def test_verify_names_the_first_tampered_event(
     trail: AuditTrail, statements: list[str], first_bad: int, problem: str
 ) -> None:
     await filled(trail)
+    await trail.index()
     assert (await trail.verify()).ok
     for statement in statements:
         await tamper(trail, statement)
@@ -138,15 +310,26 @@ async def test_verify_names_the_first_tampered_event(
     assert problem in result.problem
 
 
+async def test_verify_sees_a_watermark_raised_over_unindexed_events(trail: AuditTrail) -> None:
+    """Raising the watermark would hide the events under it from per-patient reads."""
+    await filled(trail)
+    await trail.index(3)
+    assert (await trail.verify()).ok
+    await tamper(trail, "UPDATE audit_indexed SET seq = 6")
+    assert not await trail.newest(patient_id=patient(4))  # hidden from the patient
+    result = await trail.verify()
+    assert (result.first_bad, result.problem) == (4, "it is missing from the patient index")
+
+
 async def test_an_appended_event_needs_the_key_to_verify(trail: AuditTrail) -> None:
     await filled(trail, 2)
-    (last,) = [r for r in await trail.events() if r.seq == 2]
-    body = '{"type":"disclosure"}'
+    (last,) = [r for r in await trail.operations() if r.seq == 2]
+    body = '{"type":"disclosure","events":[{"patient":null,"outcome":"success"}]}'
     forged = chain_hash(b"a guessed key", last.hash, 3, last.at, body)
     await tamper(
         trail,
-        "INSERT INTO audit_events (seq, at, patient_id, body, prev_hash, hash) "
-        "VALUES (3, :at, NULL, :body, :prev, :hash)",
+        "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
+        "VALUES (3, 1, :at, :body, :prev, :hash)",
         at=last.at,
         body=body,
         prev=last.hash,
@@ -170,7 +353,7 @@ async def test_the_verify_command(tmp_path: Path) -> None:
         await trail.create_tables()
         await filled(trail, 3)
         good = await asyncio.to_thread(run_cli, "audit", "verify", "--config", str(config))
-        await tamper(trail, "DELETE FROM audit_events WHERE seq = 2")
+        await tamper(trail, "DELETE FROM audit_operations WHERE seq = 2")
         bad = await asyncio.to_thread(run_cli, "audit", "verify", "--config", str(config))
     finally:
         await trail.aclose()
@@ -181,24 +364,29 @@ async def test_the_verify_command(tmp_path: Path) -> None:
         "events": 1,
         "ok": False,
         "firstBad": 3,
-        "problem": "sequence number 3 where 2 was expected",
+        "problem": "event number 3 where 2 was expected",
     }
 
 
 async def test_prune_removes_old_events_and_the_rest_still_verifies(trail: AuditTrail) -> None:
-    await filled(trail, 4)
+    await trail.record(*pending(("pg-1", {}), ("pg-2", {}), ("pg-3", {})))
+    await filled(trail, 1)
+    await trail.index()
     cut = datetime.now(UTC)
     await filled(trail, 3)
     assert await trail.prune(cut) == 4
     assert await trail.prune(cut) == 0  # nothing older is left
     result = await trail.verify()
     assert (result.ok, result.events) == (True, 3)
-    await trail.record([event(99)])  # the chain goes on after the pruned events
-    assert [r.seq for r in await trail.events()] == [5, 6, 7, 8]
+    assert not await trail.newest(patient_id="pg-1")  # its index entries went with it
+    await trail.record(*event(99))  # the chain goes on after the pruned events
+    assert [r.seq for r in await trail.operations()] == [5, 6, 7, 8]
+    await trail.index()
     assert (await trail.verify()).ok
     assert await trail.prune(datetime.now(UTC)) == 4  # everything, then append again
-    await trail.record([event(100)])
-    assert [r.seq for r in await trail.events()] == [9]
+    await trail.record(*event(100))
+    assert [r.seq for r in await trail.operations()] == [9]
+    assert [r.seq for r in await trail.newest(patient_id=patient(100))] == [9]
     assert (await trail.verify()).ok
     # Removing events at the front without the key, or moving the recorded start, is seen.
     await tamper(trail, "UPDATE audit_prunes SET seq = seq - 1")
@@ -207,12 +395,12 @@ async def test_prune_removes_old_events_and_the_rest_still_verifies(trail: Audit
 
 async def test_a_removed_front_without_a_pruning_record_is_detected(trail: AuditTrail) -> None:
     await filled(trail, 4)
-    await tamper(trail, "DELETE FROM audit_events WHERE seq <= 2")
+    await tamper(trail, "DELETE FROM audit_operations WHERE seq <= 2")
     result = await trail.verify()
-    assert (result.first_bad, result.problem) == (3, "sequence number 3 where 1 was expected")
+    assert (result.first_bad, result.problem) == (3, "event number 3 where 1 was expected")
 
 
-def disclosure(client: str | None, patient: str, **who: object) -> list[Pending]:
+def disclosure(client: str | None, patient: str, **who: object) -> Pending:
     caller = Caller(
         str(who.get("subject", "dr-a")),
         "Dr. A",
@@ -244,9 +432,9 @@ async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
         trail = AuditTrail(engine, KEY)
         await trail.create_tables()
         for client, patient in [("portal", "pg-1"), ("portal", "pg-1"), ("portal", "pg-2")]:
-            await trail.record(disclosure(client, patient))
-        await trail.record(disclosure("dashboard", "pg-1", break_glass="cardiac arrest"))
-        await trail.record(disclosure(None, "pg-3"))
+            await trail.record(*disclosure(client, patient))
+        await trail.record(*disclosure("dashboard", "pg-1", break_glass="cardiac arrest"))
+        await trail.record(*disclosure(None, "pg-3"))
         exported = await asyncio.to_thread(run_cli, "audit", "export", "--config", str(config))
         usage = await asyncio.to_thread(run_cli, "audit", "usage", "--config", str(config))
         later = await asyncio.to_thread(
@@ -255,7 +443,8 @@ async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
         alerted = await asyncio.to_thread(run_cli, "audit", "alerts", "--config", str(config))
         kept = await asyncio.to_thread(run_cli, "audit", "prune", "--config", str(config))
         await tamper(
-            trail, "UPDATE audit_events SET at = '2000-01-01T00:00:00.000000+00:00' WHERE seq <= 2"
+            trail,
+            "UPDATE audit_operations SET at = '2000-01-01T00:00:00.000000+00:00' WHERE seq <= 2",
         )
         # (their hashes no longer hold, but prune removes them: what is left verifies)
         pruned = await asyncio.to_thread(run_cli, "audit", "prune", "--config", str(config))
