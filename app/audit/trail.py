@@ -169,8 +169,9 @@ class AuditTrail:
             batch, self._pending = self._pending, []
             try:
                 await self._append([operation for operation, _ in batch])
-            except Exception:  # every failure means the same: not recorded
-                log.warning("the audit trail could not be written", exc_info=True)
+            except Exception as exc:  # every failure means the same: not recorded
+                # The kind only: a driver's message may quote the events' values.
+                log.warning("the audit trail could not be written (%s)", type(exc).__name__)
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(AuditUnavailable("the audit trail could not be written"))
