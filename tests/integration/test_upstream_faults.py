@@ -19,12 +19,15 @@ import pytest
 from tests.conftest import ApiFactory, Upstream, closed_port_url, fhir_source
 from tests.fakes.faults import slow_headers_server
 
-TIMEOUT = 1.0  # the clinic's timeout_seconds
-SEARCH_TIMEOUT = 1.5  # its search_timeout_seconds
-DEADLINE = 3.0  # [graphql] deadline_seconds
+TIMEOUT = 1.5  # the clinic's timeout_seconds
+SEARCH_TIMEOUT = 2.0  # its search_timeout_seconds
+DEADLINE = 3.5  # [graphql] deadline_seconds
 SLACK = 1.25  # scheduling on a shared two-core machine: upstreams, API and test in one loop
 # (0.75 s was exceeded once, 2.32 s for `drip`, in a fresh-clone CI run under load)
-HEALTH_BOUND = 1.0  # seconds for any /healthz or /readyz answer during a fault
+# Seconds for any /healthz or /readyz answer during a fault: below every timeout, so a loop
+# stalled for a whole upstream wait fails it. Typically 0.02-0.41 s here (the hospital's 50
+# patients merged in the same loop); 1.03 s was seen in a fresh-clone CI run under load.
+HEALTH_BOUND = 1.4
 RSS_BOUND = 64 * 2**20  # growth of the process's resident memory during one faulty query
 QUERY = """{ patients(first: 50) { totalCount nodes { id birthDate gender
   sources { sourceId }
