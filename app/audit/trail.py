@@ -31,6 +31,7 @@ hits more than the commit itself; the loop blocks only for the write and its fsy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -143,8 +144,10 @@ class AuditTrail:
         self._hash = _chain_hasher(self.key)
         self._pending: list[tuple[Pending, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._sqlite = (
-            SqliteAppender(engine, self._chain) if engine.dialect.name == "sqlite" else None
+        self._appender: SqliteAppender | PostgresAppender = (
+            SqliteAppender(engine, self._chain)
+            if engine.dialect.name == "sqlite"
+            else PostgresAppender(engine, self._chain)
         )
         self.transactions = 0  # appends committed (each one group of `record` calls)
 
@@ -181,20 +184,7 @@ class AuditTrail:
                         done.set_result(None)
 
     async def _append(self, operations: list[Pending]) -> None:
-        if self._sqlite is not None:
-            await self._sqlite.append(operations)
-        else:
-            async with self._engine.begin() as conn:
-                await _lock(conn, APPEND_LOCK)
-                head = await _head(conn)
-                rows = self._chain(head, operations)
-                # Straight to the driver: compiling a Core insert's parameters costs more than
-                # the rest of an append.
-                await conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
-                watermark, last = await _watermark(conn), _last_event(rows)
-                if last - watermark >= INDEX_EVENTS:
-                    await conn.execute(sa.text(INDEX_SQL["postgresql"]), _span(watermark, last))
-                    await conn.execute(sa.text(WATERMARK_SQL), {"last": last})
+        await self._appender.append(operations)
         self.transactions += 1
 
     def _chain(self, head: Head, operations: list[Pending]) -> list[Stored]:
@@ -226,8 +216,7 @@ class AuditTrail:
             return len(rows)
 
     async def aclose(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
+        await self._appender.aclose()
 
     async def operations(self, after: int = 0, limit: int = READ_CHUNK) -> list[sa.Row[Any]]:
         """The stored rows after event number `after`, oldest first (as `verify` reads them)."""
@@ -477,12 +466,7 @@ class SqliteAppender:
         self._engine = engine
         self._chain = chain
         self._connection: sqlite3.Connection | None = None
-        dialect = engine.dialect
-        self._head_sql = (_head_sql(audit_operations, dialect), _head_sql(audit_prunes, dialect))
-        self._insert_sql = _insert_sql(dialect)
-        self._watermark_sql = str(
-            _WATERMARK.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        )
+        self._insert_sql = _insert_sql(engine.dialect)
 
     async def append(self, operations: list[Pending]) -> None:
         deadline, pause = time.monotonic() + BUSY_SECONDS, 0.001
@@ -501,10 +485,9 @@ class SqliteAppender:
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
         try:
-            ops, prunes = (connection.execute(sql).fetchone() for sql in self._head_sql)
-            rows = self._chain(_next(ops, prunes), operations)
+            head, watermark = _state(connection.execute(STATE_SQL).fetchone())
+            rows = self._chain(head, operations)
             connection.executemany(self._insert_sql, rows)
-            (watermark,) = connection.execute(self._watermark_sql).fetchone() or (0,)
             last = _last_event(rows)
             if last - watermark >= INDEX_EVENTS:
                 connection.execute(INDEX_SQL["sqlite"], _span(watermark, last))
@@ -515,34 +498,80 @@ class SqliteAppender:
                 connection.execute("ROLLBACK")
             raise
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
 
-def _next(newest: Any, pruned: Any) -> Head:
-    """Where the chain goes on: after the newest row (seq, events, hash), else after the last
-    pruned event (seq, hash), else from the start."""
-    if newest is not None:
-        return newest[0] + newest[1], newest[2]
-    if pruned is not None:
-        return pruned[0] + 1, pruned[1]
-    return 1, GENESIS
+class PostgresAppender:
+    """Appends to a PostgreSQL trail over a connection of its own, kept between appends and
+    spoken to with asyncpg directly: a pooled checkout (with its pre-ping) and SQLAlchemy's
+    statement handling cost an audited cache hit more than the append's own round trips, of
+    which there are four (begin and lock, state, insert, commit). A failed append drops the
+    connection; the next one opens another."""
+
+    def __init__(
+        self, engine: AsyncEngine, chain: Callable[[Head, list[Pending]], list[Stored]]
+    ) -> None:
+        self._engine = engine
+        self._chain = chain
+        self._connection: AsyncConnection | None = None
+
+    async def append(self, operations: list[Pending]) -> None:
+        if self._connection is None:
+            self._connection = await self._engine.connect()
+        try:
+            raw = (await self._connection.get_raw_connection()).driver_connection
+            assert raw is not None, "a connection just opened"
+            # One round trip: the simple query protocol takes both statements at once.
+            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+            try:
+                head, watermark = _state(await raw.fetchrow(STATE_SQL))
+                rows = self._chain(head, operations)
+                await raw.executemany(PG_INSERT_SQL, rows)
+                last = _last_event(rows)
+                if last - watermark >= INDEX_EVENTS:
+                    await raw.execute(PG_INDEX_SQL, watermark, last)
+                    await raw.execute(PG_WATERMARK_SQL, last)
+            except BaseException:
+                await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")
+        except BaseException:
+            await self.aclose()  # in an unknown state: not reused
+            raise
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection is closed all the same
+                await connection.close()
 
 
-async def _head(conn: AsyncConnection) -> Head:
-    ops = (await conn.exec_driver_sql(_head_sql(audit_operations, conn.dialect))).first()
-    prunes = (await conn.exec_driver_sql(_head_sql(audit_prunes, conn.dialect))).first()
-    return _next(ops, prunes)
+# The chain's head and the index's watermark, in one statement: the newest row (its first
+# event's number, how many, its hash), else the last pruned event (its number, its row's hash).
+STATE_SQL = (
+    "SELECT o.seq, o.events, o.hash, p.seq, p.hash, "
+    "(SELECT seq FROM audit_indexed WHERE id = 1) "  # INDEXED_ROW
+    "FROM (SELECT 1) AS one "
+    "LEFT JOIN (SELECT seq, events, hash FROM audit_operations ORDER BY seq DESC LIMIT 1) AS o "
+    "ON 1 = 1 "
+    "LEFT JOIN (SELECT seq, hash FROM audit_prunes ORDER BY seq DESC LIMIT 1) AS p ON 1 = 1"
+)
 
 
-@functools.cache
-def _head_sql(table: sa.Table, dialect: sa.Dialect) -> str:
-    """The newest row of `table`: its number (and, for operations, how many events), hash."""
-    counted = [table.c.events] if "events" in table.c else []
-    query = sa.select(table.c.seq, *counted, table.c.hash).order_by(table.c.seq.desc()).limit(1)
-    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+def _state(row: Any) -> tuple[Head, int]:
+    """Where the chain goes on (after the newest row, else after the last pruned event, else
+    from the start) and the watermark, from STATE_SQL's row."""
+    seq, events, digest, pruned, pruned_hash, watermark = row
+    if seq is not None:
+        head = seq + events, digest
+    elif pruned is not None:
+        head = pruned + 1, pruned_hash
+    else:
+        head = 1, GENESIS
+    return head, watermark or 0
 
 
 @functools.cache
@@ -578,6 +607,13 @@ WATERMARK_SQL = (
     "INSERT INTO audit_indexed (id, seq) VALUES (1, :last) "  # INDEXED_ROW
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq"
 )
+# The same in asyncpg's own parameter style, for PostgresAppender.
+PG_INSERT_SQL = (
+    "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
+    "VALUES ($1, $2, $3, $4, $5, $6)"
+)
+PG_INDEX_SQL = INDEX_SQL["postgresql"].replace(":after", "$1").replace(":last", "$2")
+PG_WATERMARK_SQL = WATERMARK_SQL.replace(":last", "$1")
 _WATERMARK = sa.select(audit_indexed.c.seq).where(audit_indexed.c.id == INDEXED_ROW)
 
 
