@@ -247,6 +247,34 @@ async def test_an_unwritable_store_fails_the_record(trail: AuditTrail) -> None:
         await trail.record(*event(2))
 
 
+async def test_a_lost_postgresql_connection_fails_closed_and_the_next_append_reconnects(
+    tmp_path: Path,
+) -> None:
+    url = await store_url_for("postgresql", tmp_path, metadata)
+    engine = create_engine(url)
+    trail = AuditTrail(engine, KEY)
+    await trail.create_tables()
+    try:
+        await filled(trail, 2)
+        async with engine.begin() as conn:  # every other session: the appender's own included
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        with pytest.raises(AuditUnavailable):
+            await trail.record(*event(3))
+        await trail.record(*event(4))  # on a connection of its own again
+        assert [r.event["n"] for r in await every(trail)] == [1, 2, 4]
+        assert (await trail.verify()).ok
+    finally:
+        await trail.aclose()
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+        await engine.dispose()
+
+
 async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
     async with trail._engine.begin() as conn:
         await conn.execute(sa.text(statement), values)
