@@ -39,6 +39,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,9 +96,11 @@ audit_prunes = sa.Table(
 
 GENESIS = "0" * 64  # the previous hash of the first row
 APPEND_LOCK = 0x70675F61756474  # "pg_audt": the advisory lock appends take on PostgreSQL
+INDEX_LOCK = 0x70675F61756978  # "pg_auix": the one index writers take (appends go on meanwhile)
 INDEXED_ROW = 1
 INDEX_EVENTS = 2_000  # events left unindexed before an append indexes them (reads scan them)
 INDEX_CHUNK = 500  # operations `index` takes at a time
+CATCH_UP_CHUNK = 20  # operations indexed per transaction behind the appends (each waits)
 READ_CHUNK = 1_000  # operations read at a time (each holds up to a page of patients)
 BUSY_SECONDS = 5.0  # how long an append waits for another writer before it fails
 Pending = tuple[str, Sequence[str]]  # an operation: the events' shared head, each one's part
@@ -150,6 +153,7 @@ class AuditTrail:
             else PostgresAppender(engine, self._chain)
         )
         self.transactions = 0  # appends committed (each one group of `record` calls)
+        self._indexing: asyncio.Future[None] | None = None  # the index catching up
 
     async def create_tables(self) -> None:
         await create_tables(self._engine, metadata)
@@ -184,8 +188,28 @@ class AuditTrail:
                         done.set_result(None)
 
     async def _append(self, operations: list[Pending]) -> None:
-        await self._appender.append(operations)
+        waiting = await self._appender.append(operations)
         self.transactions += 1
+        if waiting >= INDEX_EVENTS and (self._indexing is None or self._indexing.done()):
+            self._indexing = asyncio.ensure_future(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """Index every event waiting, behind the appends (which go on meanwhile); a failure
+        is logged, and the next append that finds enough waiting tries again."""
+        try:
+            if isinstance(self._appender, SqliteAppender):
+                await self._appender.catch_up()
+            else:
+                while await self.index():
+                    pass
+        except Exception as exc:
+            kind = type(exc).__name__
+            log.warning("the audit trail's patient index could not be written (%s)", kind)
+
+    async def caught_up(self) -> None:
+        """Until the index writing under way, if any, has finished."""
+        if self._indexing is not None:
+            await asyncio.shield(self._indexing)
 
     def _chain(self, head: Head, operations: list[Pending]) -> list[Stored]:
         """`operations` as rows chained after `head`."""
@@ -201,21 +225,21 @@ class AuditTrail:
 
     async def index(self, chunk: int = INDEX_CHUNK) -> int:
         """Index by patient up to `chunk` operations recorded since the watermark, now
-        (appends do it on their own once INDEX_EVENTS are waiting); returns how many."""
-        ops = audit_operations.c
+        (appends start it on their own once INDEX_EVENTS are waiting); returns how many."""
         async with self._engine.connect() as conn:
-            await _lock(conn, APPEND_LOCK)
-            watermark = await _watermark(conn)
-            query = sa.select(ops.seq, ops.events).where(ops.seq > watermark).order_by(ops.seq)
-            rows = (await conn.execute(query.limit(chunk))).all()
-            if rows:
-                last = rows[-1].seq + rows[-1].events - 1
-                await conn.execute(sa.text(INDEX_SQL[conn.dialect.name]), _span(watermark, last))
+            await _lock(conn, INDEX_LOCK)
+            after = await _watermark(conn)
+            span = (await conn.execute(sa.text(CHUNK_SQL), {"after": after, "chunk": chunk})).one()
+            last, count = span
+            if count:
+                await conn.execute(sa.text(INDEX_SQL[conn.dialect.name]), _span(after, last))
                 await conn.execute(sa.text(WATERMARK_SQL), {"last": last})
             await conn.commit()
-            return len(rows)
+            return int(count)
 
     async def aclose(self) -> None:
+        if self._indexing is not None:
+            await self._indexing  # never raises: `_catch_up` logs its failures
         await self._appender.aclose()
 
     async def operations(self, after: int = 0, limit: int = READ_CHUNK) -> list[sa.Row[Any]]:
@@ -236,6 +260,8 @@ class AuditTrail:
         cutoff = _stamp(before)
         async with self._engine.begin() as conn:
             await _lock(conn, APPEND_LOCK)  # no append between reading and deleting
+            if conn.dialect.name == "postgresql":  # nor indexing (SQLite's one lock did both)
+                await _lock(conn, INDEX_LOCK)
             ops = audit_operations.c
             last = (
                 await conn.execute(
@@ -467,8 +493,10 @@ class SqliteAppender:
         self._chain = chain
         self._connection: sqlite3.Connection | None = None
         self._insert_sql = _insert_sql(engine.dialect)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="audit-index")
 
-    async def append(self, operations: list[Pending]) -> None:
+    async def append(self, operations: list[Pending]) -> int:
+        """Commit `operations`; returns how many events now wait to be indexed."""
         deadline, pause = time.monotonic() + BUSY_SECONDS, 0.001
         while True:
             try:
@@ -479,7 +507,7 @@ class SqliteAppender:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def _append(self, operations: list[Pending]) -> None:
+    def _append(self, operations: list[Pending]) -> int:
         if self._connection is None:
             self._connection = connect_sqlite(self._engine, busy_timeout=0)
         connection = self._connection
@@ -488,20 +516,49 @@ class SqliteAppender:
             head, watermark = _state(connection.execute(STATE_SQL).fetchone())
             rows = self._chain(head, operations)
             connection.executemany(self._insert_sql, rows)
-            last = _last_event(rows)
-            if last - watermark >= INDEX_EVENTS:
-                connection.execute(INDEX_SQL["sqlite"], _span(watermark, last))
-                connection.execute(WATERMARK_SQL, {"last": last})
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+        return _last_event(rows) - watermark
+
+    async def catch_up(self) -> None:
+        """Index every event waiting, on a thread of its own: each chunk's transaction is a few
+        calls into SQLite that release the GIL, where on the loop indexing was most of what an
+        append blocked it for. Appends that find the file busy meanwhile retry (`append`)."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._catch_up)
+
+    def _catch_up(self) -> None:
+        connection = connect_sqlite(self._engine)  # on this thread, where waiting is harmless
+        try:
+            while _index_chunk(connection):
+                pass
+        finally:
+            connection.close()
 
     async def aclose(self) -> None:
+        self._thread.shutdown()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _index_chunk(connection: sqlite3.Connection, chunk: int = CATCH_UP_CHUNK) -> int:
+    """`AuditTrail.index` over a blocking SQLite connection: up to `chunk` operations."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        (after,) = connection.execute(WATERMARK_READ_SQL).fetchone() or (0,)
+        last, count = connection.execute(CHUNK_SQL, {"after": after, "chunk": chunk}).fetchone()
+        if count:
+            connection.execute(INDEX_SQL["sqlite"], _span(after, last))
+            connection.execute(WATERMARK_SQL, {"last": last})
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return int(count)
 
 
 class PostgresAppender:
@@ -518,7 +575,8 @@ class PostgresAppender:
         self._chain = chain
         self._connection: AsyncConnection | None = None
 
-    async def append(self, operations: list[Pending]) -> None:
+    async def append(self, operations: list[Pending]) -> int:
+        """Commit `operations`; returns how many events now wait to be indexed."""
         if self._connection is None:
             self._connection = await self._engine.connect()
         try:
@@ -530,10 +588,6 @@ class PostgresAppender:
                 head, watermark = _state(await raw.fetchrow(STATE_SQL))
                 rows = self._chain(head, operations)
                 await raw.executemany(PG_INSERT_SQL, rows)
-                last = _last_event(rows)
-                if last - watermark >= INDEX_EVENTS:
-                    await raw.execute(PG_INDEX_SQL, watermark, last)
-                    await raw.execute(PG_WATERMARK_SQL, last)
             except BaseException:
                 await raw.execute("ROLLBACK")
                 raise
@@ -541,6 +595,7 @@ class PostgresAppender:
         except BaseException:
             await self.aclose()  # in an unknown state: not reused
             raise
+        return _last_event(rows) - watermark
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -612,9 +667,12 @@ PG_INSERT_SQL = (
     "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
     "VALUES ($1, $2, $3, $4, $5, $6)"
 )
-PG_INDEX_SQL = INDEX_SQL["postgresql"].replace(":after", "$1").replace(":last", "$2")
-PG_WATERMARK_SQL = WATERMARK_SQL.replace(":last", "$1")
-_WATERMARK = sa.select(audit_indexed.c.seq).where(audit_indexed.c.id == INDEXED_ROW)
+# The last event of the next `chunk` operations after `after`, and how many there are.
+CHUNK_SQL = (
+    "SELECT max(seq + events - 1), count(*) FROM "
+    "(SELECT seq, events FROM audit_operations WHERE seq > :after ORDER BY seq LIMIT :chunk) AS c"
+)
+WATERMARK_READ_SQL = "SELECT seq FROM audit_indexed WHERE id = 1"  # INDEXED_ROW
 
 
 def _span(after: int, last: int) -> dict[str, int]:
@@ -627,7 +685,7 @@ def _last_event(rows: list[Stored]) -> int:
 
 
 async def _watermark(conn: AsyncConnection) -> int:
-    return int((await conn.execute(_WATERMARK)).scalar_one_or_none() or 0)
+    return int((await conn.execute(sa.text(WATERMARK_READ_SQL))).scalar_one_or_none() or 0)
 
 
 async def _lock(conn: AsyncConnection, key: int) -> None:

@@ -179,6 +179,7 @@ async def test_appends_index_the_events_once_enough_are_waiting(
     await filled(trail, 3)
     assert await indexed() == []  # three waiting: the reads scan them
     await trail.record(*pending((patient(4), {}), (None, {}), (patient(6), {})))
+    await trail.caught_up()  # written behind the append
     assert sorted(await indexed()) == [1, 2, 3, 4, 6]
     assert [r.seq for r in await trail.newest(patient_id=patient(6))] == [6]
     assert (await trail.verify()).ok
