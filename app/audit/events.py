@@ -17,13 +17,12 @@ from typing import Any
 
 import orjson
 
-from app.audit.trail import Pending
+from app.audit.trail import Part, Pending
 from app.domain.audit import Decision, Rule, Summary
 
 VERSION = 1
 SUCCESS, PARTIAL, DENIED, ERROR = "success", "partial", "denied", "error"
 EXECUTED, CACHED, SHARED = "executed", "cache", "shared"  # how the response was produced
-Part = tuple[str | None, str, str]  # patient id, outcome, the patient's part of the event (JSON)
 CLI_CLIENT = "patientgraph-cli"
 COMMAND = "command"  # the operation kind of a CLI command
 
@@ -92,8 +91,7 @@ def keyed_hash(key: bytes, value: Any) -> str:
 
 def events_of(caller: Caller, op: Operation, summary: Summary, served: str) -> Pending:
     """The operation's events as the trail records them: the shared head, each one's part."""
-    parts = parts_of(summary, command=op.kind == COMMAND)
-    return head_of(caller, op, served), [part for _, _, part in parts]
+    return head_of(caller, op, served), parts_of(summary, command=op.kind == COMMAND)
 
 
 def head_of(caller: Caller, op: Operation, served: str) -> str:

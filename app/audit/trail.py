@@ -66,6 +66,10 @@ audit_operations = sa.Table(
     sa.Column("body", sa.Text, nullable=False),  # JSON, exactly as hashed
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # What the patient index needs of the body, small enough to read back cheaply: for each
+    # event naming a patient, [its place in the operation, patient id, outcome] (JSON). Not
+    # hashed: `verify` checks it against the body.
+    sa.Column("patients", sa.Text, nullable=False),
 )
 # Each event that concerned a patient, by patient: up to `audit_indexed.seq`, written behind.
 audit_patients = sa.Table(
@@ -75,6 +79,7 @@ audit_patients = sa.Table(
     sa.Column("seq", Seq, primary_key=True, autoincrement=False),  # the event's number
     sa.Column("operation", Seq, nullable=False),  # its operation's row
     sa.Column("outcome", sa.String(16), nullable=False),
+    sqlite_with_rowid=False,  # the key is the table: one B-tree to write per entry, not two
 )
 audit_indexed = sa.Table(
     "audit_indexed",
@@ -100,12 +105,13 @@ INDEX_LOCK = 0x70675F61756978  # "pg_auix": the one index writers take (appends 
 INDEXED_ROW = 1
 INDEX_EVENTS = 2_000  # events left unindexed before an append indexes them (reads scan them)
 INDEX_CHUNK = 500  # operations `index` takes at a time
-CATCH_UP_CHUNK = 20  # operations indexed per transaction behind the appends (each waits)
+CATCH_UP_CHUNK = 100  # operations indexed per transaction behind the appends (they wait)
 READ_CHUNK = 1_000  # operations read at a time (each holds up to a page of patients)
 BUSY_SECONDS = 5.0  # how long an append waits for another writer before it fails
-Pending = tuple[str, Sequence[str]]  # an operation: the events' shared head, each one's part
+Part = tuple[str | None, str, str]  # an event's patient id, outcome, and own part (JSON)
+Pending = tuple[str, Sequence[Part]]  # an operation: the events' shared head, each one's part
 Head = tuple[int, str]  # the next event's number and the hash to chain after
-Stored = tuple[int, int, str, str, str, str]  # a row of audit_operations, in the table's order
+Stored = tuple[int, int, str, str, str, str, str]  # a row of audit_operations, in table order
 
 
 class AuditUnavailable(Exception):
@@ -158,11 +164,11 @@ class AuditTrail:
     async def create_tables(self) -> None:
         await create_tables(self._engine, metadata)
 
-    async def record(self, head: str, parts: Sequence[str]) -> None:
+    async def record(self, head: str, parts: Sequence[Part]) -> None:
         """Append one operation's events, one per part; `head` opens the JSON object they
-        share (`app.audit.events.head_of`: it ends with a comma) and each part is an event's
-        own JSON object, naming its patient and outcome. Returns once they are committed;
-        raises AuditUnavailable if they could not be."""
+        share (`app.audit.events.head_of`: it ends with a comma) and each part holds an
+        event's own JSON object with the patient and outcome it names. Returns once they are
+        committed; raises AuditUnavailable if they could not be."""
         if not parts:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -217,9 +223,9 @@ class AuditTrail:
         at = _stamp(datetime.now(UTC))
         rows = []
         for shared, parts in operations:
-            body = f'{shared}"events":[{",".join(parts)}]}}'
+            body = f'{shared}"events":[{",".join(part for _, _, part in parts)}]}}'
             digest = self._hash(prev, seq, at, body)
-            rows.append((seq, len(parts), at, body, prev, digest))
+            rows.append((seq, len(parts), at, body, prev, digest, _patients(parts)))
             seq, prev = seq + len(parts), digest
         return rows
 
@@ -406,6 +412,9 @@ class AuditTrail:
             records = _records(row.seq, row.at, row.body)
             if len(records) != row.events or not records:
                 return Verification(checked, row.seq, "its count of events has been changed")
+            named = [(r.patient_id, r.event.get("outcome", "")) for r in records]
+            if row.patients != _patients([(p, outcome, "") for p, outcome in named]):
+                return Verification(checked, row.seq, "its patients for the index were changed")
             for record in records:
                 bad = await index.check(row.seq, record)
                 if bad is not None:
@@ -531,6 +540,10 @@ class SqliteAppender:
 
     def _catch_up(self) -> None:
         connection = connect_sqlite(self._engine)  # on this thread, where waiting is harmless
+        # Derived data, so no fsync of its own: a crash can lose only whole index transactions
+        # (the watermark with them, so they are redone), and the next append's synchronous
+        # commit makes them durable too (the log is written in order).
+        connection.execute("PRAGMA synchronous=NORMAL")
         try:
             while _index_chunk(connection):
                 pass
@@ -638,24 +651,21 @@ def _insert_sql(dialect: sa.Dialect) -> str:
     return str(compiled)
 
 
-# Each event of the operations in (after, last] that names a patient, as an index entry. The
-# store reads the bodies itself (its JSON functions): done in Python, indexing cost more than
-# the appends it indexes.
+# Each event of the operations in (after, last] that names a patient, as an index entry, from
+# the operations' `patients` (the store's JSON functions: done in Python, indexing cost more
+# than the appends it indexes; read from the whole body, it cost three times as much).
 INDEX_SQL = {
     "sqlite": (
         "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
-        "SELECT json_extract(e.value, '$.patient'), o.seq + e.key, o.seq, "
-        "json_extract(e.value, '$.outcome') "
-        "FROM audit_operations AS o, json_each(o.body, '$.events') AS e "
-        "WHERE o.seq > :after AND o.seq <= :last "
-        "AND json_extract(e.value, '$.patient') IS NOT NULL"
+        "SELECT e.value ->> 1, o.seq + (e.value ->> 0), o.seq, e.value ->> 2 "
+        "FROM audit_operations AS o, json_each(o.patients) AS e "
+        "WHERE o.seq > :after AND o.seq <= :last"
     ),
     "postgresql": (
         "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
-        "SELECT e.value ->> 'patient', o.seq + e.n - 1, o.seq, e.value ->> 'outcome' "
-        "FROM audit_operations AS o, "
-        "jsonb_array_elements(o.body::jsonb -> 'events') WITH ORDINALITY AS e(value, n) "
-        "WHERE o.seq > :after AND o.seq <= :last AND e.value ->> 'patient' IS NOT NULL"
+        "SELECT e ->> 1, o.seq + (e ->> 0)::bigint, o.seq, e ->> 2 "
+        "FROM audit_operations AS o, jsonb_array_elements(o.patients::jsonb) AS e "
+        "WHERE o.seq > :after AND o.seq <= :last"
     ),
 }
 WATERMARK_SQL = (
@@ -664,8 +674,8 @@ WATERMARK_SQL = (
 )
 # The same in asyncpg's own parameter style, for PostgresAppender.
 PG_INSERT_SQL = (
-    "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
-    "VALUES ($1, $2, $3, $4, $5, $6)"
+    "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash, patients) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
 # The last event of the next `chunk` operations after `after`, and how many there are.
 CHUNK_SQL = (
@@ -673,6 +683,12 @@ CHUNK_SQL = (
     "(SELECT seq, events FROM audit_operations WHERE seq > :after ORDER BY seq LIMIT :chunk) AS c"
 )
 WATERMARK_READ_SQL = "SELECT seq FROM audit_indexed WHERE id = 1"  # INDEXED_ROW
+
+
+def _patients(parts: Sequence[Part]) -> str:
+    """An operation's `patients` column."""
+    named = [[n, patient, outcome] for n, (patient, outcome, _) in enumerate(parts) if patient]
+    return orjson.dumps(named).decode()
 
 
 def _span(after: int, last: int) -> dict[str, int]:

@@ -21,7 +21,7 @@ from graphql import (
 from starlette.requests import Request
 
 from app.audit import events
-from app.audit.trail import AuditTrail
+from app.audit.trail import AuditTrail, Part
 from app.auth.break_glass import BreakGlass
 from app.auth.principal import Principal
 from app.domain.audit import Decision, Summary
@@ -62,12 +62,12 @@ async def record(
     trail: AuditTrail | None,
     caller: events.Caller,
     operation: events.Operation,
-    parts: Sequence[events.Part],
+    parts: Sequence[Part],
     served: str,
 ) -> None:
     """Commit the operation's events; raises AuditUnavailable if they could not be."""
     if trail is not None:
-        await trail.record(events.head_of(caller, operation, served), [p for _, _, p in parts])
+        await trail.record(events.head_of(caller, operation, served), parts)
 
 
 async def record_decision(

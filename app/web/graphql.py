@@ -21,8 +21,8 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
 from app.audit import events as served
-from app.audit.events import Caller, Part, parts_from_json, parts_json, parts_of
-from app.audit.trail import AuditUnavailable
+from app.audit.events import Caller, parts_from_json, parts_json, parts_of
+from app.audit.trail import AuditUnavailable, Part
 from app.auth.break_glass import HEADER as BREAK_GLASS_HEADER
 from app.auth.break_glass import BreakGlassRefused, break_glass_from
 from app.auth.policy import Access, PurposeRefused

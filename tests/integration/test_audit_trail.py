@@ -51,12 +51,11 @@ async def trail(store_url: str) -> AsyncIterator[AuditTrail]:
 def pending(*events: tuple[str | None, dict[str, object]]) -> Pending:
     """One operation's events, each given as (patient id, mapping), in the form `record`
     takes."""
-    parts = [
-        orjson.dumps(
-            {"outcome": "success", **event, "patient": patient_id}, option=orjson.OPT_SORT_KEYS
-        ).decode()
-        for patient_id, event in events
-    ]
+    parts = []
+    for patient_id, event in events:
+        shown = {"outcome": "success", **event, "patient": patient_id}
+        part = orjson.dumps(shown, option=orjson.OPT_SORT_KEYS).decode()
+        parts.append((patient_id, str(shown["outcome"]), part))
     return '{"type":"disclosure",', parts
 
 
@@ -305,8 +304,9 @@ async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
             [
                 "UPDATE audit_operations SET seq = seq + 100 WHERE seq >= 4",
                 "UPDATE audit_operations SET seq = seq - 99 WHERE seq >= 104",
-                "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
-                "SELECT 4, events, at, body, hash, hash FROM audit_operations WHERE seq = 3",
+                "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash, patients) "
+                "SELECT 4, events, at, body, hash, hash, patients FROM audit_operations "
+                "WHERE seq = 3",
             ],
             4,
             "content",
@@ -323,6 +323,8 @@ async def tamper(trail: AuditTrail, statement: str, **values: object) -> None:
             "does not have",
         ),
         (["UPDATE audit_indexed SET seq = 9"], 7, "not recorded"),
+        # What the index is written from, changed before it is written.
+        (["UPDATE audit_operations SET patients = '[]' WHERE seq = 6"], 6, "patients"),
     ],
 )
 async def test_verify_names_the_first_tampered_event(
@@ -357,8 +359,8 @@ async def test_an_appended_event_needs_the_key_to_verify(trail: AuditTrail) -> N
     forged = chain_hash(b"a guessed key", last.hash, 3, last.at, body)
     await tamper(
         trail,
-        "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash) "
-        "VALUES (3, 1, :at, :body, :prev, :hash)",
+        "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash, patients) "
+        "VALUES (3, 1, :at, :body, :prev, :hash, '[]')",
         at=last.at,
         body=body,
         prev=last.hash,
