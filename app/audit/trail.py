@@ -207,11 +207,7 @@ class AuditTrail:
         """Index every event waiting, behind the appends (which go on meanwhile); a failure
         is logged, and the next append that finds enough waiting tries again."""
         try:
-            if isinstance(self._appender, SqliteAppender):
-                await self._appender.catch_up()
-            else:
-                while await self.index():
-                    pass
+            await self._appender.catch_up()
         except Exception as exc:
             kind = type(exc).__name__
             log.warning("the audit trail's patient index could not be written (%s)", kind)
@@ -236,16 +232,7 @@ class AuditTrail:
     async def index(self, chunk: int = INDEX_CHUNK) -> int:
         """Index by patient up to `chunk` operations recorded since the watermark, now
         (appends start it on their own once INDEX_EVENTS are waiting); returns how many."""
-        async with self._engine.connect() as conn:
-            await _lock(conn, INDEX_LOCK)
-            after = await _watermark(conn)
-            span = (await conn.execute(sa.text(CHUNK_SQL), {"after": after, "chunk": chunk})).one()
-            last, count = span
-            if count:
-                await conn.execute(sa.text(INDEX_SQL[conn.dialect.name]), _span(after, last))
-                await conn.execute(sa.text(WATERMARK_SQL), {"last": last})
-            await conn.commit()
-            return int(count)
+        return await self._appender.index(chunk)
 
     async def aclose(self) -> None:
         if self._indexing is not None:
@@ -540,17 +527,26 @@ class SqliteAppender:
         """Index every event waiting, on a thread of its own: each chunk's transaction is a few
         calls into SQLite that release the GIL, where on the loop indexing was most of what an
         append blocked it for. Appends that find the file busy meanwhile retry (`append`)."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._catch_up)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._indexed, None)
 
-    def _catch_up(self) -> None:
+    async def index(self, chunk: int) -> int:
+        """One chunk of `catch_up`: up to `chunk` operations."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._indexed, chunk)
+
+    def _indexed(self, chunk: int | None) -> int:
+        """On the thread: index `chunk` operations, or all waiting (None); returns how many."""
         connection = connect_sqlite(self._engine)  # on this thread, where waiting is harmless
         # Derived data, so no fsync of its own: a crash can lose only whole index transactions
         # (the watermark with them, so they are redone), and the next append's synchronous
         # commit makes them durable too (the log is written in order).
         connection.execute("PRAGMA synchronous=NORMAL")
         try:
-            while _index_chunk(connection):
-                pass
+            if chunk is not None:
+                return _index_chunk(connection, chunk)
+            total = 0
+            while indexed := _index_chunk(connection, CATCH_UP_CHUNK):
+                total += indexed
+            return total
         finally:
             connection.close()
 
@@ -561,14 +557,14 @@ class SqliteAppender:
             self._connection = None
 
 
-def _index_chunk(connection: sqlite3.Connection, chunk: int = CATCH_UP_CHUNK) -> int:
-    """`AuditTrail.index` over a blocking SQLite connection: up to `chunk` operations."""
+def _index_chunk(connection: sqlite3.Connection, chunk: int) -> int:
+    """Index up to `chunk` operations in one transaction; returns how many."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         (after,) = connection.execute(WATERMARK_READ_SQL).fetchone() or (0,)
         last, count = connection.execute(CHUNK_SQL, {"after": after, "chunk": chunk}).fetchone()
         if count:
-            connection.execute(INDEX_SQL["sqlite"], _span(after, last))
+            connection.execute(SQLITE_INDEX_SQL, _span(after, last))
             connection.execute(WATERMARK_SQL, {"last": last})
         connection.execute("COMMIT")
     except BaseException:
@@ -579,26 +575,22 @@ def _index_chunk(connection: sqlite3.Connection, chunk: int = CATCH_UP_CHUNK) ->
 
 
 class PostgresAppender:
-    """Appends to a PostgreSQL trail over a connection of its own, kept between appends and
-    spoken to with asyncpg directly: a pooled checkout (with its pre-ping) and SQLAlchemy's
-    statement handling cost an audited cache hit more than the append's own round trips, of
-    which there are four (begin and lock, state, insert, commit). A failed append drops the
-    connection; the next one opens another."""
+    """Appends to a PostgreSQL trail, and writes its index behind them, over connections of
+    their own (one each), kept between uses and spoken to with asyncpg directly: a pooled
+    checkout (with its pre-ping) and SQLAlchemy's statement handling cost an audited cache hit
+    more than the append's own round trips, of which there are four (begin and lock, state,
+    insert, commit). A connection that failed is dropped; the next use opens another."""
 
     def __init__(
         self, engine: AsyncEngine, chain: Callable[[Head, list[Pending]], list[Stored]]
     ) -> None:
-        self._engine = engine
         self._chain = chain
-        self._connection: AsyncConnection | None = None
+        self._appends = _KeptConnection(engine)
+        self._indexes = _KeptConnection(engine)
 
     async def append(self, operations: list[Pending]) -> int:
         """Commit `operations`; returns how many events now wait to be indexed."""
-        if self._connection is None:
-            self._connection = await self._engine.connect()
-        try:
-            raw = (await self._connection.get_raw_connection()).driver_connection
-            assert raw is not None, "a connection just opened"
+        async with self._appends.use() as raw:
             # One round trip: the simple query protocol takes both statements at once.
             await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")
             try:
@@ -609,12 +601,52 @@ class PostgresAppender:
                 await raw.execute("ROLLBACK")
                 raise
             await raw.execute("COMMIT")
-        except BaseException:
-            await self.aclose()  # in an unknown state: not reused
-            raise
         return _last_event(rows) - watermark
 
+    async def catch_up(self) -> None:
+        """Index every event waiting (appends go on meanwhile: the index lock is not theirs)."""
+        while await self.index(CATCH_UP_CHUNK):
+            pass
+
+    async def index(self, chunk: int) -> int:
+        """Up to `chunk` operations in one transaction of three round trips; returns how many."""
+        async with self._indexes.use() as raw:
+            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({INDEX_LOCK})")
+            try:
+                indexed = int(await raw.fetchval(PG_INDEX_SQL, chunk))
+            except BaseException:
+                await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")
+            return indexed
+
     async def aclose(self) -> None:
+        await self._appends.drop()
+        await self._indexes.drop()
+
+
+class _KeptConnection:
+    """One connection of `engine`'s, kept open between uses; dropped when a use fails (its
+    state is then unknown), so that the next use opens another."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[Any]:
+        """The asyncpg connection itself."""
+        if self._connection is None:
+            self._connection = await self._engine.connect()
+        try:
+            raw = (await self._connection.get_raw_connection()).driver_connection
+            assert raw is not None, "a connection just opened"
+            yield raw
+        except BaseException:
+            await self.drop()
+            raise
+
+    async def drop(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):  # a broken connection is closed all the same
@@ -658,20 +690,12 @@ def _insert_sql(dialect: sa.Dialect) -> str:
 # Each event of the operations in (after, last] that names a patient, as an index entry, from
 # the operations' `patients` (the store's JSON functions: done in Python, indexing cost more
 # than the appends it indexes; read from the whole body, it cost three times as much).
-INDEX_SQL = {
-    "sqlite": (
-        "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
-        "SELECT e.value ->> 1, o.seq + (e.value ->> 0), o.seq, e.value ->> 2 "
-        "FROM audit_operations AS o, json_each(o.patients) AS e "
-        "WHERE o.seq > :after AND o.seq <= :last"
-    ),
-    "postgresql": (
-        "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
-        "SELECT e ->> 1, o.seq + (e ->> 0)::bigint, o.seq, e ->> 2 "
-        "FROM audit_operations AS o, jsonb_array_elements(o.patients::jsonb) AS e "
-        "WHERE o.seq > :after AND o.seq <= :last"
-    ),
-}
+SQLITE_INDEX_SQL = (
+    "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
+    "SELECT e.value ->> 1, o.seq + (e.value ->> 0), o.seq, e.value ->> 2 "
+    "FROM audit_operations AS o, json_each(o.patients) AS e "
+    "WHERE o.seq > :after AND o.seq <= :last"
+)
 WATERMARK_SQL = (
     "INSERT INTO audit_indexed (id, seq) VALUES (1, :last) "  # INDEXED_ROW
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq"
@@ -687,6 +711,20 @@ CHUNK_SQL = (
     "(SELECT seq, events FROM audit_operations WHERE seq > :after ORDER BY seq LIMIT :chunk) AS c"
 )
 WATERMARK_READ_SQL = "SELECT seq FROM audit_indexed WHERE id = 1"  # INDEXED_ROW
+# The same on PostgreSQL in one statement, for the next $1 operations after the watermark,
+# which it moves past them; returns how many operations it indexed.
+PG_INDEX_SQL = (
+    "WITH chunk AS (SELECT seq, events, patients FROM audit_operations "
+    "WHERE seq > coalesce((SELECT seq FROM audit_indexed WHERE id = 1), 0) "
+    "ORDER BY seq LIMIT $1), "
+    "entries AS (INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
+    "SELECT e ->> 1, c.seq + (e ->> 0)::bigint, c.seq, e ->> 2 "
+    "FROM chunk AS c, jsonb_array_elements(c.patients::jsonb) AS e), "
+    "moved AS (INSERT INTO audit_indexed (id, seq) "
+    "SELECT 1, max(seq + events - 1) FROM chunk HAVING count(*) > 0 "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq) "
+    "SELECT count(*) FROM chunk"
+)
 
 
 def _patients(parts: Sequence[Part]) -> str:
