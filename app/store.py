@@ -32,16 +32,19 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
+    for pragma in (*SQLITE_PRAGMAS, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"):
         cursor.execute(pragma)
     cursor.close()
 
 
 # WAL lets readers proceed during a write; FULL sync makes a commit durable on return.
-SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=5000")
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
+BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another writer's lock
 
 
-def connect_sqlite(engine: AsyncEngine, *, busy_timeout: int = 5000) -> sqlite3.Connection:
+def connect_sqlite(
+    engine: AsyncEngine, *, busy_timeout: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
     """A blocking connection to `engine`'s SQLite file with the engine's pragmas, in autocommit
     mode (the caller opens its own transactions), for work that must not pay a thread hop per
     statement; `busy_timeout` (ms) is how long a statement waits for another writer's lock.

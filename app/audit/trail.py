@@ -12,20 +12,24 @@ shorter valid chain; signed checkpoints kept elsewhere would bound that, and are
 yet.)
 
 `audit_patients` indexes events by patient for the per-patient reads (access logs). It is
-written behind the events, from a watermark: an append that finds INDEX_EVENTS or more
-waiting indexes them in its own transaction, because keeping a patient index in step with
-every commit was most of what an audited cache hit cost (each event's entry dirtied an index
-page of its own). Reads take the index up to the watermark and scan the operations after it,
-so an event is readable per patient as soon as it is committed; `verify` checks the index
-against the events it indexes.
+written behind the appends, from a watermark: once an append finds INDEX_EVENTS or more waiting,
+a background task indexes them in chunks (SQLite: on a thread of its own, since the statements
+release the GIL; PostgreSQL: under an index lock of its own, so appends go on). Each row
+carries a small `patients` column (each event's place, patient and outcome) that the store's
+JSON functions read the entries from; `verify` checks it against the body. Indexing inside
+every append was most of what an audited cache hit cost. Reads take the index up to the
+watermark and scan the operations after it, so an event is readable per patient as soon as it
+is committed; `verify` checks the index against the events it indexes.
 
 Appends are serialised across processes by a lock the transaction takes before it reads the
 chain's head: on PostgreSQL an advisory lock, on SQLite the write lock (`BEGIN IMMEDIATE`).
 `record` waits until its events are committed: callers disclose nothing before that (fail
 closed), and concurrent callers share one transaction (group commit). On SQLite that
 transaction runs on the event loop with a blocking connection that never waits for a lock (a
-busy file is retried after a short sleep): measured, a thread hop per commit cost audited cache
-hits more than the commit itself; the loop blocks only for the write and its fsync.
+busy file is retried after a short sleep): measured, a thread hop per commit (the whole
+transaction, or the COMMIT alone) cost audited cache hits more than the commit itself; the loop
+blocks only for the write and its fsync. On PostgreSQL appends and index chunks each use a
+kept asyncpg connection of their own.
 """
 
 from __future__ import annotations
@@ -769,7 +773,7 @@ def _records(seq: int, at: str, body: str) -> list[AuditRecord]:
     parts = shared.pop("events", None)
     if not isinstance(parts, list):
         return []
-    moment = datetime.fromisoformat(at) if at else datetime.min
+    moment = datetime.fromisoformat(at)
     return [
         AuditRecord(seq + n, moment, part.get("patient"), {**shared, **part})
         for n, part in enumerate(parts)
