@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--name", help="the user's display name (the audit trail, access logs)")
     token.add_argument("--client-id", help="the app the token is issued to (the audit trail)")
+    token.add_argument("--organization", help="whom the user acts for (access logs)")
     token.add_argument("--kid", help="key id header (default: thumbprint, as `jwks` prints)")
     token.set_defaults(handler=_token)
 
@@ -381,6 +382,7 @@ def _token(args: argparse.Namespace) -> int:
             practitioner=args.practitioner,
             name=args.name,
             client_id=args.client_id,
+            organization=args.organization,
         )
     )
     return 0

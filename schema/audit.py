@@ -57,6 +57,9 @@ class AuditEvent:
     subject: str = strawberry.field(description="The token's subject.")
     name: str | None = strawberry.field(description="The token's display name.")
     client: str | None = strawberry.field(description="The app (client id) the token names.")
+    organization: str | None = strawberry.field(
+        description="The organisation the token says the user acts for."
+    )
     roles: list[str] = strawberry.field(description="The caller's roles.")
     purposes: list[str] = strawberry.field(description="Purposes of use the token states.")
     break_glass_reason: str | None = strawberry.field(
@@ -88,6 +91,7 @@ class AuditEvent:
             subject=who["subject"],
             name=who["name"],
             client=who["client"],
+            organization=who["organization"],
             roles=list(who["roles"]),
             purposes=list(who["purposes"]),
             break_glass_reason=who["break_glass"],
@@ -129,6 +133,10 @@ class AccessLogEntry:
     who: str | None = strawberry.field(
         description="The person's display name as their sign-in gave it (null when it gave none)."
     )
+    organization: str | None = strawberry.field(
+        description="The organisation they act for, as their sign-in gave it (null when it "
+        "gave none)."
+    )
     roles: list[str] = strawberry.field(description="Their roles: clinician, billing, ...")
     app: str | None = strawberry.field(description="The app they used.")
     kinds: list[str] = strawberry.field(description="Which kinds of data they saw.")
@@ -147,6 +155,7 @@ class AccessLogEntry:
         return AccessLogEntry(
             at=DateTime(record.at.isoformat()),
             who=who["name"],
+            organization=who["organization"],
             roles=list(who["roles"]),
             app=who["client"],
             kinds=list(record.event["what"]["kinds"]),

@@ -40,12 +40,14 @@ class Caller:
     address: str | None
     request_id: str
     break_glass: str | None = None  # the stated emergency reason
+    organization: str | None = None  # whom the user acts for, as the token says
 
     def as_json(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
             "name": self.name,
             "client": self.client,
+            "organization": self.organization,
             "roles": list(self.roles),
             "purposes": list(self.purposes),
             "token_id": self.token_id,

@@ -26,3 +26,4 @@ class Principal:
     expires_at: float | None = None  # `exp`: how long a verification may be remembered
     name: str | None = None  # `name`: how the audit trail shows the user to a patient
     client_id: str | None = None  # `client_id` (or `azp`): the app the token was issued to
+    organization: str | None = None  # `organization`: whom the user acts for (access logs)

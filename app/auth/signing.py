@@ -57,6 +57,7 @@ def issue_token(
     practitioner: str | None = None,
     name: str | None = None,
     client_id: str | None = None,
+    organization: str | None = None,
 ) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -81,6 +82,8 @@ def issue_token(
         claims["name"] = name
     if client_id:
         claims["client_id"] = client_id
+    if organization:
+        claims["organization"] = organization
     headers = {"kid": kid} if kid else None
     return str(jwt.encode(claims, _jose_key(key), algorithm=algorithm_for(key), headers=headers))
 

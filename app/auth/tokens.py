@@ -24,7 +24,8 @@ from app.auth.principal import PURPOSE_CODE, Principal
 
 log = logging.getLogger(__name__)
 MAX_TOKEN_BYTES = 8192
-MAX_DISPLAY = 200  # characters of a `name` or `client_id` claim kept for the audit trail
+# Characters of a `name`, `client_id` or `organization` claim kept for the audit trail.
+MAX_DISPLAY = 200
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp")
 KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
@@ -220,6 +221,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         expires_at=float(claims["exp"]),
         name=_short_text(claims.get("name")),
         client_id=_short_text(claims.get("client_id", claims.get("azp"))),
+        organization=_short_text(claims.get("organization")),
     )
 
 

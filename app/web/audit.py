@@ -43,6 +43,7 @@ def caller_of(
         address=request.client.host if request.client is not None else None,
         request_id=REQUEST_ID.get(),
         break_glass=emergency.reason if emergency is not None else None,
+        organization=principal.organization,
     )
 
 

@@ -210,12 +210,14 @@ async def test_a_trail_that_cannot_be_written_fails_every_request_closed(
 
 AUDIT = """query($p: ID, $first: Int, $after: String, $since: DateTime) {
   auditEvents(patientId: $p, first: $first, after: $after, since: $since) {
-    nodes { id patientId outcome served subject name client operationName kinds { kind count } }
+    nodes { id patientId outcome served subject name client organization operationName
+      kinds { kind count } }
     pageInfo { hasNextPage endCursor }
   }
 }"""
 LOG = """query($first: Int, $after: String) { me { accessLog(first: $first, after: $after) {
-  nodes { at who roles app kinds purposes emergency } pageInfo { hasNextPage endCursor } } } }"""
+  nodes { at who organization roles app kinds purposes emergency }
+  pageInfo { hasNextPage endCursor } } } }"""
 OTHERS_LOG = "query($id: ID!) { patient(id: $id) { accessLog { nodes { who } } } }"
 
 
@@ -252,7 +254,13 @@ async def test_a_patient_reads_who_saw_their_record_and_never_anothers_log(
 ) -> None:
     async with audited_api() as api:
         mine, other = [await a_patient_id(api, population, i) for i in (0, 1)]
-        await api.query(ONE, {"id": mine}, name="Dr. Ada Quinn", client_id="ward-dashboard")
+        await api.query(
+            ONE,
+            {"id": mine},
+            name="Dr. Ada Quinn",
+            client_id="ward-dashboard",
+            organization="Northside Clinic",
+        )
         await api.query(ONE, {"id": other}, name="Dr. Other")
         await api.query(ONE, {"id": mine}, role="billing", name="Billing Office")
         log = (await api.query(LOG, role="patient", patient=mine)).json()
@@ -262,6 +270,8 @@ async def test_a_patient_reads_who_saw_their_record_and_never_anothers_log(
         assert "Dr. Other" not in who
         ada = entries[1]
         assert (ada["roles"], ada["app"]) == (["clinician"], "ward-dashboard")
+        assert ada["organization"] == "Northside Clinic"
+        assert entries[0]["organization"] is None  # the billing token named none
         assert set(ada["kinds"]) == {"demographics", "observations"}
         assert ada["emergency"] is False
         for entry in entries:
@@ -276,7 +286,11 @@ async def test_a_patient_reads_who_saw_their_record_and_never_anothers_log(
         assert clinician["data"]["patient"]["accessLog"] is None
         assert clinician["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         audit = (await api.query(AUDIT, {"p": mine}, role="auditor")).json()
-        assert "Dr. Ada Quinn" in json.dumps(audit)  # auditors read it as audit events
+        ada_events = [
+            e for e in audit["data"]["auditEvents"]["nodes"] if e["name"] == "Dr. Ada Quinn"
+        ]
+        assert ada_events  # auditors read it as audit events
+        assert {e["organization"] for e in ada_events} == {"Northside Clinic"}
         auditor = (await api.query(OTHERS_LOG, {"id": mine}, role="auditor")).json()
         assert auditor["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 

@@ -99,6 +99,12 @@ def test_token_and_jwks_round_trip(tmp_path: Path) -> None:
         "user/*.rs openid",
         "--patient",
         "pg-1",
+        "--name",
+        "Dr. Who",
+        "--client-id",
+        "ward-dashboard",
+        "--organization",
+        "Northside Clinic",
         "--ttl",
         "60",
     )
@@ -117,6 +123,8 @@ def test_token_and_jwks_round_trip(tmp_path: Path) -> None:
     assert principal.roles == {"clinician", "admin"}
     assert principal.scopes == ("user/*.rs", "openid")
     assert principal.patient == "pg-1"
+    shown = (principal.name, principal.client_id, principal.organization)
+    assert shown == ("Dr. Who", "ward-dashboard", "Northside Clinic")
     assert json.loads(jwks.stdout)["keys"][0]["alg"] == "ES256"
 
 

@@ -57,6 +57,18 @@ async def test_valid_token(keyset: KeySet) -> None:
     assert principal.roles == {"clinician"}
 
 
+async def test_display_claims_are_kept_for_the_audit_trail_when_short_printable_text(
+    keyset: KeySet,
+) -> None:
+    shown = {"name": "Dr. Ada Quinn", "client_id": "ward-dashboard", "organization": "Northside"}
+    principal = await verify(good(**shown), keyset)
+    kept = (principal.name, principal.client_id, principal.organization)
+    assert kept == ("Dr. Ada Quinn", "ward-dashboard", "Northside")
+    for bad in ("x" * 201, "line\nbreak", ""):
+        dropped = await verify(good(name=bad, client_id=bad, organization=bad), keyset)
+        assert (dropped.name, dropped.client_id, dropped.organization) == (None, None, None)
+
+
 def forged(header: dict[str, Any], claims: dict[str, Any] | None = None, sig: str = "x") -> str:
     now = int(time.time())
     body = claims or {"iss": "https://i/", "aud": "pg", "sub": "s", "exp": now + 60}
