@@ -589,6 +589,7 @@ class PostgresAppender:
         self, engine: AsyncEngine, chain: Callable[[Head, list[Pending]], list[Stored]]
     ) -> None:
         self._chain = chain
+        self._insert_sql = _insert_sql(engine.dialect)  # asyncpg's own $n style
         self._appends = _KeptConnection(engine)
         self._indexes = _KeptConnection(engine)
 
@@ -600,7 +601,7 @@ class PostgresAppender:
             try:
                 head, watermark = _state(await raw.fetchrow(STATE_SQL))
                 rows = self._chain(head, operations)
-                await raw.executemany(PG_INSERT_SQL, rows)
+                await raw.executemany(self._insert_sql, rows)
             except BaseException:
                 await raw.execute("ROLLBACK")
                 raise
@@ -691,9 +692,16 @@ def _insert_sql(dialect: sa.Dialect) -> str:
     return str(compiled)
 
 
-# Each event of the operations in (after, last] that names a patient, as an index entry, from
-# the operations' `patients` (the store's JSON functions: done in Python, indexing cost more
-# than the appends it indexes; read from the whole body, it cost three times as much).
+# SQLite's index chunk (`_index_chunk`): where the watermark is, the last event of the next
+# `chunk` operations after it and how many there are, their entries (each event naming a
+# patient, from the operations' `patients`, with the store's JSON functions: done in Python,
+# indexing cost more than the appends it indexes; read from the whole body, three times as
+# much), and the watermark moved past them.
+WATERMARK_READ_SQL = "SELECT seq FROM audit_indexed WHERE id = 1"  # INDEXED_ROW
+CHUNK_SQL = (
+    "SELECT max(seq + events - 1), count(*) FROM "
+    "(SELECT seq, events FROM audit_operations WHERE seq > :after ORDER BY seq LIMIT :chunk) AS c"
+)
 SQLITE_INDEX_SQL = (
     "INSERT INTO audit_patients (patient_id, seq, operation, outcome) "
     "SELECT e.value ->> 1, o.seq + (e.value ->> 0), o.seq, e.value ->> 2 "
@@ -704,19 +712,8 @@ WATERMARK_SQL = (
     "INSERT INTO audit_indexed (id, seq) VALUES (1, :last) "  # INDEXED_ROW
     "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq"
 )
-# The same in asyncpg's own parameter style, for PostgresAppender.
-PG_INSERT_SQL = (
-    "INSERT INTO audit_operations (seq, events, at, body, prev_hash, hash, patients) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
-# The last event of the next `chunk` operations after `after`, and how many there are.
-CHUNK_SQL = (
-    "SELECT max(seq + events - 1), count(*) FROM "
-    "(SELECT seq, events FROM audit_operations WHERE seq > :after ORDER BY seq LIMIT :chunk) AS c"
-)
-WATERMARK_READ_SQL = "SELECT seq FROM audit_indexed WHERE id = 1"  # INDEXED_ROW
-# The same on PostgreSQL in one statement, for the next $1 operations after the watermark,
-# which it moves past them; returns how many operations it indexed.
+# The same on PostgreSQL in one statement, for the next $1 operations after the watermark;
+# returns how many operations it indexed.
 PG_INDEX_SQL = (
     "WITH chunk AS (SELECT seq, events, patients FROM audit_operations "
     "WHERE seq > coalesce((SELECT seq FROM audit_indexed WHERE id = 1), 0) "
