@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from app.audit.trail import Checkpoint
     from app.auth.signing import PrivateKey
     from app.settings import Settings
 
@@ -136,7 +137,16 @@ def _parser() -> argparse.ArgumentParser:
         "alerts", help="the access-pattern alerts of the last --days (JSON lines; exit 1 if any)"
     )
     alerts.add_argument("--days", type=int, default=1, help="how far back (default 1)")
-    for command in (verify, export, prune, report, alerts):
+    checkpoint = audit_sub.add_parser(
+        "checkpoint",
+        help="print where the chain ends now, HMAC'd (JSON line): keep these outside the store",
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="a file of `audit checkpoint` lines: the chain must still pass through each",
+    )
+    for command in (verify, export, prune, report, alerts, checkpoint):
         command.add_argument("--config", type=Path, required=True)
         command.set_defaults(handler=_audit)
     for command in (export, report):
@@ -296,6 +306,18 @@ def _iso(value: object) -> str:
     raise TypeError(type(value).__name__)
 
 
+def _checkpoints(path: Path) -> list[Checkpoint] | None:
+    """The checkpoints in `path` (JSON lines; `null` lines, of an empty trail, skipped), or
+    None when it cannot be read as such."""
+    from app.audit.trail import Checkpoint
+
+    try:
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [Checkpoint.of(data) for data in lines if data is not None]
+    except (OSError, UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+        return None
+
+
 def _moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -321,6 +343,10 @@ def _audit(args: argparse.Namespace) -> int:
             print(prefix + "set [audit] retention_days or give --before", file=sys.stderr)
             return EXIT_CONFIG
         before = datetime.now(UTC) - timedelta(days=settings.audit.retention_days)
+    checkpoints = _checkpoints(args.checkpoints) if action == "verify" and args.checkpoints else []
+    if checkpoints is None:
+        print(prefix + f"{args.checkpoints} is not a file of checkpoints", file=sys.stderr)
+        return EXIT_CONFIG
 
     async def run() -> int:
         async with open_audit(settings) as trail:
@@ -344,7 +370,11 @@ def _audit(args: argparse.Namespace) -> int:
                 rows = await usage_report(trail.since(args.since), args.until)
                 print(json.dumps([asdict(row) for row in rows]))
                 return 0
-            result = await trail.verify()
+            if action == "checkpoint":
+                taken = await trail.checkpoint()
+                print(json.dumps(taken.as_json() if taken is not None else None))
+                return 0
+            result = await trail.verify(checkpoints)
             report: dict[str, object] = {"events": result.events, "ok": result.ok}
             if not result.ok:
                 report |= {"firstBad": result.first_bad, "problem": result.problem}

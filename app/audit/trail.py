@@ -7,9 +7,9 @@ patients' parts. Events are numbered: an operation's row carries its first event
 event numbers run on without gaps from row to row. The row's hash = HMAC-SHA256(key, previous
 hash | number | time | body), so without `[audit] hash_key` no one can write a row that
 verifies. An edited body, a deleted or inserted row, or two rows swapped breaks the chain
-there, and `verify` names the first event of the row. (Removing the newest rows leaves a
-shorter valid chain; signed checkpoints kept elsewhere would bound that, and are not built
-yet.)
+there, and `verify` names the first event of the row. Removing the newest rows leaves a
+shorter valid chain: `checkpoint` says where the chain ends (HMAC'd), and `verify` given
+checkpoints kept elsewhere sees the chain no longer reach one.
 
 `audit_patients` indexes events by patient for the per-patient reads (access logs). It is
 written behind the appends, from a watermark: once an append finds INDEX_EVENTS or more waiting,
@@ -148,6 +148,31 @@ class Verification:
     @property
     def ok(self) -> bool:
         return self.first_bad is None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where the chain ended when it was taken, HMAC'd with the chain's key. Kept outside the
+    store (operators ship them elsewhere), checkpoints let `verify` notice what the chain alone
+    cannot: the newest events removed."""
+
+    seq: int  # the last event recorded then
+    hash: str  # the hash of that event's row
+    at: str  # when it was taken (ISO 8601 UTC)
+    mac: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash, "at": self.at, "mac": self.mac}
+
+    @classmethod
+    def of(cls, data: Any) -> Checkpoint:
+        """From `as_json`'s form; raises ValueError for anything else."""
+        if not isinstance(data, dict) or set(data) != {"seq", "hash", "at", "mac"}:
+            raise ValueError("not a checkpoint")
+        seq, digest, at, mac = data["seq"], data["hash"], data["at"], data["mac"]
+        if not isinstance(seq, int) or not all(isinstance(v, str) for v in (digest, at, mac)):
+            raise ValueError("not a checkpoint")
+        return cls(seq, digest, at, mac)
 
 
 class AuditTrail:
@@ -293,6 +318,21 @@ class AuditTrail:
     def _prune_mac(self, seq: int, digest: str) -> str:
         return hmac.new(self.key, f"pruned|{seq}|{digest}".encode(), hashlib.sha256).hexdigest()
 
+    async def checkpoint(self) -> Checkpoint | None:
+        """Where the chain ends now (None while it is empty)."""
+        ops = audit_operations.c
+        async with self._engine.connect() as conn:
+            query = sa.select(ops.seq, ops.events, ops.hash).order_by(ops.seq.desc()).limit(1)
+            newest = (await conn.execute(query)).first()
+        if newest is None:
+            return None
+        seq, at = newest.seq + newest.events - 1, _stamp(datetime.now(UTC))
+        return Checkpoint(seq, newest.hash, at, self._checkpoint_mac(seq, newest.hash, at))
+
+    def _checkpoint_mac(self, seq: int, digest: str, at: str) -> str:
+        message = f"checkpoint|{seq}|{digest}|{at}".encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()
+
     async def _start(self) -> Head | Verification:
         """The number and previous hash the chain's first row must have, or what is wrong
         with the record of a pruning."""
@@ -386,12 +426,19 @@ class AuditTrail:
                     yield record
             after = rows[-1].seq
 
-    async def verify(self) -> Verification:
+    async def verify(self, checkpoints: Sequence[Checkpoint] = ()) -> Verification:
         """Walk the whole chain in order; the first event whose row's links or hash do not
-        hold, or whose entry in the patient index is missing, changed or extra."""
+        hold, or whose entry in the patient index is missing, changed or extra; then each of
+        `checkpoints` (taken earlier by `checkpoint`) must still be where the chain passed."""
+        for checkpoint in checkpoints:
+            mac = self._checkpoint_mac(checkpoint.seq, checkpoint.hash, checkpoint.at)
+            if not hmac.compare_digest(mac, checkpoint.mac):
+                return Verification(0, checkpoint.seq, "a checkpoint has been changed")
         start = await self._start()
         if isinstance(start, Verification):
             return start
+        ends = {c.seq for c in checkpoints}
+        passed = {start[0] - 1: start[1]}  # event number -> its row's hash, at row ends
         checked, (expected_seq, prev) = 0, start
         async with self._engine.connect() as conn:
             watermark = await _watermark(conn)
@@ -416,6 +463,8 @@ class AuditTrail:
                     return Verification(checked, *bad)
                 checked += 1
             prev, expected_seq = row.hash, row.seq + len(records)
+            if expected_seq - 1 in ends:
+                passed[expected_seq - 1] = row.hash
         extra = await index.rest()
         if extra is not None:
             return Verification(checked, extra, "the patient index names an event it does not have")
@@ -423,6 +472,15 @@ class AuditTrail:
             return Verification(
                 checked, expected_seq, "the patient index claims events not recorded"
             )
+        for checkpoint in sorted(checkpoints, key=lambda c: c.seq):
+            if checkpoint.seq < start[0] - 1:
+                continue  # pruned since
+            if checkpoint.seq >= expected_seq:
+                problem = f"removed: a checkpoint of {checkpoint.at} saw event {checkpoint.seq}"
+                return Verification(checked, expected_seq, problem)
+            if passed.get(checkpoint.seq) != checkpoint.hash:
+                problem = f"the chain differs from a checkpoint of {checkpoint.at}"
+                return Verification(checked, checkpoint.seq, problem)
         return Verification(checked, None, None)
 
     async def _all(self) -> AsyncIterator[sa.Row[Any]]:

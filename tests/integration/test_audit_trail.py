@@ -18,6 +18,7 @@ from app.audit.events import EXECUTED, Caller, Operation, events_of
 from app.audit.trail import (
     AuditTrail,
     AuditUnavailable,
+    Checkpoint,
     Pending,
     audit_patients,
     chain_hash,
@@ -399,6 +400,42 @@ async def test_the_verify_command(tmp_path: Path) -> None:
     }
 
 
+async def test_the_checkpoint_command_and_verify_with_checkpoints(tmp_path: Path) -> None:
+    config = tmp_path / "audit.toml"
+    database = tmp_path / "trail.db"
+    config.write_text(
+        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "jwks.json"\n'
+        f'[store]\nurl = "sqlite:///{database}"\n'
+        '[audit]\nhash_key = "' + KEY + '"\n'
+    )
+    kept = tmp_path / "checkpoints.ndjson"
+    engine = create_engine(f"sqlite:///{database}")
+    cli = ("audit", "verify", "--config", str(config), "--checkpoints", str(kept))
+    try:
+        trail = AuditTrail(engine, KEY)
+        await trail.create_tables()
+        for count in (0, 3):  # an empty trail's checkpoint is `null`, and skipped
+            await filled(trail, count)
+            taken = await asyncio.to_thread(run_cli, "audit", "checkpoint", "--config", str(config))
+            assert taken.returncode == 0, taken.stderr
+            with kept.open("a") as file:
+                file.write(taken.stdout)
+        assert json.loads(kept.read_text().splitlines()[1])["seq"] == 3
+        good = await asyncio.to_thread(run_cli, *cli)
+        await tamper(trail, "DELETE FROM audit_operations WHERE seq = 3")
+        bad = await asyncio.to_thread(run_cli, *cli)
+        kept.write_text("not json\n")
+        unreadable = await asyncio.to_thread(run_cli, *cli)
+    finally:
+        await trail.aclose()
+        await engine.dispose()
+    assert (good.returncode, json.loads(good.stdout)) == (0, {"events": 3, "ok": True})
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["firstBad"] == 3
+    assert unreadable.returncode == 2
+    assert "not a file of checkpoints" in unreadable.stderr
+
+
 async def test_prune_removes_old_events_and_the_rest_still_verifies(trail: AuditTrail) -> None:
     await trail.record(*pending(("pg-1", {}), ("pg-2", {}), ("pg-3", {})))
     await filled(trail, 1)
@@ -422,6 +459,41 @@ async def test_prune_removes_old_events_and_the_rest_still_verifies(trail: Audit
     # Removing events at the front without the key, or moving the recorded start, is seen.
     await tamper(trail, "UPDATE audit_prunes SET seq = seq - 1")
     assert "pruning" in ((await trail.verify()).problem or "")
+
+
+async def test_checkpoints_catch_the_newest_events_removed_or_rewritten(
+    trail: AuditTrail,
+) -> None:
+    assert await trail.checkpoint() is None  # nothing recorded yet
+    await filled(trail, 6)
+    taken = await trail.checkpoint()
+    assert taken is not None
+    assert taken.seq == 6
+    assert (await trail.verify([taken])).ok
+    await filled(trail, 1)  # event 7: the chain goes on past the checkpoint
+    assert (await trail.verify([taken])).ok
+    await tamper(trail, "DELETE FROM audit_operations WHERE seq >= 6")
+    assert (await trail.verify()).ok  # a shorter chain is still a valid one ...
+    cut = await trail.verify([taken])  # ... but not the one the checkpoint saw
+    assert (cut.first_bad, cut.events) == (6, 5)
+    assert "removed" in (cut.problem or "")
+    await trail.record(*event(60))  # a different event 6, chained with the key
+    rewritten = await trail.verify([taken])
+    assert rewritten.first_bad == 6
+    assert "differs" in (rewritten.problem or "")
+    forged = Checkpoint(5, taken.hash, taken.at, taken.mac)  # moved without the key
+    assert "changed" in ((await trail.verify([forged])).problem or "")
+
+
+async def test_checkpoints_of_pruned_events_still_verify(trail: AuditTrail) -> None:
+    await filled(trail, 2)
+    early = await trail.checkpoint()
+    await filled(trail, 1)
+    last = await trail.checkpoint()
+    assert early is not None
+    assert last is not None
+    assert await trail.prune(datetime.now(UTC)) == 3
+    assert (await trail.verify([early, last])).ok  # the start the pruning recorded is event 3's
 
 
 async def test_a_removed_front_without_a_pruning_record_is_detected(trail: AuditTrail) -> None:
