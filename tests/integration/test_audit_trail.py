@@ -371,14 +371,21 @@ async def test_an_appended_event_needs_the_key_to_verify(trail: AuditTrail) -> N
     assert (result.first_bad, result.events) == (3, 2)
 
 
-async def test_the_verify_command(tmp_path: Path) -> None:
+def cli_config(tmp_path: Path, audit: str = "") -> tuple[Path, Path]:
+    """A config for the audit commands over a SQLite trail of its own, with `audit` lines
+    added to its [audit] table: (config, database)."""
     config = tmp_path / "audit.toml"
     database = tmp_path / "trail.db"
     config.write_text(
         '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "jwks.json"\n'
         f'[store]\nurl = "sqlite:///{database}"\n'
-        '[audit]\nhash_key = "' + KEY + '"\n'
+        '[audit]\nhash_key = "' + KEY + '"\n' + audit
     )
+    return config, database
+
+
+async def test_the_verify_command(tmp_path: Path) -> None:
+    config, database = cli_config(tmp_path)
     engine = create_engine(f"sqlite:///{database}")
     try:
         trail = AuditTrail(engine, KEY)
@@ -401,13 +408,7 @@ async def test_the_verify_command(tmp_path: Path) -> None:
 
 
 async def test_the_checkpoint_command_and_verify_with_checkpoints(tmp_path: Path) -> None:
-    config = tmp_path / "audit.toml"
-    database = tmp_path / "trail.db"
-    config.write_text(
-        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "jwks.json"\n'
-        f'[store]\nurl = "sqlite:///{database}"\n'
-        '[audit]\nhash_key = "' + KEY + '"\n'
-    )
+    config, database = cli_config(tmp_path)
     kept = tmp_path / "checkpoints.ndjson"
     engine = create_engine(f"sqlite:///{database}")
     cli = ("audit", "verify", "--config", str(config), "--checkpoints", str(kept))
@@ -523,13 +524,7 @@ def disclosure(client: str | None, patient: str, **who: object) -> Pending:
 
 
 async def test_export_usage_and_prune_commands(tmp_path: Path) -> None:
-    config = tmp_path / "audit.toml"
-    database = tmp_path / "trail.db"
-    config.write_text(
-        '[auth]\nissuer = "i"\naudience = "a"\njwks_file = "jwks.json"\n'
-        f'[store]\nurl = "sqlite:///{database}"\n'
-        '[audit]\nhash_key = "' + KEY + '"\nretention_days = 30\n'
-    )
+    config, database = cli_config(tmp_path, "retention_days = 30\n")
     engine = create_engine(f"sqlite:///{database}")
     try:
         trail = AuditTrail(engine, KEY)
