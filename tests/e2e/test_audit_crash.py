@@ -9,12 +9,17 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.audit.trail import AuditTrail
+from app.audit.trail import metadata as audit_metadata
+from app.identity.tables import metadata as identity_metadata
 from app.sources.hl7v2.mllp import MllpClient
+from app.sources.hl7v2.store import metadata as lab_metadata
 from app.store import create_engine
 from tests.conftest import Signer
 from tests.e2e.test_lab_crash import free_port, server, write_config
+from tests.integration.conftest import store_url_for
 from tests.integration.test_lab_ingest import LAB_QUERY, SSN, msa, oru
 
 KEY = "audit-crash-key-0123456789"
@@ -22,10 +27,18 @@ CONCURRENCY = 8
 ENOUGH = 150  # delivered disclosures before the kill
 
 
-async def test_no_delivered_disclosure_is_lost_to_a_kill(tmp_path: Path, signer: Signer) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_no_delivered_disclosure_is_lost_to_a_kill(
+    tmp_path: Path, signer: Signer, backend: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"  # what write_config names
+    if backend == "postgresql":  # the test database, without an earlier test's tables
+        for metadata in (audit_metadata, identity_metadata, lab_metadata):
+            url = await store_url_for(backend, tmp_path, metadata)
     api_port, lab_port = free_port(), free_port()
     config = write_config(tmp_path, signer, api_port, lab_port)
-    config.write_text(config.read_text() + f'[audit]\nhash_key = "{KEY}"\n')
+    text = config.read_text().replace(f"sqlite:///{tmp_path / 'store.db'}", url)
+    config.write_text(text + f'[audit]\nhash_key = "{KEY}"\n')
     delivered: list[tuple[str, str]] = []  # (request id, patient id) of each answered request
     async with server(config, api_port) as proc:
         async with MllpClient("127.0.0.1", lab_port) as lab:
@@ -57,7 +70,7 @@ async def test_no_delivered_disclosure_is_lost_to_a_kill(tmp_path: Path, signer:
         await proc.wait()
         stop.set()
         await asyncio.gather(*clients)
-    engine = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    engine = create_engine(url)
     try:
         trail = AuditTrail(engine, KEY)
         rows = [record async for record in trail.since()]
