@@ -32,7 +32,7 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in (*SQLITE_PRAGMAS, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"):
+    for pragma in _pragmas(BUSY_TIMEOUT_MS):
         cursor.execute(pragma)
     cursor.close()
 
@@ -40,6 +40,11 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 # WAL lets readers proceed during a write; FULL sync makes a commit durable on return.
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
 BUSY_TIMEOUT_MS = 5000  # how long a statement waits for another writer's lock
+
+
+def _pragmas(busy_timeout: int) -> tuple[str, ...]:
+    """Every connection's pragmas; `busy_timeout` in milliseconds."""
+    return (*SQLITE_PRAGMAS, f"PRAGMA busy_timeout={int(busy_timeout)}")
 
 
 def connect_sqlite(
@@ -53,9 +58,8 @@ def connect_sqlite(
     if engine.dialect.name != "sqlite" or not path or path == ":memory:":
         raise ValueError("not a SQLite file store")  # a second connection would not share it
     connection = sqlite3.connect(path, isolation_level=None)
-    for pragma in SQLITE_PRAGMAS:
+    for pragma in _pragmas(busy_timeout):
         connection.execute(pragma)
-    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")  # milliseconds
     return connection
 
 

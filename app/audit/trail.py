@@ -573,16 +573,10 @@ class SqliteAppender:
         if self._connection is None:
             self._connection = connect_sqlite(self._engine, busy_timeout=0)
         connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")  # the write lock, before the head is read
-        try:
+        with _writing(connection):
             head, watermark = _state(connection.execute(STATE_SQL).fetchone())
             rows = self._chain(head, operations)
             connection.executemany(self._insert_sql, rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         return _last_event(rows) - watermark
 
     async def catch_up(self) -> None:
@@ -621,19 +615,27 @@ class SqliteAppender:
 
 def _index_chunk(connection: sqlite3.Connection, chunk: int) -> int:
     """Index up to `chunk` operations in one transaction; returns how many."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _writing(connection):
         (after,) = connection.execute(WATERMARK_READ_SQL).fetchone() or (0,)
         last, count = connection.execute(CHUNK_SQL, {"after": after, "chunk": chunk}).fetchone()
         if count:
             connection.execute(SQLITE_INDEX_SQL, _span(after, last))
             connection.execute(WATERMARK_SQL, {"last": last})
+    return int(count)
+
+
+@contextlib.contextmanager
+def _writing(connection: sqlite3.Connection) -> Iterator[None]:
+    """A transaction holding the file's write lock from its start (before anything is read),
+    committed when the block ends, rolled back when it raises (a failed COMMIT included)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
-    return int(count)
 
 
 class PostgresAppender:
@@ -653,17 +655,10 @@ class PostgresAppender:
 
     async def append(self, operations: list[Pending]) -> int:
         """Commit `operations`; returns how many events now wait to be indexed."""
-        async with self._appends.use() as raw:
-            # One round trip: the simple query protocol takes both statements at once.
-            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")
-            try:
-                head, watermark = _state(await raw.fetchrow(STATE_SQL))
-                rows = self._chain(head, operations)
-                await raw.executemany(self._insert_sql, rows)
-            except BaseException:
-                await raw.execute("ROLLBACK")
-                raise
-            await raw.execute("COMMIT")
+        async with self._appends.locked(APPEND_LOCK) as raw:
+            head, watermark = _state(await raw.fetchrow(STATE_SQL))
+            rows = self._chain(head, operations)
+            await raw.executemany(self._insert_sql, rows)
         return _last_event(rows) - watermark
 
     async def catch_up(self) -> None:
@@ -673,15 +668,8 @@ class PostgresAppender:
 
     async def index(self, chunk: int) -> int:
         """Up to `chunk` operations in one transaction of three round trips; returns how many."""
-        async with self._indexes.use() as raw:
-            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({INDEX_LOCK})")
-            try:
-                indexed = int(await raw.fetchval(PG_INDEX_SQL, chunk))
-            except BaseException:
-                await raw.execute("ROLLBACK")
-                raise
-            await raw.execute("COMMIT")
-            return indexed
+        async with self._indexes.locked(INDEX_LOCK) as raw:
+            return int(await raw.fetchval(PG_INDEX_SQL, chunk))
 
     async def aclose(self) -> None:
         await self._appends.drop()
@@ -689,24 +677,32 @@ class PostgresAppender:
 
 
 class _KeptConnection:
-    """One connection of `engine`'s, kept open between uses; dropped when a use fails (its
-    state is then unknown), so that the next use opens another."""
+    """One connection of `engine`'s, kept open between uses; discarded when a use fails (its
+    state is then unknown: never back to the pool), so that the next use opens another."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._connection: AsyncConnection | None = None
 
     @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[Any]:
-        """The asyncpg connection itself."""
+    async def locked(self, key: int) -> AsyncIterator[Any]:
+        """The asyncpg connection itself, in a transaction holding advisory lock `key`,
+        committed when the block ends. When anything fails the connection is closed for good,
+        which ends the transaction on the server (and releases the lock)."""
         if self._connection is None:
             self._connection = await self._engine.connect()
         try:
             raw = (await self._connection.get_raw_connection()).driver_connection
             assert raw is not None, "a connection just opened"
+            # One round trip: the simple query protocol takes both statements at once.
+            await raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({key})")
             yield raw
+            await raw.execute("COMMIT")
         except BaseException:
-            await self.drop()
+            connection, self._connection = self._connection, None
+            with contextlib.suppress(Exception):  # a broken connection is discarded all the same
+                await connection.invalidate()
+                await connection.close()
             raise
 
     async def drop(self) -> None:

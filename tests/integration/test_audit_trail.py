@@ -267,7 +267,13 @@ async def test_a_lost_postgresql_connection_fails_closed_and_the_next_append_rec
         with pytest.raises(AuditUnavailable):
             await trail.record(*event(3))
         await trail.record(*event(4))  # on a connection of its own again
-        assert [r.event["n"] for r in await every(trail)] == [1, 2, 4]
+        # An append that fails inside its transaction leaves neither it nor the lock behind.
+        await tamper(trail, "ALTER TABLE audit_operations RENAME TO audit_away")
+        with pytest.raises(AuditUnavailable):
+            await trail.record(*event(5))
+        await tamper(trail, "ALTER TABLE audit_away RENAME TO audit_operations")
+        await asyncio.wait_for(trail.record(*event(6)), 10)
+        assert [r.event["n"] for r in await every(trail)] == [1, 2, 4, 6]
         assert (await trail.verify()).ok
     finally:
         await trail.aclose()
